@@ -1,0 +1,42 @@
+/* Authenticators: turn a request's FastCGI parameters into an identity {user, device}.
+ * JWT (SPEC §2) or identity trusted from parameters set by the front web server. */
+#ifndef OVERSYNCD_AUTH_H
+#define OVERSYNCD_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "../config.h"
+
+#define IDENTITY_MAX 256
+
+struct identity {
+    char user[IDENTITY_MAX];     /* JWT sub */
+    char device[IDENTITY_MAX];   /* JWT did */
+};
+
+/* Parameter lookup supplied by the caller (FastCGI params in production, a table in tests). */
+typedef const char *(*auth_param_fn)(void *ud, const char *name);
+
+struct auth_ctx;
+
+/* Built once from the configuration, before the workers fork (key files are read here, while
+ * still privileged). NULL on error with the reason in err. */
+struct auth_ctx *auth_new(const struct config *cfg, char *err, size_t errlen);
+void auth_free(struct auth_ctx *ctx);
+
+/* true and *out filled, or false and a client-safe reason in msg (never echoes the token). */
+bool auth_authenticate(const struct auth_ctx *ctx, auth_param_fn param, void *ud, time_t now,
+                       struct identity *out, char *msg, size_t msglen);
+
+/* The JWT check alone, for a bare token (no "Bearer "). */
+bool auth_jwt_verify(const struct auth_ctx *ctx, const char *token, time_t now,
+                     struct identity *out, char *msg, size_t msglen);
+
+/* A token signed with the configured HMAC secret (first configured HS* algorithm), for
+ * `oversyncd token`. malloc'd; NULL with the reason in err. */
+char *auth_make_token(const struct config *cfg, const char *user, const char *device,
+                      long ttl_seconds, char *err, size_t errlen);
+
+#endif

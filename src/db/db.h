@@ -1,0 +1,34 @@
+/* One libpq connection per worker: connect after the fork, apply session settings, bootstrap the
+ * sidecar, prepare statements once, reconnect by itself with back-off after a loss. */
+#ifndef OVERSYNCD_DB_H
+#define OVERSYNCD_DB_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+#include "../config.h"
+
+/* A statement prepared on every connection. Modules list theirs in db_statements (db.c). */
+struct db_statement {
+    const char *name;
+    const char *sql;
+};
+
+struct db;
+
+struct db *db_new(const struct config *cfg);
+void db_free(struct db *db);
+/* Connected and ready (settings applied, sidecar bootstrapped, statements prepared)? Tries to
+ * (re)connect when the back-off allows; false while PostgreSQL is away. */
+bool db_ensure(struct db *db);
+PGconn *db_conn(struct db *db);
+/* After a failed command: if the connection is gone, drop it so the next db_ensure reconnects.
+ * Returns true when the failure was a lost connection. */
+bool db_check_lost(struct db *db);
+/* Connections (re)established after the first one. */
+unsigned long db_reconnect_count(const struct db *db);
+/* Opens a plain connection with the configured settings (used by the master, --check-config and
+ * tests). NULL with the reason in err. */
+PGconn *db_connect_plain(const struct config *cfg, char *err, size_t errlen);
+
+#endif

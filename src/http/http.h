@@ -1,0 +1,103 @@
+/* The request layer: parameters and body read at the edge (size-limited), routing, JSON answers.
+ * A request is transport-agnostic: FastCGI in production (fcgi.c), an in-memory table in tests. */
+#ifndef OVERSYNCD_HTTP_H
+#define OVERSYNCD_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "../arena.h"
+#include "../auth/auth.h"
+#include "../strbuf.h"
+
+struct http_io {
+    const char *(*param)(void *ud, const char *name);       /* CGI/FastCGI parameter or NULL */
+    ssize_t (*read)(void *ud, char *buf, size_t n);          /* body bytes; 0 at end, <0 error */
+    int (*write)(void *ud, const char *buf, size_t n);       /* 0 ok, <0 error */
+    void *ud;
+};
+
+enum route_id {
+    ROUTE_NONE = 0,
+    ROUTE_SYNC_UPLOAD,
+    ROUTE_SYNC_DOWNLOAD,
+    ROUTE_SYNC_SCHEMA_VERSION,
+    ROUTE_ADMIN_FAILURES,
+    ROUTE_ADMIN_FAILURES_RETRY,
+    ROUTE_HEALTH,
+    ROUTE_READY,
+    ROUTE_METRICS,
+    ROUTE__COUNT
+};
+
+struct request {
+    const struct http_io *io;
+    arena_t *arena;
+    char request_id[17];
+    const char *method;           /* never NULL */
+    const char *path;             /* the path routing looked at, without query */
+    const char *query;            /* never NULL, without '?' */
+    enum route_id route;
+    const char *route_path;       /* canonical route path, "-" when none */
+
+    /* body, read by http_read_body */
+    char *body;
+    size_t body_len;
+
+    /* identity, set by the authenticator */
+    bool authenticated;
+    struct identity identity;
+
+    /* answer, set by http_respond */
+    int status;
+    const char *error_code;
+    bool responded;
+};
+
+/* Route table entry. */
+struct route {
+    enum route_id id;
+    const char *path;       /* e.g. "/sync/upload" */
+    const char *method;     /* "GET" or "POST" */
+    bool needs_auth;
+};
+
+extern const struct route routes[];
+const struct route *route_by_id(enum route_id id);
+const char *route_label(enum route_id id);      /* the path, or "other" for ROUTE_NONE */
+
+enum route_match { ROUTE_MATCHED, ROUTE_NOT_FOUND, ROUTE_WRONG_METHOD };
+
+/* Picks the path out of PATH_INFO / SCRIPT_NAME / DOCUMENT_URI / REQUEST_URI (whichever names a
+ * route, under any mount prefix) and matches method + path. On ROUTE_WRONG_METHOD, *allow gets
+ * the methods the path accepts. *path_out gets the path that was examined (for logs). */
+enum route_match http_route(const struct http_io *io, arena_t *arena, const char *method,
+                            const struct route **out, const char **allow, const char **path_out);
+
+/* Fills method, path, query, route of req; returns the match result. */
+void http_request_init(struct request *req, const struct http_io *io, arena_t *arena);
+
+/* Reads the body: CONTENT_LENGTH when present and not empty, else to end of stream; never more
+ * than max_bytes (+1 to detect the overflow). false with *too_large set, or on a read error. */
+bool http_read_body(struct request *req, long max_bytes, bool *too_large);
+
+/* Query string: value of the first occurrence of name, percent-decoded, or NULL. */
+const char *http_query_param(struct request *req, const char *name);
+
+/* Answers. extra_headers: zero or more complete "Name: value\r\n" lines, or NULL. */
+void http_respond(struct request *req, int status, const char *content_type,
+                  const char *extra_headers, const char *body, size_t len);
+void http_json(struct request *req, int status, const strbuf_t *body);
+void http_json_text(struct request *req, int status, const char *json);
+/* {"error":code,"message":message}; message is formatted. */
+void http_error(struct request *req, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void http_error_headers(struct request *req, int status, const char *code, const char *extra_headers,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+const char *http_status_text(int status);
+
+/* Percent-decode in place semantics: returns a new arena string, NULL on a bad escape. */
+char *http_url_decode(arena_t *arena, const char *s, size_t len);
+
+#endif

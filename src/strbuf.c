@@ -1,0 +1,116 @@
+#include "strbuf.h"
+#include "xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void sb_init(strbuf_t *sb)
+{
+    sb->data = NULL;
+    sb->len = sb->cap = 0;
+}
+
+void sb_free(strbuf_t *sb)
+{
+    free(sb->data);
+    sb_init(sb);
+}
+
+void sb_reset(strbuf_t *sb)
+{
+    sb->len = 0;
+    if (sb->data)
+        sb->data[0] = '\0';
+}
+
+void sb_reserve(strbuf_t *sb, size_t extra)
+{
+    size_t need = sb->len + extra + 1;
+    if (need <= sb->cap)
+        return;
+    size_t cap = sb->cap ? sb->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    sb->data = xrealloc(sb->data, cap);
+    sb->cap = cap;
+}
+
+void sb_append(strbuf_t *sb, const char *s, size_t n)
+{
+    sb_reserve(sb, n);
+    memcpy(sb->data + sb->len, s, n);
+    sb->len += n;
+    sb->data[sb->len] = '\0';
+}
+
+void sb_puts(strbuf_t *sb, const char *s)
+{
+    sb_append(sb, s, strlen(s));
+}
+
+void sb_putc(strbuf_t *sb, char c)
+{
+    sb_reserve(sb, 1);
+    sb->data[sb->len++] = c;
+    sb->data[sb->len] = '\0';
+}
+
+void sb_vprintf(strbuf_t *sb, const char *fmt, va_list ap)
+{
+    va_list cp;
+    va_copy(cp, ap);
+    int n = vsnprintf(NULL, 0, fmt, cp);
+    va_end(cp);
+    if (n <= 0)
+        return;
+    sb_reserve(sb, (size_t)n);
+    vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap);
+    sb->len += (size_t)n;
+}
+
+void sb_printf(strbuf_t *sb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(sb, fmt, ap);
+    va_end(ap);
+}
+
+void sb_json_strn(strbuf_t *sb, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    sb_reserve(sb, n + 2);
+    sb_putc(sb, '"');
+    size_t run = 0; /* bytes copied verbatim in one go */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        sb_append(sb, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"': sb_append(sb, "\\\"", 2); break;
+        case '\\': sb_append(sb, "\\\\", 2); break;
+        case '\n': sb_append(sb, "\\n", 2); break;
+        case '\r': sb_append(sb, "\\r", 2); break;
+        case '\t': sb_append(sb, "\\t", 2); break;
+        default: {
+            char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+            sb_append(sb, u, 6);
+        }
+        }
+    }
+    sb_append(sb, s + run, n - run);
+    sb_putc(sb, '"');
+}
+
+void sb_json_str(strbuf_t *sb, const char *s)
+{
+    sb_json_strn(sb, s ? s : "", s ? strlen(s) : 0);
+}
+
+const char *sb_cstr(strbuf_t *sb)
+{
+    return sb->data ? sb->data : "";
+}

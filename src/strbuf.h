@@ -1,0 +1,30 @@
+/* A growable byte buffer, used to build JSON answers, SQL array literals and log lines. */
+#ifndef OVERSYNCD_STRBUF_H
+#define OVERSYNCD_STRBUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct strbuf {
+    char *data;   /* always NUL-terminated once anything was appended */
+    size_t len;
+    size_t cap;
+} strbuf_t;
+
+#define STRBUF_INIT { NULL, 0, 0 }
+
+void sb_init(strbuf_t *sb);
+void sb_free(strbuf_t *sb);
+void sb_reset(strbuf_t *sb);                 /* keep capacity, empty contents */
+void sb_reserve(strbuf_t *sb, size_t extra);
+void sb_append(strbuf_t *sb, const char *s, size_t n);
+void sb_puts(strbuf_t *sb, const char *s);
+void sb_putc(strbuf_t *sb, char c);
+void sb_printf(strbuf_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_vprintf(strbuf_t *sb, const char *fmt, va_list ap);
+/* Append s as a JSON string literal, quotes included. */
+void sb_json_str(strbuf_t *sb, const char *s);
+void sb_json_strn(strbuf_t *sb, const char *s, size_t n);
+const char *sb_cstr(strbuf_t *sb);           /* "" when empty */
+
+#endif
