@@ -13,7 +13,7 @@ struct migration {
     const char *sql;
 };
 
-/* Generated at build time from sql/migrations/*.sql (src/sql_embedded.c). */
+/* Generated at build time from the files in sql/migrations (src/sql_embedded.c). */
 extern const struct migration sidecar_migrations[];
 extern const int n_sidecar_migrations;
 

@@ -4,6 +4,7 @@
 #define OVERSYNCD_DB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <libpq-fe.h>
 
 #include "../config.h"
@@ -15,6 +16,9 @@ struct db_statement {
 };
 
 struct db;
+
+/* Statements every connection prepares (once, right after connecting). Call before db_ensure. */
+void db_register_statements(const struct db_statement *list, size_t n);
 
 struct db *db_new(const struct config *cfg);
 void db_free(struct db *db);

@@ -1,0 +1,94 @@
+/* Authenticator dispatch and the Authorization header (RFC 6750 §2.1: "Bearer" 1*SP token). */
+#include "auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth_internal.h"
+#include "xalloc.h"
+
+struct auth_ctx *auth_new(const struct config *cfg, char *err, size_t errlen)
+{
+    struct auth_ctx *ctx = xcalloc(1, sizeof *ctx);
+    ctx->mode = cfg->auth_mode;
+
+    bool ok;
+    switch (cfg->auth_mode) {
+    case AUTH_MODE_JWT:
+        ok = auth_jwt_setup(ctx, cfg, err, errlen);
+        break;
+    case AUTH_MODE_TRUSTED_HEADER:
+        ok = auth_trusted_setup(ctx, cfg, err, errlen);
+        break;
+    default:
+        snprintf(err, errlen, "auth: unknown auth_mode %d", (int)cfg->auth_mode);
+        ok = false;
+        break;
+    }
+    if (!ok) {
+        auth_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void auth_free(struct auth_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    auth_jwt_cleanup(ctx);
+    auth_trusted_cleanup(ctx);
+    free(ctx);
+}
+
+/* Extracts the token from an Authorization value, or NULL with the reason in msg. */
+static const char *bearer_token(const char *header, size_t *len, char *msg, size_t msglen)
+{
+    static const char scheme[] = "Bearer";
+    const size_t slen = sizeof scheme - 1;
+
+    if (strncasecmp(header, scheme, slen) != 0 ||
+        (header[slen] != '\0' && header[slen] != ' ')) {
+        snprintf(msg, msglen, "Authorization scheme must be Bearer");
+        return NULL;
+    }
+    const char *tok = header + slen;
+    while (*tok == ' ')
+        tok++;
+    size_t n = strlen(tok);
+    /* Some proxies append whitespace; it can never be part of a JWT. */
+    while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+        n--;
+    if (n == 0) {
+        snprintf(msg, msglen, "missing bearer token");
+        return NULL;
+    }
+    *len = n;
+    return tok;
+}
+
+bool auth_authenticate(const struct auth_ctx *ctx, auth_param_fn param, void *ud, time_t now,
+                       struct identity *out, char *msg, size_t msglen)
+{
+    if (ctx->mode == AUTH_MODE_TRUSTED_HEADER)
+        return auth_trusted_authenticate(ctx, param, ud, out, msg, msglen);
+
+    const char *header = param(ud, "HTTP_AUTHORIZATION");
+    if (!header || !*header) {
+        snprintf(msg, msglen, "missing Authorization header");
+        return false;
+    }
+    size_t len;
+    const char *tok = bearer_token(header, &len, msg, msglen);
+    if (!tok)
+        return false;
+    if (tok[len] == '\0')
+        return auth_jwt_verify(ctx, tok, now, out, msg, msglen);
+
+    char *copy = xstrndup(tok, len);
+    bool ok = auth_jwt_verify(ctx, copy, now, out, msg, msglen);
+    free(copy);
+    return ok;
+}

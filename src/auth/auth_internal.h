@@ -1,0 +1,64 @@
+/* Shared between auth.c (dispatch, Bearer parsing), jwt.c and trusted_header.c; not installed. */
+#ifndef OVERSYNCD_AUTH_INTERNAL_H
+#define OVERSYNCD_AUTH_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+#include "auth.h"
+
+/* The algorithms oversyncd implements; RS384/ES384/... are refused at start-up rather than
+ * silently never matching. */
+enum jwt_alg {
+    JWT_HS256 = 0,
+    JWT_HS384,
+    JWT_HS512,
+    JWT_RS256,
+    JWT_ES256,
+    JWT_N_ALGS
+};
+
+enum jwt_key_type { JWT_KEY_RSA, JWT_KEY_EC_P256 };
+
+struct jwt_pubkey {
+    char *kid;                   /* NULL when the configuration entry had no kid */
+    char *path;                  /* for messages only */
+    enum jwt_key_type type;
+    EVP_PKEY *pkey;
+};
+
+struct auth_ctx {
+    enum auth_mode mode;
+
+    /* jwt: everything is copied out of the configuration so the context outlives a reload. */
+    bool alg_allowed[JWT_N_ALGS];
+    unsigned char *secret;
+    size_t secret_len;
+    struct jwt_pubkey *keys;
+    int n_keys;
+    char *issuer;
+    char *audience;
+    long leeway_s;
+    bool require_exp;
+    size_t max_token_bytes;
+
+    /* trusted_header */
+    char *user_param;
+    char *device_param;
+};
+
+/* Canonical name → algorithm; false for anything oversyncd does not implement. */
+bool jwt_alg_from_name(const char *name, enum jwt_alg *out);
+const char *jwt_alg_name(enum jwt_alg alg);
+
+bool auth_jwt_setup(struct auth_ctx *ctx, const struct config *cfg, char *err, size_t errlen);
+void auth_jwt_cleanup(struct auth_ctx *ctx);
+
+bool auth_trusted_setup(struct auth_ctx *ctx, const struct config *cfg, char *err, size_t errlen);
+void auth_trusted_cleanup(struct auth_ctx *ctx);
+bool auth_trusted_authenticate(const struct auth_ctx *ctx, auth_param_fn param, void *ud,
+                               struct identity *out, char *msg, size_t msglen);
+
+#endif

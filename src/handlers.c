@@ -1,0 +1,269 @@
+#include "app.h"
+#include "log.h"
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void handle_health(struct app *app, struct request *req)
+{
+    http_json_text(req, 200, "{\"status\":\"ok\"}");
+}
+
+static void handle_ready(struct app *app, struct request *req)
+{
+    PGresult *r = PQexec(db_conn(app->db), "SELECT 1");
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    if (ok) {
+        http_json_text(req, 200, "{\"status\":\"ready\"}");
+        return;
+    }
+    db_check_lost(app->db);
+    http_error(req, 503, "database_unavailable", "the database is unreachable");
+}
+
+static void handle_metrics(struct app *app, struct request *req)
+{
+    strbuf_t sb = STRBUF_INIT;
+    metrics_render(&sb);
+    http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, sb.data, sb.len);
+    sb_free(&sb);
+}
+
+static void handle_schema_version(struct app *app, struct request *req)
+{
+    char body[64];
+    snprintf(body, sizeof body, "{\"schema_version\":%ld}", app->cfg->schema_version);
+    http_json_text(req, 200, body);
+}
+
+static void sync_request_init(struct sync_request *rq, struct app *app, struct request *req)
+{
+    rq->cfg = app->cfg;
+    rq->schema = &app->schema;
+    rq->conn = db_conn(app->db);
+    rq->who = &req->identity;
+    rq->arena = req->arena;
+    rq->request_id = req->request_id;
+}
+
+static void sync_failure(struct app *app, struct request *req, enum sync_outcome o, const char *err)
+{
+    switch (o) {
+    case SYNC_BAD_REQUEST:
+        http_error(req, 400, "invalid_request", "%s", err);
+        break;
+    case SYNC_UNAVAILABLE:
+        db_check_lost(app->db);
+        http_error(req, 503, "database_unavailable", "the database is unavailable or busy; retry later");
+        break;
+    default:
+        http_error(req, 500, "internal_error", "internal error (request id %s)", req->request_id);
+        break;
+    }
+}
+
+static double since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void handle_upload(struct app *app, struct request *req)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct sync_request rq;
+    sync_request_init(&rq, app, req);
+    strbuf_t out = STRBUF_INIT;
+    struct upload_counts counts;
+    char err[512];
+    enum sync_outcome o = sync_upload(&rq, req->body, req->body_len, &out, &counts, err, sizeof err);
+    if (o == SYNC_OK) {
+        http_json(req, 200, &out);
+        metrics_upload(since(&t0), counts.applied, counts.conflicts, counts.materialize_errors, counts.invalid);
+    } else {
+        sync_failure(app, req, o, err);
+    }
+    sb_free(&out);
+}
+
+static void handle_download(struct app *app, struct request *req)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct download_params p;
+    char err[512];
+    if (!download_params_parse(http_query_param(req, "after"), http_query_param(req, "limit"),
+                               http_query_param(req, "schema"), http_query_param(req, "include_self"),
+                               http_query_param(req, "until"), &p, err, sizeof err)) {
+        http_error(req, 400, "invalid_request", "%s", err);
+        return;
+    }
+    struct sync_request rq;
+    sync_request_init(&rq, app, req);
+    strbuf_t out = STRBUF_INIT;
+    unsigned long rows = 0;
+    enum sync_outcome o = sync_download(&rq, &p, &out, &rows, err, sizeof err);
+    if (o == SYNC_OK) {
+        http_json(req, 200, &out);
+        metrics_download(since(&t0), rows);
+    } else {
+        sync_failure(app, req, o, err);
+    }
+    sb_free(&out);
+}
+
+/* Which routes need the database before their handler runs. */
+static bool needs_db(enum route_id id)
+{
+    return id != ROUTE_HEALTH && id != ROUTE_METRICS;
+}
+
+static handler_fn handler_for(enum route_id id)
+{
+    switch (id) {
+    case ROUTE_HEALTH: return handle_health;
+    case ROUTE_READY: return handle_ready;
+    case ROUTE_METRICS: return handle_metrics;
+    case ROUTE_SYNC_SCHEMA_VERSION: return handle_schema_version;
+    case ROUTE_SYNC_UPLOAD: return handle_upload;
+    case ROUTE_SYNC_DOWNLOAD: return handle_download;
+    default: return NULL;
+    }
+}
+
+void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *auth)
+{
+    app->cfg = cfg;
+    app->auth = auth;
+    app->db = db_new(cfg);
+    app->arena = arena_new(64 * 1024);
+    sync_schema_init(&app->schema, cfg);
+    db_register_statements(sync_statements, n_sync_statements);
+}
+
+void app_cleanup(struct app *app)
+{
+    db_free(app->db);
+    arena_free(app->arena);
+    sync_schema_free(&app->schema);
+    app->db = NULL;
+    app->arena = NULL;
+}
+
+bool app_db_failed(struct app *app, struct request *req)
+{
+    if (!db_check_lost(app->db))
+        return false;
+    http_error(req, 503, "database_unavailable", "the database connection was lost; retry later");
+    return true;
+}
+
+static double elapsed(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void dispatch(struct app *app, struct request *req)
+{
+    const struct route *route;
+    const char *allow;
+    enum route_match m = http_route(req->io, req->arena, req->method, &route, &allow, &req->path);
+    if (m == ROUTE_NOT_FOUND) {
+        http_error(req, 404, "not_found", "no such endpoint: %s", req->path);
+        return;
+    }
+    if (m == ROUTE_WRONG_METHOD) {
+        char *hdr = arena_printf(req->arena, "Allow: %s\r\n", allow);
+        http_error_headers(req, 405, "method_not_allowed", hdr, "%s is not allowed here; use %s",
+                           req->method, allow);
+        return;
+    }
+    req->route = route->id;
+    req->route_path = route->path;
+    handler_fn handler = handler_for(route->id);
+    if (!handler) {
+        http_error(req, 404, "not_found", "no such endpoint: %s", req->path);
+        return;
+    }
+
+    bool has_body = strcmp(route->method, "POST") == 0;
+    if (has_body) {
+        /* A declared length over the limit is refused before anything else is read. */
+        const char *cl = req->io->param(req->io->ud, "CONTENT_LENGTH");
+        errno = 0;
+        long long declared = cl && *cl ? strtoll(cl, NULL, 10) : 0;
+        if (declared > app->cfg->max_body_bytes || (errno == ERANGE && declared > 0)) {
+            http_error(req, 413, "payload_too_large", "request body of %lld bytes exceeds the limit of %ld bytes",
+                       declared, app->cfg->max_body_bytes);
+            return;
+        }
+    }
+
+    if (route->needs_auth) {
+        char msg[256];
+        if (!auth_authenticate(app->auth, req->io->param, req->io->ud, time(NULL), &req->identity,
+                               msg, sizeof msg)) {
+            http_error_headers(req, 401, "unauthorized", "WWW-Authenticate: Bearer realm=\"oversyncd\"\r\n",
+                               "%s", msg);
+            return;
+        }
+        req->authenticated = true;
+    }
+
+    if (has_body) {
+        bool too_large;
+        if (!http_read_body(req, app->cfg->max_body_bytes, &too_large)) {
+            if (too_large)
+                http_error(req, 413, "payload_too_large", "request body exceeds the limit of %ld bytes",
+                           app->cfg->max_body_bytes);
+            else
+                http_error(req, 400, "invalid_request", "the request body could not be read completely");
+            return;
+        }
+    }
+
+    if (needs_db(route->id) && !db_ensure(app->db)) {
+        http_error(req, 503, "database_unavailable", "the database is unreachable; retry later");
+        return;
+    }
+    handler(app, req);
+}
+
+void app_handle(struct app *app, const struct http_io *io)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    arena_reset(app->arena);
+    struct request req;
+    http_request_init(&req, io, app->arena);
+
+    dispatch(app, &req);
+    if (!req.responded) {
+        log_error("request %s: handler for %s returned without an answer", req.request_id, req.route_path);
+        http_error(&req, 500, "internal_error", "internal error (request id %s)", req.request_id);
+    }
+
+    double secs = elapsed(&t0);
+    metrics_request(req.route, req.status, secs);
+    struct log_request lr = {
+        .request_id = req.request_id,
+        .method = req.method,
+        .path = req.path,
+        .route = req.route_path,
+        .user = req.authenticated ? req.identity.user : NULL,
+        .device = req.authenticated ? req.identity.device : NULL,
+        .status = req.status,
+        .duration_ms = secs * 1000.0,
+        .error = req.error_code,
+    };
+    log_request(&lr);
+}

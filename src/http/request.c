@@ -1,0 +1,364 @@
+#include "http.h"
+#include "../log.h"
+#include "../xalloc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const struct route routes[] = {
+    { ROUTE_SYNC_UPLOAD, "/sync/upload", "POST", true },
+    { ROUTE_SYNC_DOWNLOAD, "/sync/download", "GET", true },
+    { ROUTE_SYNC_SCHEMA_VERSION, "/sync/schema-version", "GET", true },
+    { ROUTE_HEALTH, "/health", "GET", false },
+    { ROUTE_READY, "/ready", "GET", false },
+    { ROUTE_METRICS, "/metrics", "GET", false },
+    { ROUTE_NONE, NULL, NULL, false },
+};
+
+const struct route *route_by_id(enum route_id id)
+{
+    for (const struct route *r = routes; r->path; r++)
+        if (r->id == id)
+            return r;
+    return NULL;
+}
+
+const char *route_label(enum route_id id)
+{
+    const struct route *r = route_by_id(id);
+    return r ? r->path : "other";
+}
+
+static const char *param(const struct http_io *io, const char *name)
+{
+    return io->param(io->ud, name);
+}
+
+/* Does path (len bytes) end with the route path, i.e. is it the route under some mount prefix? */
+static bool ends_with_route(const char *path, size_t len, const char *route)
+{
+    size_t rl = strlen(route);
+    if (len > 1 && path[len - 1] == '/')
+        len--;                       /* "/health/" is "/health" */
+    return len >= rl && memcmp(path + len - rl, route, rl) == 0;
+}
+
+static const char *match_candidate(const char *path, size_t len)
+{
+    for (const struct route *r = routes; r->path; r++)
+        if (ends_with_route(path, len, r->path))
+            return r->path;
+    return NULL;
+}
+
+enum route_match http_route(const struct http_io *io, arena_t *arena, const char *method,
+                            const struct route **out, const char **allow, const char **path_out)
+{
+    const char *script = param(io, "SCRIPT_NAME");
+    const char *info = param(io, "PATH_INFO");
+    const char *doc = param(io, "DOCUMENT_URI");
+    const char *uri = param(io, "REQUEST_URI");
+    const char *cands[5];
+    size_t lens[5];
+    int n = 0;
+
+    /* Web servers split the path differently (lighttpd and nginx fill PATH_INFO depending on the
+     * location, Apache's proxy puts everything in SCRIPT_NAME or REQUEST_URI): look at each form
+     * and take the first that names a route. */
+    if (script || info) {
+        cands[n] = arena_printf(arena, "%s%s", script ? script : "", info ? info : "");
+        lens[n] = strlen(cands[n]);
+        n++;
+    }
+    if (info) {
+        cands[n] = info;
+        lens[n++] = strlen(info);
+    }
+    if (doc) {
+        cands[n] = doc;
+        lens[n++] = strlen(doc);
+    }
+    if (uri) {
+        cands[n] = uri;
+        lens[n++] = strcspn(uri, "?");
+    }
+    if (script) {
+        cands[n] = script;
+        lens[n++] = strlen(script);
+    }
+
+    *out = NULL;
+    *allow = NULL;
+    *path_out = n ? arena_strndup(arena, cands[0], lens[0]) : "/";
+    for (int i = 0; i < n; i++) {
+        const char *rp = match_candidate(cands[i], lens[i]);
+        if (!rp)
+            continue;
+        *path_out = arena_strndup(arena, cands[i], lens[i]);
+        strbuf_t methods = STRBUF_INIT;
+        for (const struct route *r = routes; r->path; r++) {
+            if (strcmp(r->path, rp) != 0)
+                continue;
+            if (strcmp(r->method, method) == 0 ||
+                (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
+                *out = r;
+                sb_free(&methods);
+                return ROUTE_MATCHED;
+            }
+            if (methods.len)
+                sb_puts(&methods, ", ");
+            sb_puts(&methods, r->method);
+        }
+        *allow = arena_strdup(arena, sb_cstr(&methods));
+        sb_free(&methods);
+        return ROUTE_WRONG_METHOD;
+    }
+    return ROUTE_NOT_FOUND;
+}
+
+void http_request_init(struct request *req, const struct http_io *io, arena_t *arena)
+{
+    static unsigned long long counter;
+    static unsigned long long seed;
+    memset(req, 0, sizeof *req);
+    req->io = io;
+    req->arena = arena;
+    if (!seed) {
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (!f || fread(&seed, sizeof seed, 1, f) != 1)
+            seed = (unsigned long long)getpid() * 0x9E3779B97F4A7C15ull;
+        if (f)
+            fclose(f);
+        seed |= 1;
+    }
+    /* splitmix64 of a per-process random seed and a counter: unique ids without a syscall */
+    unsigned long long z = seed + 0x9E3779B97F4A7C15ull * ++counter;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    snprintf(req->request_id, sizeof req->request_id, "%016llx", z);
+
+    const char *m = param(io, "REQUEST_METHOD");
+    req->method = m && *m ? m : "GET";
+    const char *q = param(io, "QUERY_STRING");
+    req->query = q ? q : "";
+    req->route = ROUTE_NONE;
+    req->route_path = "-";
+    req->path = "/";
+}
+
+bool http_read_body(struct request *req, long max_bytes, bool *too_large)
+{
+    *too_large = false;
+    const char *cl = param(req->io, "CONTENT_LENGTH");
+    if (cl && *cl) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(cl, &end, 10);
+        if (errno == ERANGE && n > 0 && !*end && isdigit((unsigned char)cl[0])) {
+            *too_large = true;   /* more digits than any limit */
+            return false;
+        }
+        if (errno || *end || n < 0 || !isdigit((unsigned char)cl[0])) {
+            req->body = arena_strdup(req->arena, "");
+            req->body_len = 0;
+            return false;
+        }
+        if (n > max_bytes) {
+            *too_large = true;
+            return false;
+        }
+        req->body = arena_alloc(req->arena, (size_t)n + 1);
+        size_t got = 0;
+        while (got < (size_t)n) {
+            ssize_t r = req->io->read(req->io->ud, req->body + got, (size_t)n - got);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        req->body[got] = '\0';
+        req->body_len = got;
+        return got == (size_t)n;
+    }
+
+    /* No length (Apache's mod_proxy_fcgi with a chunked body): read to end of stream, stopping
+     * one byte past the limit so an oversized body is refused without buffering all of it. */
+    size_t cap = 16 * 1024, len = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (len == cap) {
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        size_t want = cap - len;
+        if ((long)(len + want) > max_bytes + 1)
+            want = (size_t)(max_bytes + 1) - len;
+        if (want == 0)
+            break;
+        ssize_t r = req->io->read(req->io->ud, buf + len, want);
+        if (r < 0) {
+            free(buf);
+            return false;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    if ((long)len > max_bytes) {
+        free(buf);
+        *too_large = true;
+        return false;
+    }
+    req->body = arena_strndup(req->arena, buf, len);
+    req->body_len = len;
+    free(buf);
+    return true;
+}
+
+static int hexdigit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+char *http_url_decode(arena_t *arena, const char *s, size_t len)
+{
+    char *out = arena_alloc(arena, len + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            out[o++] = ' ';
+        } else if (s[i] == '%') {
+            if (i + 2 >= len)
+                return NULL;
+            int hi = hexdigit((unsigned char)s[i + 1]), lo = hexdigit((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return NULL;
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+const char *http_query_param(struct request *req, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = req->query;
+    while (*p) {
+        size_t seg = strcspn(p, "&");
+        const char *eq = memchr(p, '=', seg);
+        size_t kl = eq ? (size_t)(eq - p) : seg;
+        if (kl == nl && memcmp(p, name, nl) == 0) {
+            if (!eq)
+                return "";
+            const char *v = eq + 1;
+            size_t vl = seg - kl - 1;
+            char *d = http_url_decode(req->arena, v, vl);
+            return d ? d : arena_strndup(req->arena, v, vl);
+        }
+        p += seg;
+        if (*p == '&')
+            p++;
+    }
+    return NULL;
+}
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+void http_respond(struct request *req, int status, const char *content_type,
+                  const char *extra_headers, const char *body, size_t len)
+{
+    if (req->responded) {
+        log_error("request %s: a second answer was attempted and dropped", req->request_id);
+        return;
+    }
+    req->responded = true;
+    req->status = status;
+    strbuf_t out = STRBUF_INIT;
+    sb_reserve(&out, len + 256);
+    sb_printf(&out,
+              "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+              "Cache-Control: no-store\r\nX-Request-Id: %s\r\n",
+              status, http_status_text(status), content_type, len, req->request_id);
+    if (extra_headers)
+        sb_puts(&out, extra_headers);
+    sb_append(&out, "\r\n", 2);
+    if (strcmp(req->method, "HEAD") != 0)
+        sb_append(&out, body, len);
+    if (req->io->write(req->io->ud, out.data, out.len) < 0)
+        log_warn("request %s: the web server went away before the answer was written", req->request_id);
+    sb_free(&out);
+}
+
+void http_json(struct request *req, int status, const strbuf_t *body)
+{
+    http_respond(req, status, "application/json", NULL, body->data ? body->data : "", body->len);
+}
+
+void http_json_text(struct request *req, int status, const char *json)
+{
+    http_respond(req, status, "application/json", NULL, json, strlen(json));
+}
+
+static void error_v(struct request *req, int status, const char *code, const char *headers,
+                    const char *fmt, va_list ap)
+{
+    if (req->responded) {
+        log_error("request %s: a second answer (%s) was attempted and dropped", req->request_id, code);
+        return;
+    }
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    strbuf_t sb = STRBUF_INIT;
+    sb_puts(&sb, "{\"error\":");
+    sb_json_str(&sb, code);
+    sb_puts(&sb, ",\"message\":");
+    sb_json_str(&sb, msg);
+    sb_putc(&sb, '}');
+    req->error_code = code;
+    http_respond(req, status, "application/json", headers, sb.data, sb.len);
+    sb_free(&sb);
+}
+
+void http_error(struct request *req, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_v(req, status, code, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void http_error_headers(struct request *req, int status, const char *code, const char *extra_headers,
+                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_v(req, status, code, extra_headers, fmt, ap);
+    va_end(ap);
+}

@@ -1,0 +1,501 @@
+#include "master.h"
+#include "db/bootstrap.h"
+#include "db/db.h"
+#include "log.h"
+#include "metrics.h"
+#include "xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 256
+#define RESPAWN_MIN_MS 100
+#define RESPAWN_MAX_MS 5000
+#define STOP_GRACE_S 30
+
+bool load_configuration(const struct overrides *ov, struct config *cfg, char *err, size_t errlen)
+{
+    if (!config_load(cfg, ov->config_path, err, errlen))
+        return false;
+    if (ov->listen) {
+        free(cfg->listen);
+        cfg->listen = xstrdup(ov->listen);
+    }
+    if (ov->workers >= 0)
+        cfg->workers = ov->workers;
+    if (!config_validate(cfg, err, errlen)) {
+        config_free(cfg);
+        return false;
+    }
+    return true;
+}
+
+bool stdin_is_listen_socket(void)
+{
+    int type;
+    socklen_t len = sizeof type;
+    if (getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+        return false;
+    int acc;
+    len = sizeof acc;
+    return getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 && acc;
+}
+
+static int open_unix(const struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "listen: socket path too long: %s", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen: socket(): %s", strerror(errno));
+        return -1;
+    }
+    /* A stale socket file left by a crash would make bind fail: remove it, but only if it is a
+     * socket nobody answers on. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        int probe = socket(AF_UNIX, SOCK_STREAM, 0);
+        bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (live) {
+            snprintf(err, errlen, "listen: %s is in use by another process", path);
+            close(fd);
+            return -1;
+        }
+        unlink(path);
+    }
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen: bind %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (chmod(path, (mode_t)cfg->socket_mode) != 0)
+        log_warn("listen: chmod %s: %s", path, strerror(errno));
+    if (geteuid() == 0 && (cfg->user || cfg->group)) {
+        uid_t uid = (uid_t)-1;
+        gid_t gid = (gid_t)-1;
+        struct passwd *pw = cfg->user ? getpwnam(cfg->user) : NULL;
+        struct group *gr = cfg->group ? getgrnam(cfg->group) : NULL;
+        if (pw) {
+            uid = pw->pw_uid;
+            gid = pw->pw_gid;
+        }
+        if (gr)
+            gid = gr->gr_gid;
+        if (chown(path, uid, gid) != 0)
+            log_warn("listen: chown %s: %s", path, strerror(errno));
+    }
+    return fd;
+}
+
+static int open_tcp(const char *spec, char *err, size_t errlen)
+{
+    const char *colon = strrchr(spec, ':');
+    char host[256];
+    size_t hl = (size_t)(colon - spec);
+    if (hl >= sizeof host) {
+        snprintf(err, errlen, "listen: host name too long");
+        return -1;
+    }
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    /* [::1]:9000 */
+    char *h = host;
+    if (h[0] == '[' && hl > 1 && h[hl - 1] == ']') {
+        h[hl - 1] = '\0';
+        h++;
+    }
+    struct addrinfo hints, *res;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int gai = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "listen: %s: %s", spec, gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        snprintf(err, errlen, "listen: bind %s: %s", spec, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+int listen_socket_open(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *spec = cfg->listen;
+    int fd = strncmp(spec, "unix:", 5) == 0 ? open_unix(cfg, spec + 5, err, errlen)
+                                             : open_tcp(spec, err, errlen);
+    if (fd < 0)
+        return -1;
+    if (listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* ------------------------------------------------------------------------------------ master */
+
+struct slot {
+    pid_t pid;                /* 0 = empty */
+    unsigned generation;
+    long started_ms;
+    int quick_crashes;        /* consecutive crashes within a second of starting */
+    long respawn_at_ms;       /* 0 = not waiting */
+};
+
+static volatile sig_atomic_t got_chld, got_term, got_hup, got_alrm;
+
+static void on_signal(int sig)
+{
+    switch (sig) {
+    case SIGCHLD: got_chld = 1; break;
+    case SIGHUP: got_hup = 1; break;
+    case SIGALRM: got_alrm = 1; break;
+    default: got_term = 1; break;
+    }
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+struct master {
+    int listen_fd;
+    const struct overrides *ov;
+    struct config *cfg;
+    struct auth_ctx *auth;
+    unsigned generation;
+    int nworkers;
+    struct slot slots[MAX_WORKERS];     /* current generation */
+    pid_t old[MAX_WORKERS * 4];         /* previous generations still finishing */
+    int nold;
+    sigset_t waitmask;
+};
+
+static int worker_count(const struct config *cfg)
+{
+    if (cfg->workers > 0)
+        return cfg->workers > MAX_WORKERS ? MAX_WORKERS : cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n > MAX_WORKERS ? MAX_WORKERS : n) : 2;
+}
+
+static void spawn(struct master *m, struct slot *s)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork: %s; retrying", strerror(errno));
+        s->respawn_at_ms = now_ms() + RESPAWN_MIN_MS;
+        return;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_DFL;
+        sigaction(SIGCHLD, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        sigaction(SIGALRM, &sa, NULL);
+        log_set_role("worker");
+        char err[256];
+        if (!drop_privileges(m->cfg, err, sizeof err)) {
+            log_error("%s", err);
+            _exit(2);
+        }
+        _exit(worker_run(m->listen_fd, m->cfg, m->auth));
+    }
+    s->pid = pid;
+    s->generation = m->generation;
+    s->started_ms = now_ms();
+    s->respawn_at_ms = 0;
+}
+
+static void reap(struct master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        bool found = false;
+        for (int i = 0; i < m->nold; i++)
+            if (m->old[i] == pid) {
+                m->old[i] = m->old[--m->nold];
+                found = true;
+                break;
+            }
+        if (found)
+            continue;
+        for (int i = 0; i < m->nworkers; i++) {
+            struct slot *s = &m->slots[i];
+            if (s->pid != pid)
+                continue;
+            s->pid = 0;
+            bool planned = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            if (planned) {
+                s->quick_crashes = 0;
+                s->respawn_at_ms = now_ms();
+                break;
+            }
+            metrics_worker_restart();
+            long lived = now_ms() - s->started_ms;
+            s->quick_crashes = lived < 1000 ? s->quick_crashes + 1 : 0;
+            long delay = 0;
+            if (s->quick_crashes) {
+                delay = RESPAWN_MIN_MS << (s->quick_crashes > 6 ? 6 : s->quick_crashes - 1);
+                if (delay > RESPAWN_MAX_MS)
+                    delay = RESPAWN_MAX_MS;
+            }
+            if (WIFSIGNALED(status))
+                log_warn("worker %d killed by signal %d; restarting in %ld ms", (int)pid,
+                         WTERMSIG(status), delay);
+            else
+                log_warn("worker %d exited with status %d; restarting in %ld ms", (int)pid,
+                         WEXITSTATUS(status), delay);
+            s->respawn_at_ms = now_ms() + delay;
+            break;
+        }
+    }
+}
+
+static void schedule_respawns(struct master *m)
+{
+    long now = now_ms(), next = 0;
+    for (int i = 0; i < m->nworkers; i++) {
+        struct slot *s = &m->slots[i];
+        if (s->pid || !s->respawn_at_ms)
+            continue;
+        if (s->respawn_at_ms <= now)
+            spawn(m, s);
+        if (!s->pid && s->respawn_at_ms && (next == 0 || s->respawn_at_ms < next))
+            next = s->respawn_at_ms;
+    }
+    if (next) {
+        long wait = next - now;
+        if (wait < 1)
+            wait = 1;
+        struct itimerval it = { { 0, 0 }, { wait / 1000, (wait % 1000) * 1000 } };
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
+}
+
+/* Brings the sidecar up to date once at start-up so that a broken migration shows at once;
+ * workers repeat the (cheap) check on every connect, so a database that is down now is fine. */
+static void bootstrap_early(const struct config *cfg)
+{
+    char err[512];
+    PGconn *c = db_connect_plain(cfg, err, sizeof err);
+    if (!c) {
+        log_warn("database not reachable at start-up (workers keep trying): %s", err);
+        return;
+    }
+    int applied = 0;
+    if (!bootstrap_sidecar(c, &applied, err, sizeof err))
+        log_error("sidecar bootstrap failed: %s", err);
+    else if (applied)
+        log_info("sidecar schema: applied %d migration(s)", applied);
+    PQfinish(c);
+}
+
+static void reload(struct master *m)
+{
+    struct config fresh;
+    char err[512];
+    log_info("SIGHUP: reloading %s", m->ov->config_path ? m->ov->config_path : "(defaults)");
+    if (!load_configuration(m->ov, &fresh, err, sizeof err)) {
+        log_error("reload refused, keeping the running configuration: %s", err);
+        return;
+    }
+    struct auth_ctx *auth = auth_new(&fresh, err, sizeof err);
+    if (!auth) {
+        log_error("reload refused, keeping the running configuration: %s", err);
+        config_free(&fresh);
+        return;
+    }
+    const char *fixed[][3] = {
+        { "listen", m->cfg->listen, fresh.listen },
+        { "user", m->cfg->user, fresh.user },
+        { "group", m->cfg->group, fresh.group },
+        { "pid_file", m->cfg->pid_file, fresh.pid_file },
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        const char *a = fixed[i][1], *b = fixed[i][2];
+        if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
+            log_warn("[server] %s changed; it takes effect only after a restart", fixed[i][0]);
+    }
+    if (fresh.socket_mode != m->cfg->socket_mode)
+        log_warn("[server] socket_mode changed; it takes effect only after a restart");
+    free(fresh.listen);
+    fresh.listen = m->cfg->listen ? xstrdup(m->cfg->listen) : NULL;
+
+    /* New workers first, then the old ones are asked to finish what they are doing and leave:
+     * the socket never stops being served. */
+    struct slot previous[MAX_WORKERS];
+    int nprevious = m->nworkers;
+    memcpy(previous, m->slots, sizeof previous);
+    config_free(m->cfg);
+    *m->cfg = fresh;
+    auth_free(m->auth);
+    m->auth = auth;
+    log_setup(m->cfg->log_level, m->cfg->log_format);
+    bootstrap_early(m->cfg);
+    m->generation++;
+    m->nworkers = worker_count(m->cfg);
+    memset(m->slots, 0, sizeof m->slots);
+    for (int i = 0; i < m->nworkers; i++)
+        spawn(m, &m->slots[i]);
+    for (int i = 0; i < nprevious; i++)
+        if (previous[i].pid && m->nold < (int)(sizeof m->old / sizeof m->old[0])) {
+            kill(previous[i].pid, SIGTERM);
+            m->old[m->nold++] = previous[i].pid;
+        }
+    log_info("reload complete: %d worker(s), generation %u", m->nworkers, m->generation);
+}
+
+static void stop_all(struct master *m)
+{
+    for (int i = 0; i < m->nworkers; i++)
+        if (m->slots[i].pid)
+            kill(m->slots[i].pid, SIGTERM);
+    for (int i = 0; i < m->nold; i++)
+        kill(m->old[i], SIGTERM);
+    long deadline = now_ms() + STOP_GRACE_S * 1000L;
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid < 0 && errno == ECHILD)
+            break;
+        if (pid > 0)
+            continue;
+        if (now_ms() > deadline) {
+            log_warn("workers still busy after %d s; killing them", STOP_GRACE_S);
+            for (int i = 0; i < m->nworkers; i++)
+                if (m->slots[i].pid)
+                    kill(m->slots[i].pid, SIGKILL);
+            for (int i = 0; i < m->nold; i++)
+                kill(m->old[i], SIGKILL);
+            deadline = now_ms() + 5000;
+        }
+        struct timespec ts = { 0, 20 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void write_pid_file(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        log_warn("pid_file %s: %s", path, strerror(errno));
+        return;
+    }
+    fprintf(f, "%d\n", (int)getpid());
+    fclose(f);
+}
+
+int master_run(int listen_fd, const struct overrides *ov, struct config *cfg, struct auth_ctx *auth)
+{
+    struct master *m = xcalloc(1, sizeof *m);
+    m->listen_fd = listen_fd;
+    m->ov = ov;
+    m->cfg = cfg;
+    m->auth = auth;
+    m->generation = 1;
+
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGCHLD);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGQUIT);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGALRM);
+    sigprocmask(SIG_BLOCK, &block, &m->waitmask);
+    for (int s = 1; s < _NSIG; s++)
+        if (sigismember(&block, s) == 1)
+            sigdelset(&m->waitmask, s);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int s = 1; s < _NSIG; s++)
+        if (sigismember(&block, s) == 1)
+            sigaction(s, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_set_role("master");
+    if (cfg->pid_file)
+        write_pid_file(cfg->pid_file);
+    bootstrap_early(cfg);
+
+    m->nworkers = worker_count(cfg);
+    for (int i = 0; i < m->nworkers; i++)
+        spawn(m, &m->slots[i]);
+    log_info("oversyncd %s: serving %s with %d worker(s)", PACKAGE_VERSION,
+             cfg->listen ? cfg->listen : "fd 0", m->nworkers);
+
+    while (!got_term) {
+        sigsuspend(&m->waitmask);
+        if (got_chld) {
+            got_chld = 0;
+            reap(m);
+        }
+        if (got_term)
+            break;
+        if (got_hup) {
+            got_hup = 0;
+            reload(m);
+        }
+        got_alrm = 0;
+        schedule_respawns(m);
+    }
+
+    log_info("shutting down: waiting for in-flight requests");
+    stop_all(m);
+    if (m->cfg->pid_file)
+        unlink(m->cfg->pid_file);
+    if (m->cfg->listen && strncmp(m->cfg->listen, "unix:", 5) == 0)
+        unlink(m->cfg->listen + 5);
+    log_info("stopped");
+    free(m);
+    return 0;
+}

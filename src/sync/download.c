@@ -1,0 +1,154 @@
+/* GET /sync/download (SPEC §5): one indexed range scan on (user_id, server_id) per page. */
+#include "sync.h"
+#include "../log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool parse_count(const char *s, long long max, long long *out)
+{
+    if (!*s)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    errno = 0;
+    long long v = strtoll(s, NULL, 10);
+    if (errno == ERANGE || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool download_params_parse(const char *after, const char *limit, const char *schema,
+                           const char *include_self, const char *until, struct download_params *p,
+                           char *err, size_t errlen)
+{
+    p->after = 0;
+    p->limit = 100;
+    p->schema = NULL;
+    p->include_self = false;
+    p->until = 0;
+    if (after && !parse_count(after, INT64_MAX, &p->after)) {
+        snprintf(err, errlen, "after must be an integer >= 0");
+        return false;
+    }
+    if (limit) {
+        long long l;
+        if (!parse_count(limit, 1000000, &l) || l < 1 || l > 1000) {
+            snprintf(err, errlen, "limit must be an integer from 1 to 1000");
+            return false;
+        }
+        p->limit = (int)l;
+    }
+    if (schema) {
+        if (!sync_name_ok(schema)) {
+            snprintf(err, errlen, "schema must match ^[a-z0-9_]+$");
+            return false;
+        }
+        p->schema = schema;
+    }
+    p->include_self = include_self && strcmp(include_self, "true") == 0;
+    if (until && !parse_count(until, INT64_MAX, &p->until)) {
+        snprintf(err, errlen, "until must be an integer >= 0");
+        return false;
+    }
+    return true;
+}
+
+static enum sync_outcome failed(const struct sync_request *rq, const PGresult *res, char *err, size_t errlen)
+{
+    enum sync_outcome o = sync_classify_pg_error(rq->conn, res);
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(rq->conn);
+    snprintf(err, errlen, "download: %s", msg && *msg ? msg : "connection lost");
+    size_t l = strlen(err);
+    while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
+        err[--l] = '\0';
+    log_error("request %s: %s", rq->request_id, err);
+    return o;
+}
+
+enum sync_outcome sync_download(const struct sync_request *rq, const struct download_params *p,
+                                strbuf_t *out, unsigned long *nrows, char *err, size_t errlen)
+{
+    char after[24], until[24], limit[16];
+    snprintf(after, sizeof after, "%lld", p->after);
+    snprintf(limit, sizeof limit, "%d", p->limit + 1);   /* one more tells whether there is more */
+    const char *user[1] = { rq->who->user };
+
+    /* The window's upper end and the page come from one snapshot only when until is given; with
+     * until = 0 the end is read first, and the page is bounded by it, so rows committed in
+     * between wait for the next window. */
+    long long window = p->until;
+    if (window == 0) {
+        PGresult *r = PQexecPrepared(rq->conn, "sync_highest", 1, user, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            enum sync_outcome o = failed(rq, r, err, errlen);
+            PQclear(r);
+            return o;
+        }
+        window = atoll(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    snprintf(until, sizeof until, "%lld", window);
+
+    PGresult *r = NULL;
+    if (window > p->after) {
+        const char *vals[7] = { rq->who->user, after, until, p->include_self ? "t" : "f",
+                                rq->who->device, limit, p->schema };
+        r = PQexecPrepared(rq->conn, p->schema ? "sync_download_schema" : "sync_download_all",
+                           p->schema ? 7 : 6, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            enum sync_outcome o = failed(rq, r, err, errlen);
+            PQclear(r);
+            return o;
+        }
+    }
+
+    int n = r ? PQntuples(r) : 0;
+    bool more = n > p->limit;
+    if (more)
+        n = p->limit;
+    sb_reserve(out, (size_t)n * 256 + 128);
+    sb_puts(out, "{\"changes\":[");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            sb_putc(out, ',');
+        sb_puts(out, "{\"server_id\":");
+        sb_puts(out, PQgetvalue(r, i, 0));
+        sb_puts(out, ",\"schema\":");
+        sb_json_str(out, PQgetvalue(r, i, 1));
+        sb_puts(out, ",\"table\":");
+        sb_json_str(out, PQgetvalue(r, i, 2));
+        sb_puts(out, ",\"op\":");
+        sb_json_str(out, PQgetvalue(r, i, 3));
+        sb_puts(out, ",\"pk\":\"");
+        sb_puts(out, PQgetvalue(r, i, 4));
+        sb_puts(out, "\",\"payload\":");
+        if (PQgetisnull(r, i, 5))
+            sb_puts(out, "null");
+        else
+            sb_append(out, PQgetvalue(r, i, 5), (size_t)PQgetlength(r, i, 5));
+        sb_puts(out, ",\"server_version\":");
+        sb_puts(out, PQgetvalue(r, i, 6));
+        sb_puts(out, ",\"deleted\":");
+        sb_puts(out, PQgetvalue(r, i, 7)[0] == 't' ? "true" : "false");
+        sb_puts(out, ",\"source_id\":");
+        sb_json_str(out, PQgetvalue(r, i, 8));
+        sb_puts(out, ",\"source_change_id\":");
+        sb_puts(out, PQgetvalue(r, i, 9));
+        sb_puts(out, ",\"ts\":\"");
+        sb_puts(out, PQgetvalue(r, i, 10));
+        sb_puts(out, "\"}");
+    }
+    const char *next = n ? PQgetvalue(r, n - 1, 0) : after;
+    sb_printf(out, "],\"has_more\":%s,\"next_after\":%s,\"window_until\":%lld}", more ? "true" : "false",
+              next, window);
+    PQclear(r);
+    *nrows = (unsigned long)n;
+    return SYNC_OK;
+}

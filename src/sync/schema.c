@@ -1,0 +1,49 @@
+#include "sync.h"
+#include "../xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int by_name(const void *a, const void *b)
+{
+    const struct sync_table *x = a, *y = b;
+    int c = strcmp(x->schema, y->schema);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+void sync_schema_init(struct sync_schema *s, const struct config *cfg)
+{
+    s->n_tables = cfg->n_tables;
+    s->tables = xcalloc((size_t)(cfg->n_tables ? cfg->n_tables : 1), sizeof *s->tables);
+    for (int i = 0; i < cfg->n_tables; i++) {
+        s->tables[i].schema = cfg->tables[i].schema;
+        s->tables[i].name = cfg->tables[i].name;
+        s->tables[i].conf = &cfg->tables[i];
+    }
+    qsort(s->tables, (size_t)s->n_tables, sizeof *s->tables, by_name);
+    for (int i = 0; i < s->n_tables; i++)
+        s->tables[i].rank = i;
+}
+
+void sync_schema_free(struct sync_schema *s)
+{
+    free(s->tables);
+    s->tables = NULL;
+    s->n_tables = 0;
+}
+
+const struct sync_table *sync_schema_find(const struct sync_schema *s, const char *schema, const char *name)
+{
+    struct sync_table key = { .schema = schema, .name = name };
+    return bsearch(&key, s->tables, (size_t)s->n_tables, sizeof *s->tables, by_name);
+}
+
+bool sync_name_ok(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}

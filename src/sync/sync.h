@@ -1,0 +1,86 @@
+/* The sync core: upload and download exactly as SPEC §4, §5 and §8. It sees a libpq connection,
+ * the configuration and the caller's identity; never FastCGI. */
+#ifndef OVERSYNCD_SYNC_H
+#define OVERSYNCD_SYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libpq-fe.h>
+
+#include "../arena.h"
+#include "../auth/auth.h"
+#include "../config.h"
+#include "../db/db.h"
+#include "../metrics.h"
+#include "../strbuf.h"
+
+/* Registered tables with their apply rank (parents before children). */
+struct sync_table {
+    const char *schema;
+    const char *name;
+    const struct table_conf *conf;
+    int rank;                     /* position in the deterministic apply order */
+};
+
+struct sync_schema {
+    struct sync_table *tables;    /* sorted by schema, name */
+    int n_tables;
+};
+
+/* Builds the registry from the configuration (name order; the FK topology refines the ranks). */
+void sync_schema_init(struct sync_schema *s, const struct config *cfg);
+void sync_schema_free(struct sync_schema *s);
+const struct sync_table *sync_schema_find(const struct sync_schema *s, const char *schema, const char *name);
+
+/* Statements the sync core prepares on every connection. */
+extern const struct db_statement sync_statements[];
+extern const size_t n_sync_statements;
+
+enum sync_outcome {
+    SYNC_OK,                 /* *out holds the 200 answer */
+    SYNC_BAD_REQUEST,        /* 400 invalid_request; err says why; nothing written */
+    SYNC_UNAVAILABLE,        /* 503: connection lost, lock or statement timeout; nothing written */
+    SYNC_FAILED,             /* 500: unexpected database error; logged; nothing written */
+};
+
+struct sync_request {
+    const struct config *cfg;
+    const struct sync_schema *schema;
+    PGconn *conn;
+    const struct identity *who;
+    arena_t *arena;
+    const char *request_id;
+};
+
+struct upload_counts {
+    unsigned long applied;
+    unsigned long conflicts;
+    unsigned long materialize_errors;
+    unsigned long invalid[INVALID__COUNT];
+};
+
+enum sync_outcome sync_upload(const struct sync_request *rq, const char *body, size_t len,
+                              strbuf_t *out, struct upload_counts *counts, char *err, size_t errlen);
+
+struct download_params {
+    long long after;
+    int limit;
+    const char *schema;        /* NULL = all */
+    bool include_self;
+    long long until;           /* 0 = now */
+};
+
+/* Validates the query parameters (SPEC §5); false with the message for a 400. */
+bool download_params_parse(const char *after, const char *limit, const char *schema,
+                           const char *include_self, const char *until, struct download_params *p,
+                           char *err, size_t errlen);
+
+enum sync_outcome sync_download(const struct sync_request *rq, const struct download_params *p,
+                                strbuf_t *out, unsigned long *rows, char *err, size_t errlen);
+
+/* Error classification shared by upload and download. */
+enum sync_outcome sync_classify_pg_error(PGconn *conn, const PGresult *res);
+
+bool sync_name_ok(const char *s);   /* ^[a-z0-9_]+$ */
+
+#endif

@@ -1,0 +1,922 @@
+/* POST /sync/upload (SPEC §4).
+ *
+ * Two round trips per upload, whatever its size:
+ *   1. BEGIN; per-user advisory lock; which scids are already in the log; the current version of
+ *      every row the batch touches; the user's highest server_id.
+ *   2. one statement whose data-modifying CTEs write the log rows (in apply order), the final
+ *      meta row and after-image of every touched row; COMMIT.
+ * Between them the batch is classified in C (idempotency, version gate, chains of changes to one
+ * row inside the batch). That is sound because every writer of a user's rows holds the user's
+ * lock, which also makes each user's server_ids commit in ascending order (SPEC §8.3). */
+#include "json_scan.h"
+#include "pipeline.h"
+#include "sync.h"
+#include "../log.h"
+#include "../uuid.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum op { OP_INSERT, OP_UPDATE, OP_DELETE };
+enum status { ST_PENDING, ST_APPLIED, ST_IDEMPOTENT, ST_CONFLICT, ST_INVALID, ST_MATERIALIZE_ERROR };
+
+struct change {
+    long long scid;
+    const char *schema;
+    const char *table;
+    const char *op_text;
+    enum op op;
+    const char *pk_raw;
+    char pk[UUID_STR_LEN + 1];
+    long long sv;
+    bool has_payload;               /* the key was present (its value may be null) */
+    struct json_span payload;
+    const struct sync_table *tbl;
+    int key;                        /* row key index, -1 until validated */
+
+    enum status status;
+    enum metric_invalid_reason reason;
+    const char *message;
+    const char *details;            /* JSON object text of invalid.details */
+    long long new_version;
+
+    /* the row as the server had it when this change was refused (conflict) */
+    long long row_version;
+    bool row_deleted;
+    int row_image;                  /* change holding the after-image, -1 = database, -2 = none */
+
+    bool logged;                    /* writes a log row */
+    bool final;                     /* last log row of its key in this batch */
+};
+
+struct rowkey {
+    const char *schema;
+    const char *table;
+    const char *pk;
+    long long version;
+    bool deleted;
+    bool exists;
+    int image;                      /* change holding the after-image, -1 = database */
+    char *db_payload;               /* fetched for conflicts only */
+};
+
+struct batch {
+    const struct sync_request *rq;
+    struct change *changes;
+    int n;
+    struct rowkey *keys;
+    int nkeys;
+    int *key_slots;                 /* open addressing over keys */
+    size_t key_cap;
+    long long *scid_slots;          /* open addressing set of consumed scids */
+    bool *scid_used;
+    size_t scid_cap;
+    int *order;                     /* apply order: indexes into changes */
+    int norder;
+};
+
+/* ------------------------------------------------------------------------------ parsing */
+
+static bool bad_request(char *err, size_t errlen, const char *fmt, int i, const char *field)
+{
+    snprintf(err, errlen, fmt, i, field);
+    return false;
+}
+
+static bool opt_string(struct batch *b, const struct json_span *v, const char **out, int i,
+                       const char *field, char *err, size_t errlen)
+{
+    if (v->type == JSON_NULL) {
+        *out = "";
+        return true;
+    }
+    if (v->type != JSON_STRING)
+        return bad_request(err, errlen, "changes[%d].%s must be a string", i, field);
+    *out = json_string_dup(b->rq->arena, v);
+    return true;
+}
+
+static bool parse_change(struct batch *b, const struct json_span *obj, int i, char *err, size_t errlen)
+{
+    struct change *c = &b->changes[i];
+    memset(c, 0, sizeof *c);
+    c->schema = c->table = c->op_text = "";
+    c->pk_raw = NULL;
+    c->key = -1;
+    c->row_image = -2;
+    if (obj->type != JSON_OBJECT)
+        return bad_request(err, errlen, "changes[%d] must be an object%s", i, "");
+    bool have_scid = false;
+    struct json_iter it;
+    struct json_span k, v;
+    json_iter_init(&it, obj);
+    while (json_iter_member(&it, &k, &v)) {
+        if (json_string_eq(&k, "source_change_id")) {
+            if (v.type == JSON_NULL) {
+                have_scid = false;
+            } else if (!json_int64(&v, &c->scid)) {
+                return bad_request(err, errlen, "changes[%d].%s must be an integer", i, "source_change_id");
+            } else {
+                have_scid = true;
+            }
+        } else if (json_string_eq(&k, "schema")) {
+            if (!opt_string(b, &v, &c->schema, i, "schema", err, errlen))
+                return false;
+        } else if (json_string_eq(&k, "table")) {
+            if (!opt_string(b, &v, &c->table, i, "table", err, errlen))
+                return false;
+        } else if (json_string_eq(&k, "op")) {
+            if (!opt_string(b, &v, &c->op_text, i, "op", err, errlen))
+                return false;
+        } else if (json_string_eq(&k, "pk")) {
+            if (v.type == JSON_NULL)
+                c->pk_raw = NULL;
+            else if (v.type != JSON_STRING)
+                return bad_request(err, errlen, "changes[%d].%s must be a string", i, "pk");
+            else
+                c->pk_raw = json_string_dup(b->rq->arena, &v);
+        } else if (json_string_eq(&k, "server_version")) {
+            if (v.type == JSON_NULL)
+                c->sv = 0;
+            else if (!json_int64(&v, &c->sv))
+                return bad_request(err, errlen, "changes[%d].%s must be an integer", i, "server_version");
+        } else if (json_string_eq(&k, "payload")) {
+            c->has_payload = true;
+            c->payload = v;
+        }
+    }
+    if (!have_scid)
+        return bad_request(err, errlen, "changes[%d].%s is required", i, "source_change_id");
+    return true;
+}
+
+static bool parse_body(struct batch *b, const char *body, size_t len, char *err, size_t errlen)
+{
+    struct json_span root;
+    if (!json_validate(body, len, &root, err, errlen))
+        return false;
+    if (root.type != JSON_OBJECT) {
+        snprintf(err, errlen, "the request body must be a JSON object");
+        return false;
+    }
+    struct json_span changes = { .type = JSON_NULL };
+    struct json_iter it;
+    struct json_span k, v;
+    json_iter_init(&it, &root);
+    while (json_iter_member(&it, &k, &v)) {
+        if (json_string_eq(&k, "last_server_seq_seen")) {
+            long long ignored;
+            if (v.type != JSON_NULL && !json_int64(&v, &ignored)) {
+                snprintf(err, errlen, "last_server_seq_seen must be an integer");
+                return false;
+            }
+        } else if (json_string_eq(&k, "changes")) {
+            changes = v;
+        }
+    }
+    if (changes.type == JSON_NULL) {
+        b->n = 0;
+        return true;
+    }
+    if (changes.type != JSON_ARRAY) {
+        snprintf(err, errlen, "changes must be an array");
+        return false;
+    }
+    int n = 0;
+    json_iter_init(&it, &changes);
+    while (json_iter_element(&it, &v))
+        n++;
+    b->changes = arena_calloc(b->rq->arena, (size_t)(n ? n : 1), sizeof *b->changes);
+    b->n = n;
+    json_iter_init(&it, &changes);
+    for (int i = 0; i < n && json_iter_element(&it, &v); i++)
+        if (!parse_change(b, &v, i, err, errlen))
+            return false;
+    return true;
+}
+
+/* -------------------------------------------------------------------------- validation */
+
+static char *trim_case(arena_t *a, const char *s, bool upper)
+{
+    while (*s && isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    char *o = arena_strndup(a, s, n);
+    for (char *p = o; *p; p++)
+        *p = (char)(upper ? toupper((unsigned char)*p) : tolower((unsigned char)*p));
+    return o;
+}
+
+static void invalid(struct batch *b, struct change *c, enum metric_invalid_reason reason,
+                    const char *message, const char *details)
+{
+    c->status = ST_INVALID;
+    c->reason = reason;
+    c->message = message;
+    c->details = details;
+}
+
+static void bad_payload(struct batch *b, struct change *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void bad_payload(struct batch *b, struct change *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = arena_vprintf(b->rq->arena, fmt, ap);
+    va_end(ap);
+    strbuf_t d = STRBUF_INIT;
+    sb_puts(&d, "{\"error\":");
+    sb_json_str(&d, msg);
+    sb_putc(&d, '}');
+    invalid(b, c, INVALID_BAD_PAYLOAD, msg, arena_strdup(b->rq->arena, d.data));
+    sb_free(&d);
+}
+
+static bool top_level_key(const struct json_span *obj, const char *name)
+{
+    struct json_iter it;
+    struct json_span k, v;
+    json_iter_init(&it, obj);
+    while (json_iter_member(&it, &k, &v))
+        if (json_string_eq(&k, name))
+            return true;
+    return false;
+}
+
+/* SPEC §4.1: normalise, then the nine rules in order; the first failure wins. */
+static void validate(struct batch *b, struct change *c)
+{
+    arena_t *a = b->rq->arena;
+    c->schema = trim_case(a, c->schema, false);
+    if (!*c->schema)
+        c->schema = "public";
+    c->table = trim_case(a, c->table, false);
+    c->op_text = trim_case(a, c->op_text, true);
+    if (c->pk_raw && uuid_canonical(c->pk_raw, strlen(c->pk_raw), c->pk))
+        c->pk_raw = c->pk;
+
+    if (!sync_name_ok(c->schema))
+        return bad_payload(b, c, "invalid schema name \"%s\": it must match ^[a-z0-9_]+$", c->schema);
+    if (!sync_name_ok(c->table))
+        return bad_payload(b, c, "invalid table name \"%s\": it must match ^[a-z0-9_]+$", c->table);
+    c->tbl = sync_schema_find(b->rq->schema, c->schema, c->table);
+    if (!c->tbl) {
+        strbuf_t d = STRBUF_INIT;
+        sb_puts(&d, "{\"schema\":");
+        sb_json_str(&d, c->schema);
+        sb_puts(&d, ",\"table\":");
+        sb_json_str(&d, c->table);
+        sb_putc(&d, '}');
+        invalid(b, c, INVALID_UNREGISTERED_TABLE,
+                arena_printf(a, "table %s.%s is not registered for sync", c->schema, c->table),
+                arena_strdup(a, d.data));
+        sb_free(&d);
+        return;
+    }
+    if (strcmp(c->op_text, "INSERT") == 0)
+        c->op = OP_INSERT;
+    else if (strcmp(c->op_text, "UPDATE") == 0)
+        c->op = OP_UPDATE;
+    else if (strcmp(c->op_text, "DELETE") == 0)
+        c->op = OP_DELETE;
+    else
+        return bad_payload(b, c, "invalid op \"%s\": it must be INSERT, UPDATE or DELETE", c->op_text);
+    if (c->pk_raw != c->pk)
+        return bad_payload(b, c, "pk %s%s%s is not a UUID", c->pk_raw ? "\"" : "",
+                           c->pk_raw ? c->pk_raw : "(missing)", c->pk_raw ? "\"" : "");
+    if (c->op != OP_DELETE) {
+        if (!c->has_payload || c->payload.type != JSON_OBJECT)
+            return bad_payload(b, c, "payload must be a JSON object for %s", c->op_text);
+        if (c->payload.pg_unsafe)
+            return bad_payload(b, c, "payload holds a value PostgreSQL cannot store (\\u0000, an unpaired "
+                                     "surrogate or a number out of range)");
+        if ((long)c->payload.len > b->rq->cfg->max_payload_bytes)
+            return bad_payload(b, c, "payload is %zu bytes; the limit is %ld bytes", c->payload.len,
+                               b->rq->cfg->max_payload_bytes);
+        if (top_level_key(&c->payload, "server_version"))
+            return bad_payload(b, c, "payload must not contain the key \"server_version\"");
+        if (top_level_key(&c->payload, "deleted"))
+            return bad_payload(b, c, "payload must not contain the key \"deleted\"");
+    } else if (c->has_payload && c->payload.type != JSON_NULL) {
+        return bad_payload(b, c, "payload must be absent or null for DELETE");
+    }
+}
+
+/* ----------------------------------------------------------------------- keys and sets */
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (h ^ 0xff) * 0x100000001b3ull;
+}
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t c = 16;
+    while (c < n)
+        c <<= 1;
+    return c;
+}
+
+static int key_of(struct batch *b, struct change *c)
+{
+    uint64_t h = hash_str(hash_str(hash_str(0xcbf29ce484222325ull, c->schema), c->table), c->pk);
+    size_t mask = b->key_cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        int k = b->key_slots[i];
+        if (k < 0) {
+            k = b->nkeys++;
+            b->key_slots[i] = k;
+            struct rowkey *r = &b->keys[k];
+            memset(r, 0, sizeof *r);
+            r->schema = c->schema;
+            r->table = c->table;
+            r->pk = c->pk;
+            r->image = -1;
+            return k;
+        }
+        struct rowkey *r = &b->keys[k];
+        if (strcmp(r->pk, c->pk) == 0 && strcmp(r->table, c->table) == 0 && strcmp(r->schema, c->schema) == 0)
+            return k;
+    }
+}
+
+static bool scid_insert(struct batch *b, long long scid)
+{
+    size_t mask = b->scid_cap - 1;
+    for (size_t i = (size_t)((uint64_t)scid * 0x9E3779B97F4A7C15ull >> 20) & mask;; i = (i + 1) & mask) {
+        if (!b->scid_used[i]) {
+            b->scid_used[i] = true;
+            b->scid_slots[i] = scid;
+            return true;
+        }
+        if (b->scid_slots[i] == scid)
+            return false;
+    }
+}
+
+static bool scid_seen(const struct batch *b, long long scid)
+{
+    size_t mask = b->scid_cap - 1;
+    for (size_t i = (size_t)((uint64_t)scid * 0x9E3779B97F4A7C15ull >> 20) & mask;; i = (i + 1) & mask) {
+        if (!b->scid_used[i])
+            return false;
+        if (b->scid_slots[i] == scid)
+            return true;
+    }
+}
+
+/* ------------------------------------------------------------------------- apply order */
+
+static const struct batch *sort_batch;
+
+/* Upserts parents first, then deletes children first; request order within a table. */
+static int apply_cmp(const void *x, const void *y)
+{
+    const struct change *a = &sort_batch->changes[*(const int *)x];
+    const struct change *b = &sort_batch->changes[*(const int *)y];
+    bool ad = a->op == OP_DELETE, bd = b->op == OP_DELETE;
+    if (ad != bd)
+        return ad ? 1 : -1;
+    if (a->tbl->rank != b->tbl->rank)
+        return ad ? b->tbl->rank - a->tbl->rank : a->tbl->rank - b->tbl->rank;
+    return *(const int *)x - *(const int *)y;
+}
+
+/* ------------------------------------------------------------------------ array params */
+
+static void array_begin(strbuf_t *sb)
+{
+    sb_putc(sb, '{');
+}
+
+static void array_str(strbuf_t *sb, const char *s)
+{
+    if (sb->len > 1)
+        sb_putc(sb, ',');
+    sb_putc(sb, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            sb_putc(sb, '\\');
+        sb_putc(sb, *s);
+    }
+    sb_putc(sb, '"');
+}
+
+static void array_ll(strbuf_t *sb, long long v)
+{
+    if (sb->len > 1)
+        sb_putc(sb, ',');
+    sb_printf(sb, "%lld", v);
+}
+
+static void array_bool(strbuf_t *sb, bool v)
+{
+    if (sb->len > 1)
+        sb_putc(sb, ',');
+    sb_putc(sb, v ? 't' : 'f');
+}
+
+static const char *array_end(struct batch *b, strbuf_t *sb)
+{
+    sb_putc(sb, '}');
+    const char *s = arena_strndup(b->rq->arena, sb->data, sb->len);
+    sb_free(sb);
+    return s;
+}
+
+/* ------------------------------------------------------------------------- statements */
+
+const struct db_statement sync_statements[] = {
+    { "sync_highest",
+      "SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1" },
+    { "sync_user_lock",
+      /* two-key form: its lock space never meets the one-key locks of other applications */
+      "SELECT pg_advisory_xact_lock(1870030713, hashtext($1))" },
+    { "sync_seen_scids",
+      "SELECT source_change_id FROM sync.server_change_log "
+      "WHERE user_id = $1 AND source_id = $2 AND source_change_id = ANY ($3::bigint[])" },
+    { "sync_row_versions",
+      "SELECT k.i, m.server_version, m.deleted "
+      "FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
+      "JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t "
+      "AND m.pk_uuid = k.p" },
+    { "sync_row_images",
+      "SELECT k.i, s.payload::text "
+      "FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
+      "JOIN sync.sync_state s ON s.user_id = $1 AND s.schema_name = k.s AND s.table_name = k.t "
+      "AND s.pk_uuid = k.p" },
+    { "sync_write",
+      "WITH input AS ("
+      "  SELECT x.n, x.s, x.t, x.op, x.pk, x.scid, x.v, x.fin, x.del,"
+      "         CASE WHEN x.op = 'DELETE' THEN NULL ELSE $11::jsonb -> (x.n::int - 1) END AS payload"
+      "  FROM unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[],"
+      "              $9::bool[], $10::bool[]) WITH ORDINALITY AS x(s, t, op, pk, scid, v, fin, del, n)),"
+      " log AS ("
+      "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
+      "                                      source_id, source_change_id, server_version)"
+      "  SELECT $1, s, t, op, pk, payload, $2, scid, v FROM input ORDER BY n"
+      "  RETURNING server_id),"
+      " meta AS ("
+      "  INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version,"
+      "                                  deleted, updated_at)"
+      "  SELECT $1, s, t, pk, v, del, now() FROM input WHERE fin"
+      "  ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE"
+      "  SET server_version = EXCLUDED.server_version, deleted = EXCLUDED.deleted,"
+      "      updated_at = EXCLUDED.updated_at),"
+      " state AS ("
+      "  INSERT INTO sync.sync_state (user_id, schema_name, table_name, pk_uuid, payload)"
+      "  SELECT $1, s, t, pk, payload FROM input WHERE fin AND NOT del"
+      "  ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE SET payload = EXCLUDED.payload),"
+      " gone AS ("
+      "  DELETE FROM sync.sync_state st USING input i"
+      "  WHERE i.fin AND i.del AND st.user_id = $1 AND st.schema_name = i.s AND st.table_name = i.t"
+      "    AND st.pk_uuid = i.pk)"
+      "SELECT coalesce(max(server_id), 0) FROM log" },
+    { "sync_download_all",
+      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
+      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
+      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+      "  FROM sync.server_change_log l"
+      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
+      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
+      " WHERE l.user_id = $1 AND l.server_id > $2 AND l.server_id <= $3 AND ($4 OR l.source_id <> $5)"
+      " ORDER BY l.server_id LIMIT $6" },
+    { "sync_download_schema",
+      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
+      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
+      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+      "  FROM sync.server_change_log l"
+      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
+      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
+      " WHERE l.user_id = $1 AND l.schema_name = $7 AND l.server_id > $2 AND l.server_id <= $3"
+      "   AND ($4 OR l.source_id <> $5)"
+      " ORDER BY l.server_id LIMIT $6" },
+};
+const size_t n_sync_statements = sizeof sync_statements / sizeof sync_statements[0];
+
+enum sync_outcome sync_classify_pg_error(PGconn *conn, const PGresult *res)
+{
+    if (PQstatus(conn) != CONNECTION_OK || !res)
+        return SYNC_UNAVAILABLE;
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (!state)
+        return SYNC_FAILED;
+    /* lock/statement timeout, serialization failure, deadlock, server shutting down */
+    if (strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0 || strcmp(state, "40001") == 0 ||
+        strcmp(state, "40P01") == 0 || strncmp(state, "57P", 3) == 0 || strncmp(state, "08", 2) == 0 ||
+        strcmp(state, "53300") == 0)
+        return SYNC_UNAVAILABLE;
+    return SYNC_FAILED;
+}
+
+static enum sync_outcome db_failure(struct batch *b, const PGresult *res, const char *stage, char *err,
+                                    size_t errlen)
+{
+    PGconn *conn = b->rq->conn;
+    enum sync_outcome o = sync_classify_pg_error(conn, res);
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+    snprintf(err, errlen, "%s: %s", stage, msg && *msg ? msg : "connection lost");
+    size_t l = strlen(err);
+    while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
+        err[--l] = '\0';
+    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(conn, "ROLLBACK");
+        PQclear(r);
+    }
+    log_error("request %s: upload %s", b->rq->request_id, err);
+    return o;
+}
+
+/* --------------------------------------------------------------------- classification */
+
+static void conflict(struct batch *b, struct change *c, const struct rowkey *r)
+{
+    c->status = ST_CONFLICT;
+    c->row_version = r->exists ? r->version : 0;
+    c->row_deleted = r->exists && r->deleted;
+    c->row_image = !r->exists || r->deleted ? -2 : r->image;
+}
+
+static void classify(struct batch *b)
+{
+    for (int oi = 0; oi < b->norder; oi++) {
+        struct change *c = &b->changes[b->order[oi]];
+        struct rowkey *r = &b->keys[c->key];
+        if (scid_seen(b, c->scid)) {
+            c->status = ST_IDEMPOTENT;
+            continue;
+        }
+        long long current = r->exists ? r->version : 0;
+        if (c->op == OP_DELETE) {
+            if (!r->exists) {
+                /* never seen: nothing to delete, nothing to log */
+                c->status = ST_IDEMPOTENT;
+                continue;
+            }
+            if (c->sv != current) {
+                conflict(b, c, r);
+                continue;
+            }
+            r->deleted = true;
+        } else {
+            if (c->sv != current) {
+                conflict(b, c, r);
+                continue;
+            }
+            r->deleted = false;
+            r->exists = true;
+            r->image = b->order[oi];
+        }
+        r->version = current + 1;
+        c->new_version = r->version;
+        c->status = ST_APPLIED;
+        c->logged = true;
+        scid_insert(b, c->scid);
+    }
+    /* the last logged change of each key carries the row's final state */
+    bool *done = arena_calloc(b->rq->arena, (size_t)(b->nkeys ? b->nkeys : 1), sizeof *done);
+    for (int oi = b->norder - 1; oi >= 0; oi--) {
+        struct change *c = &b->changes[b->order[oi]];
+        if (c->logged && !done[c->key]) {
+            c->final = true;
+            done[c->key] = true;
+        }
+    }
+}
+
+/* ----------------------------------------------------------------------------- answer */
+
+static void write_status(struct batch *b, strbuf_t *out, const struct change *c)
+{
+    sb_printf(out, "{\"source_change_id\":%lld,\"status\":", c->scid);
+    switch (c->status) {
+    case ST_APPLIED:
+        sb_printf(out, "\"applied\",\"new_server_version\":%lld}", c->new_version);
+        return;
+    case ST_IDEMPOTENT:
+        sb_puts(out, "\"applied\"}");
+        return;
+    case ST_CONFLICT: {
+        sb_puts(out, "\"conflict\",\"server_row\":{\"schema_name\":");
+        sb_json_str(out, c->schema);
+        sb_puts(out, ",\"table_name\":");
+        sb_json_str(out, c->table);
+        sb_puts(out, ",\"id\":");
+        sb_json_str(out, c->pk);
+        sb_printf(out, ",\"server_version\":%lld,\"deleted\":%s,\"payload\":", c->row_version,
+                  c->row_deleted ? "true" : "false");
+        if (c->row_image >= 0) {
+            const struct json_span *p = &b->changes[c->row_image].payload;
+            sb_append(out, p->start, p->len);
+        } else if (c->row_image == -1 && b->keys[c->key].db_payload) {
+            sb_puts(out, b->keys[c->key].db_payload);
+        } else {
+            sb_puts(out, "null");
+        }
+        sb_puts(out, "}}");
+        return;
+    }
+    case ST_MATERIALIZE_ERROR:
+        sb_printf(out, "\"materialize_error\",\"new_server_version\":%lld,\"message\":", c->new_version);
+        sb_json_str(out, c->message);
+        sb_putc(out, '}');
+        return;
+    case ST_INVALID:
+    case ST_PENDING:
+    default: {
+        static const char *const names[INVALID__COUNT] = {
+            "fk_missing", "bad_payload", "precheck_error", "unregistered_table", "internal_error"
+        };
+        sb_puts(out, "\"invalid\"");
+        if (c->message && c->reason != INVALID_FK_MISSING) {
+            sb_puts(out, ",\"message\":");
+            sb_json_str(out, c->message);
+        }
+        sb_puts(out, ",\"invalid\":{\"reason\":");
+        sb_json_str(out, names[c->status == ST_INVALID ? c->reason : INVALID_INTERNAL_ERROR]);
+        sb_puts(out, ",\"details\":");
+        sb_puts(out, c->details ? c->details : "{}");
+        sb_puts(out, "}}");
+        return;
+    }
+    }
+}
+
+static void write_answer(struct batch *b, strbuf_t *out, long long highest, struct upload_counts *counts)
+{
+    bool accepted = true;
+    memset(counts, 0, sizeof *counts);
+    for (int i = 0; i < b->n; i++) {
+        const struct change *c = &b->changes[i];
+        if (c->status == ST_INVALID && c->reason == INVALID_UNREGISTERED_TABLE)
+            accepted = false;
+        switch (c->status) {
+        case ST_APPLIED: counts->applied++; break;
+        case ST_CONFLICT: counts->conflicts++; break;
+        case ST_MATERIALIZE_ERROR: counts->materialize_errors++; break;
+        case ST_INVALID: counts->invalid[c->reason]++; break;
+        default: break;
+        }
+    }
+    sb_printf(out, "{\"accepted\":%s,\"highest_server_seq\":%lld,\"statuses\":[", accepted ? "true" : "false",
+              highest);
+    for (int i = 0; i < b->n; i++) {
+        if (i)
+            sb_putc(out, ',');
+        write_status(b, out, &b->changes[i]);
+    }
+    sb_puts(out, "]}");
+}
+
+/* ------------------------------------------------------------------------- database */
+
+static enum sync_outcome highest_only(struct batch *b, long long *highest, char *err, size_t errlen)
+{
+    const char *vals[1] = { b->rq->who->user };
+    PGresult *r = PQexecPrepared(b->rq->conn, "sync_highest", 1, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        enum sync_outcome o = db_failure(b, r, "reading the highest server id", err, errlen);
+        PQclear(r);
+        return o;
+    }
+    *highest = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return SYNC_OK;
+}
+
+/* Keys (schema[], table[], pk[]) of the rows the batch touches, for the row queries. */
+static void key_arrays(struct batch *b, const char **schemas, const char **tables, const char **pks,
+                       bool (*want)(const struct batch *, int))
+{
+    strbuf_t s = STRBUF_INIT, t = STRBUF_INIT, p = STRBUF_INIT;
+    array_begin(&s);
+    array_begin(&t);
+    array_begin(&p);
+    for (int k = 0; k < b->nkeys; k++) {
+        if (want && !want(b, k))
+            continue;
+        array_str(&s, b->keys[k].schema);
+        array_str(&t, b->keys[k].table);
+        array_str(&p, b->keys[k].pk);
+    }
+    *schemas = array_end(b, &s);
+    *tables = array_end(b, &t);
+    *pks = array_end(b, &p);
+}
+
+static enum sync_outcome read_state(struct batch *b, long long *prev_highest, char *err, size_t errlen)
+{
+    const struct sync_request *rq = b->rq;
+    strbuf_t scids = STRBUF_INIT;
+    array_begin(&scids);
+    for (int i = 0; i < b->norder; i++)
+        array_ll(&scids, b->changes[b->order[i]].scid);
+    const char *scid_arr = array_end(b, &scids);
+    const char *ks, *kt, *kp;
+    key_arrays(b, &ks, &kt, &kp, NULL);
+    char lock_timeout[32];
+    snprintf(lock_timeout, sizeof lock_timeout, "%ldms", rq->cfg->lock_timeout_ms);
+
+    struct pipeline p;
+    pipeline_begin(&p, rq->conn);
+    const char *v_lt[1] = { lock_timeout };
+    const char *v_user[1] = { rq->who->user };
+    const char *v_seen[3] = { rq->who->user, rq->who->device, scid_arr };
+    const char *v_rows[4] = { rq->who->user, ks, kt, kp };
+    bool sent = pipeline_add(&p, NULL, "BEGIN", 0, NULL) &&
+                pipeline_add(&p, NULL, "SELECT set_config('lock_timeout', $1, true)", 1, v_lt) &&
+                pipeline_add(&p, NULL, "SET CONSTRAINTS ALL DEFERRED", 0, NULL) &&
+                pipeline_add(&p, "sync_user_lock", NULL, 1, v_user) &&
+                pipeline_add(&p, "sync_seen_scids", NULL, 3, v_seen) &&
+                pipeline_add(&p, "sync_row_versions", NULL, 4, v_rows) &&
+                pipeline_add(&p, "sync_highest", NULL, 1, v_user);
+    if (!sent || !pipeline_run(&p)) {
+        enum sync_outcome o = db_failure(b, pipeline_error(&p), "reading row versions", err, errlen);
+        pipeline_clear(&p);
+        return o;
+    }
+    PGresult *seen = p.res[4], *rows = p.res[5], *hi = p.res[6];
+    for (int i = 0; i < PQntuples(seen); i++)
+        scid_insert(b, atoll(PQgetvalue(seen, i, 0)));
+    for (int i = 0; i < PQntuples(rows); i++) {
+        int k = atoi(PQgetvalue(rows, i, 0)) - 1;
+        if (k < 0 || k >= b->nkeys)
+            continue;
+        b->keys[k].exists = true;
+        b->keys[k].version = atoll(PQgetvalue(rows, i, 1));
+        b->keys[k].deleted = PQgetvalue(rows, i, 2)[0] == 't';
+    }
+    *prev_highest = atoll(PQgetvalue(hi, 0, 0));
+    pipeline_clear(&p);
+    return SYNC_OK;
+}
+
+static bool key_needs_image(const struct batch *b, int k)
+{
+    for (int i = 0; i < b->n; i++) {
+        const struct change *c = &b->changes[i];
+        if (c->key == k && c->status == ST_CONFLICT && c->row_image == -1)
+            return true;
+    }
+    return false;
+}
+
+/* Conflicts answer with the row as stored; only those rows' after-images are read, and before
+ * anything is written, so each conflict shows the row as its change found it. */
+static enum sync_outcome read_conflict_images(struct batch *b, char *err, size_t errlen)
+{
+    bool any = false;
+    for (int i = 0; i < b->n && !any; i++)
+        any = b->changes[i].status == ST_CONFLICT && b->changes[i].row_image == -1;
+    if (!any)
+        return SYNC_OK;
+    int *map = arena_calloc(b->rq->arena, (size_t)b->nkeys, sizeof *map);
+    int m = 0;
+    for (int k = 0; k < b->nkeys; k++)
+        if (key_needs_image(b, k))
+            map[m++] = k;
+    const char *ks, *kt, *kp;
+    key_arrays(b, &ks, &kt, &kp, key_needs_image);
+    const char *vals[4] = { b->rq->who->user, ks, kt, kp };
+    PGresult *r = PQexecPrepared(b->rq->conn, "sync_row_images", 4, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        enum sync_outcome o = db_failure(b, r, "reading conflicting rows", err, errlen);
+        PQclear(r);
+        return o;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        int j = atoi(PQgetvalue(r, i, 0)) - 1;
+        if (j >= 0 && j < m)
+            b->keys[map[j]].db_payload = arena_strdup(b->rq->arena, PQgetvalue(r, i, 1));
+    }
+    PQclear(r);
+    return SYNC_OK;
+}
+
+static enum sync_outcome write_and_commit(struct batch *b, long long *highest, char *err, size_t errlen)
+{
+    const struct sync_request *rq = b->rq;
+    strbuf_t s = STRBUF_INIT, t = STRBUF_INIT, o = STRBUF_INIT, pk = STRBUF_INIT, scid = STRBUF_INIT,
+             v = STRBUF_INIT, fin = STRBUF_INIT, del = STRBUF_INIT, payloads = STRBUF_INIT;
+    array_begin(&s);
+    array_begin(&t);
+    array_begin(&o);
+    array_begin(&pk);
+    array_begin(&scid);
+    array_begin(&v);
+    array_begin(&fin);
+    array_begin(&del);
+    sb_putc(&payloads, '[');
+    int nlog = 0;
+    for (int oi = 0; oi < b->norder; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        if (!c->logged)
+            continue;
+        array_str(&s, c->schema);
+        array_str(&t, c->table);
+        array_str(&o, c->op_text);
+        array_str(&pk, c->pk);
+        array_ll(&scid, c->scid);
+        array_ll(&v, c->new_version);
+        array_bool(&fin, c->final);
+        array_bool(&del, c->op == OP_DELETE);
+        if (nlog++)
+            sb_putc(&payloads, ',');
+        if (c->op == OP_DELETE)
+            sb_puts(&payloads, "null");
+        else
+            sb_append(&payloads, c->payload.start, c->payload.len);
+    }
+    sb_putc(&payloads, ']');
+    const char *vals[11] = {
+        rq->who->user,       rq->who->device,    array_end(b, &s),  array_end(b, &t),
+        array_end(b, &o),    array_end(b, &pk),  array_end(b, &scid), array_end(b, &v),
+        array_end(b, &fin),  array_end(b, &del), payloads.data,
+    };
+
+    struct pipeline p;
+    pipeline_begin(&p, rq->conn);
+    bool sent = (nlog == 0 || pipeline_add(&p, "sync_write", NULL, 11, vals)) &&
+                pipeline_add(&p, NULL, "COMMIT", 0, NULL);
+    bool ok = sent && pipeline_run(&p);
+    sb_free(&payloads);
+    if (!ok) {
+        enum sync_outcome out = db_failure(b, pipeline_error(&p), "writing the batch", err, errlen);
+        pipeline_clear(&p);
+        return out;
+    }
+    /* COMMIT answered with an error arrives as COMMAND_OK "ROLLBACK" when the transaction had
+     * failed; that cannot happen here because any earlier error stops the pipeline. */
+    if (nlog) {
+        long long top = atoll(PQgetvalue(p.res[0], 0, 0));
+        if (top > *highest)
+            *highest = top;
+    }
+    pipeline_clear(&p);
+    return SYNC_OK;
+}
+
+enum sync_outcome sync_upload(const struct sync_request *rq, const char *body, size_t len,
+                              strbuf_t *out, struct upload_counts *counts, char *err, size_t errlen)
+{
+    struct batch b;
+    memset(&b, 0, sizeof b);
+    b.rq = rq;
+    if (!parse_body(&b, body, len, err, errlen))
+        return SYNC_BAD_REQUEST;
+
+    long long highest = 0;
+    if (b.n > rq->cfg->max_upload_changes) {
+        for (int i = 0; i < b.n; i++) {
+            struct change *c = &b.changes[i];
+            bad_payload(&b, c, "batch too large: %d changes; the limit is %ld", b.n, rq->cfg->max_upload_changes);
+        }
+    } else {
+        for (int i = 0; i < b.n; i++)
+            validate(&b, &b.changes[i]);
+    }
+
+    b.order = arena_calloc(rq->arena, (size_t)(b.n ? b.n : 1), sizeof *b.order);
+    b.key_cap = pow2_at_least((size_t)b.n * 2);
+    b.key_slots = arena_alloc(rq->arena, b.key_cap * sizeof *b.key_slots);
+    memset(b.key_slots, 0xff, b.key_cap * sizeof *b.key_slots);
+    b.keys = arena_calloc(rq->arena, (size_t)(b.n ? b.n : 1), sizeof *b.keys);
+    b.scid_cap = pow2_at_least((size_t)b.n * 4 + 16);
+    b.scid_slots = arena_calloc(rq->arena, b.scid_cap, sizeof *b.scid_slots);
+    b.scid_used = arena_calloc(rq->arena, b.scid_cap, sizeof *b.scid_used);
+    for (int i = 0; i < b.n; i++) {
+        struct change *c = &b.changes[i];
+        if (c->status != ST_PENDING)
+            continue;
+        c->key = key_of(&b, c);
+        b.order[b.norder++] = i;
+    }
+
+    enum sync_outcome o;
+    if (b.norder == 0) {
+        o = highest_only(&b, &highest, err, errlen);
+    } else {
+        sort_batch = &b;
+        qsort(b.order, (size_t)b.norder, sizeof *b.order, apply_cmp);
+        sort_batch = NULL;
+        o = read_state(&b, &highest, err, errlen);
+        if (o == SYNC_OK) {
+            classify(&b);
+            o = read_conflict_images(&b, err, errlen);
+        }
+        if (o == SYNC_OK)
+            o = write_and_commit(&b, &highest, err, errlen);
+    }
+    if (o != SYNC_OK)
+        return o;
+    write_answer(&b, out, highest, counts);
+    return SYNC_OK;
+}

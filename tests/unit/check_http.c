@@ -1,0 +1,1399 @@
+/* Unit tests for the HTTP request layer (src/http/request.c) over an in-memory transport. */
+#include <check.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "http/http.h"
+#include "log.h"
+#include "strbuf.h"
+
+/* ------------------------------------------------------------------ fake transport */
+
+#define FAKE_MAX_PARAMS 16
+
+struct fake {
+    const char *names[FAKE_MAX_PARAMS];
+    const char *values[FAKE_MAX_PARAMS];
+    int nparams;
+
+    const char *body;      /* bytes the "web server" delivers */
+    size_t body_len;
+    size_t pos;            /* bytes delivered so far */
+    size_t chunk;          /* at most this many bytes per read call; 0 = unlimited */
+    int read_calls;
+    bool read_error;       /* return -1 once the body is exhausted instead of 0 */
+
+    strbuf_t out;          /* everything written */
+    int write_calls;
+    bool write_error;
+};
+
+static const char *fake_param(void *ud, const char *name)
+{
+    struct fake *f = ud;
+    for (int i = 0; i < f->nparams; i++)
+        if (strcmp(f->names[i], name) == 0)
+            return f->values[i];
+    return NULL;
+}
+
+static ssize_t fake_read(void *ud, char *buf, size_t n)
+{
+    struct fake *f = ud;
+    f->read_calls++;
+    size_t left = f->body_len - f->pos;
+    if (left == 0)
+        return f->read_error ? -1 : 0;
+    if (n > left)
+        n = left;
+    if (f->chunk && n > f->chunk)
+        n = f->chunk;
+    memcpy(buf, f->body + f->pos, n);
+    f->pos += n;
+    return (ssize_t)n;
+}
+
+static int fake_write(void *ud, const char *buf, size_t n)
+{
+    struct fake *f = ud;
+    f->write_calls++;
+    if (f->write_error)
+        return -1;
+    sb_append(&f->out, buf, n);
+    return 0;
+}
+
+static void fake_init(struct fake *f, struct http_io *io)
+{
+    memset(f, 0, sizeof *f);
+    sb_init(&f->out);
+    io->param = fake_param;
+    io->read = fake_read;
+    io->write = fake_write;
+    io->ud = f;
+}
+
+static void fake_set(struct fake *f, const char *name, const char *value)
+{
+    ck_assert_int_lt(f->nparams, FAKE_MAX_PARAMS);
+    f->names[f->nparams] = name;
+    f->values[f->nparams] = value;
+    f->nparams++;
+}
+
+static void fake_body(struct fake *f, const char *body, size_t len, size_t chunk)
+{
+    f->body = body;
+    f->body_len = len;
+    f->pos = 0;
+    f->chunk = chunk;
+}
+
+static void fake_free(struct fake *f)
+{
+    sb_free(&f->out);
+}
+
+/* ------------------------------------------------------------------ routing */
+
+struct route_result {
+    enum route_match m;
+    const struct route *route;
+    const char *allow;
+    const char *path;
+};
+
+static struct route_result do_route(struct fake *f, const struct http_io *io, arena_t *a,
+                                    const char *method)
+{
+    static const struct route sentinel = { ROUTE_NONE, "sentinel", "NONE", false };
+    struct route_result r;
+    (void)f;
+    r.route = &sentinel; /* must be overwritten */
+    r.allow = "garbage";
+    r.path = NULL;
+    r.m = http_route(io, a, method, &r.route, &r.allow, &r.path);
+    ck_assert_ptr_nonnull(r.path);
+    return r;
+}
+
+static void expect_match(const struct route_result *r, enum route_id id, const char *path)
+{
+    ck_assert_int_eq(r->m, ROUTE_MATCHED);
+    ck_assert_ptr_nonnull(r->route);
+    ck_assert_int_eq(r->route->id, id);
+    if (path)
+        ck_assert_str_eq(r->path, path);
+}
+
+static void expect_not_found(const struct route_result *r)
+{
+    ck_assert_int_eq(r->m, ROUTE_NOT_FOUND);
+    ck_assert_ptr_null(r->route);
+    ck_assert_ptr_null(r->allow);
+}
+
+START_TEST(test_route_lighttpd_path_info)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "SCRIPT_NAME", "");
+    fake_set(&f, "PATH_INFO", "/sync/upload");
+    struct route_result r = do_route(&f, &io, a, "POST");
+    expect_match(&r, ROUTE_SYNC_UPLOAD, "/sync/upload");
+    ck_assert_str_eq(r.route->path, "/sync/upload");
+    ck_assert_str_eq(r.route->method, "POST");
+    ck_assert(r.route->needs_auth);
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_lighttpd_script_name)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "SCRIPT_NAME", "/sync/upload");
+    struct route_result r = do_route(&f, &io, a, "POST");
+    expect_match(&r, ROUTE_SYNC_UPLOAD, "/sync/upload");
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_lighttpd_script_prefix_plus_path_info)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "SCRIPT_NAME", "/oversyncd.fcgi");
+    fake_set(&f, "PATH_INFO", "/sync/download");
+    struct route_result r = do_route(&f, &io, a, "GET");
+    expect_match(&r, ROUTE_SYNC_DOWNLOAD, NULL);
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_nginx_document_uri)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "DOCUMENT_URI", "/sync/download");
+    fake_set(&f, "REQUEST_URI", "/sync/download?since=42&limit=10");
+    struct route_result r = do_route(&f, &io, a, "GET");
+    expect_match(&r, ROUTE_SYNC_DOWNLOAD, "/sync/download");
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_nginx_request_uri_only)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "REQUEST_URI", "/sync/download?since=42");
+    struct route_result r = do_route(&f, &io, a, "GET");
+    expect_match(&r, ROUTE_SYNC_DOWNLOAD, "/sync/download");
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_nginx_empty_path_info)
+{
+    /* nginx's default fastcgi_params: SCRIPT_NAME = $fastcgi_script_name, PATH_INFO empty */
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "SCRIPT_NAME", "/sync/schema-version");
+    fake_set(&f, "PATH_INFO", "");
+    fake_set(&f, "DOCUMENT_URI", "/sync/schema-version");
+    fake_set(&f, "REQUEST_URI", "/sync/schema-version");
+    struct route_result r = do_route(&f, &io, a, "GET");
+    expect_match(&r, ROUTE_SYNC_SCHEMA_VERSION, "/sync/schema-version");
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_apache)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "SCRIPT_NAME", "/sync/upload");
+    fake_set(&f, "REQUEST_URI", "/sync/upload");
+    struct route_result r = do_route(&f, &io, a, "POST");
+    expect_match(&r, ROUTE_SYNC_UPLOAD, "/sync/upload");
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_mount_prefix)
+{
+    static const char *const params[] = { "PATH_INFO", "SCRIPT_NAME", "DOCUMENT_URI", "REQUEST_URI" };
+    for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
+        struct fake f;
+        struct http_io io;
+        arena_t *a = arena_new(0);
+        fake_init(&f, &io);
+        fake_set(&f, params[i], "/api/v1/sync/download");
+        struct route_result r = do_route(&f, &io, a, "GET");
+        ck_assert_msg(r.m == ROUTE_MATCHED, "mount prefix via %s", params[i]);
+        expect_match(&r, ROUTE_SYNC_DOWNLOAD, "/api/v1/sync/download");
+        fake_free(&f);
+        arena_free(a);
+    }
+    /* prefix in SCRIPT_NAME, route in PATH_INFO */
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "SCRIPT_NAME", "/api/v1");
+    fake_set(&f, "PATH_INFO", "/sync/download");
+    struct route_result r = do_route(&f, &io, a, "GET");
+    expect_match(&r, ROUTE_SYNC_DOWNLOAD, "/api/v1/sync/download");
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_trailing_slash)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "REQUEST_URI", "/health/");
+    struct route_result r = do_route(&f, &io, a, "GET");
+    expect_match(&r, ROUTE_HEALTH, NULL);
+    ck_assert(!r.route->needs_auth);
+    fake_free(&f);
+
+    fake_init(&f, &io);
+    fake_set(&f, "PATH_INFO", "/api/v1/ready/");
+    r = do_route(&f, &io, a, "GET");
+    expect_match(&r, ROUTE_READY, NULL);
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_every_route)
+{
+    int n = 0;
+    for (const struct route *rt = routes; rt->path; rt++, n++) {
+        struct fake f;
+        struct http_io io;
+        arena_t *a = arena_new(0);
+        fake_init(&f, &io);
+        fake_set(&f, "DOCUMENT_URI", rt->path);
+        struct route_result r = do_route(&f, &io, a, rt->method);
+        expect_match(&r, rt->id, rt->path);
+        ck_assert_ptr_eq(r.route, rt);
+        ck_assert_ptr_eq(route_by_id(rt->id), rt);
+        ck_assert_str_eq(route_label(rt->id), rt->path);
+        fake_free(&f);
+        arena_free(a);
+    }
+    ck_assert_int_ge(n, 6);
+    ck_assert_ptr_null(route_by_id(ROUTE_NONE));
+    ck_assert_str_eq(route_label(ROUTE_NONE), "other");
+}
+END_TEST
+
+static void check_not_found(const char *param_name, const char *path, const char *method)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, param_name, path);
+    struct route_result r = do_route(&f, &io, a, method);
+    ck_assert_msg(r.m == ROUTE_NOT_FOUND, "%s=\"%s\" (%s) should be not found, got %d (route %s)",
+                  param_name, path, method, r.m,
+                  r.route && r.m == ROUTE_MATCHED ? r.route->path : "-");
+    expect_not_found(&r);
+    fake_free(&f);
+    arena_free(a);
+}
+
+START_TEST(test_route_not_found)
+{
+    check_not_found("PATH_INFO", "/nope", "GET");
+    check_not_found("REQUEST_URI", "/nope?x=1", "GET");
+    check_not_found("PATH_INFO", "/syncupload", "POST");
+    check_not_found("PATH_INFO", "/sync/upload/extra", "POST");
+    check_not_found("PATH_INFO", "/sync/uploadx", "POST");
+    check_not_found("PATH_INFO", "/", "GET");
+    check_not_found("PATH_INFO", "", "GET");
+    check_not_found("REQUEST_URI", "/?/sync/upload", "POST");
+}
+END_TEST
+
+START_TEST(test_route_not_found_suffix_without_boundary)
+{
+    /* The route must end on a path-segment boundary: "/xsync/upload" is not "/sync/upload"
+     * under a mount prefix "/x". */
+    check_not_found("PATH_INFO", "/xsync/upload", "POST");
+    check_not_found("SCRIPT_NAME", "/xsync/upload", "POST");
+    check_not_found("DOCUMENT_URI", "/xsync/upload", "POST");
+    check_not_found("REQUEST_URI", "/xsync/upload?a=b", "POST");
+    check_not_found("PATH_INFO", "/api/xsync/upload", "POST");
+    check_not_found("PATH_INFO", "/unhealth", "GET");
+    check_not_found("PATH_INFO", "/unhealth/", "GET");
+    check_not_found("PATH_INFO", "/already", "GET");
+}
+END_TEST
+
+START_TEST(test_route_no_params)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    struct route_result r = do_route(&f, &io, a, "GET");
+    expect_not_found(&r);
+    ck_assert_str_eq(r.path, "/");
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_not_found_path_out)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "REQUEST_URI", "/nope?token=secret");
+    struct route_result r = do_route(&f, &io, a, "GET");
+    expect_not_found(&r);
+    ck_assert_str_eq(r.path, "/nope"); /* no query string in logs */
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_wrong_method)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "SCRIPT_NAME", "");
+    fake_set(&f, "PATH_INFO", "/sync/upload");
+    struct route_result r = do_route(&f, &io, a, "GET");
+    ck_assert_int_eq(r.m, ROUTE_WRONG_METHOD);
+    ck_assert_ptr_null(r.route);
+    ck_assert_ptr_nonnull(r.allow);
+    ck_assert_str_eq(r.allow, "POST");
+    ck_assert_str_eq(r.path, "/sync/upload");
+    fake_free(&f);
+
+    fake_init(&f, &io);
+    fake_set(&f, "REQUEST_URI", "/api/health?x");
+    r = do_route(&f, &io, a, "POST");
+    ck_assert_int_eq(r.m, ROUTE_WRONG_METHOD);
+    ck_assert_str_eq(r.allow, "GET");
+    ck_assert_str_eq(r.path, "/api/health");
+    fake_free(&f);
+
+    fake_init(&f, &io);
+    fake_set(&f, "DOCUMENT_URI", "/sync/download");
+    r = do_route(&f, &io, a, "DELETE");
+    ck_assert_int_eq(r.m, ROUTE_WRONG_METHOD);
+    ck_assert_str_eq(r.allow, "GET");
+    fake_free(&f);
+
+    /* methods are case-sensitive (RFC 9110) */
+    fake_init(&f, &io);
+    fake_set(&f, "DOCUMENT_URI", "/sync/upload");
+    r = do_route(&f, &io, a, "post");
+    ck_assert_int_eq(r.m, ROUTE_WRONG_METHOD);
+    ck_assert_str_eq(r.allow, "POST");
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+static Suite *route_suite(void)
+{
+    Suite *s = suite_create("route");
+    TCase *tc = tcase_create("match");
+    tcase_add_test(tc, test_route_lighttpd_path_info);
+    tcase_add_test(tc, test_route_lighttpd_script_name);
+    tcase_add_test(tc, test_route_lighttpd_script_prefix_plus_path_info);
+    tcase_add_test(tc, test_route_nginx_document_uri);
+    tcase_add_test(tc, test_route_nginx_request_uri_only);
+    tcase_add_test(tc, test_route_nginx_empty_path_info);
+    tcase_add_test(tc, test_route_apache);
+    tcase_add_test(tc, test_route_mount_prefix);
+    tcase_add_test(tc, test_route_trailing_slash);
+    tcase_add_test(tc, test_route_every_route);
+    suite_add_tcase(s, tc);
+    TCase *tn = tcase_create("no match");
+    tcase_add_test(tn, test_route_not_found);
+    tcase_add_test(tn, test_route_not_found_suffix_without_boundary);
+    tcase_add_test(tn, test_route_no_params);
+    tcase_add_test(tn, test_route_not_found_path_out);
+    tcase_add_test(tn, test_route_wrong_method);
+    suite_add_tcase(s, tn);
+    return s;
+}
+
+/* ------------------------------------------------------------------ request init */
+
+static bool is_lower_hex16(const char *s)
+{
+    if (strlen(s) != 16)
+        return false;
+    for (int i = 0; i < 16; i++)
+        if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+START_TEST(test_init_fields)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    fake_set(&f, "REQUEST_METHOD", "POST");
+    fake_set(&f, "QUERY_STRING", "a=1&b=2");
+    struct request req;
+    memset(&req, 0xa5, sizeof req);
+    http_request_init(&req, &io, a);
+    ck_assert_ptr_eq(req.io, &io);
+    ck_assert_ptr_eq(req.arena, a);
+    ck_assert_str_eq(req.method, "POST");
+    ck_assert_str_eq(req.query, "a=1&b=2");
+    ck_assert_str_eq(req.path, "/");
+    ck_assert_str_eq(req.route_path, "-");
+    ck_assert_int_eq(req.route, ROUTE_NONE);
+    ck_assert_ptr_null(req.body);
+    ck_assert_uint_eq(req.body_len, 0);
+    ck_assert(!req.authenticated);
+    ck_assert(!req.responded);
+    ck_assert_int_eq(req.status, 0);
+    ck_assert_ptr_null(req.error_code);
+    ck_assert_msg(is_lower_hex16(req.request_id), "request id \"%s\"", req.request_id);
+    ck_assert_int_eq(f.read_calls, 0);
+    ck_assert_int_eq(f.write_calls, 0);
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_init_defaults)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    struct request req;
+    http_request_init(&req, &io, a);
+    ck_assert_str_eq(req.method, "GET");
+    ck_assert_ptr_nonnull(req.query);
+    ck_assert_str_eq(req.query, "");
+    fake_free(&f);
+
+    fake_init(&f, &io);
+    fake_set(&f, "REQUEST_METHOD", "");
+    fake_set(&f, "QUERY_STRING", "");
+    http_request_init(&req, &io, a);
+    ck_assert_str_eq(req.method, "GET");
+    ck_assert_str_eq(req.query, "");
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_init_request_ids_differ)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    fake_init(&f, &io);
+    struct request r1, r2, r3;
+    http_request_init(&r1, &io, a);
+    http_request_init(&r2, &io, a);
+    http_request_init(&r3, &io, a);
+    ck_assert(is_lower_hex16(r1.request_id));
+    ck_assert(is_lower_hex16(r2.request_id));
+    ck_assert(is_lower_hex16(r3.request_id));
+    ck_assert_str_ne(r1.request_id, r2.request_id);
+    ck_assert_str_ne(r2.request_id, r3.request_id);
+    ck_assert_str_ne(r1.request_id, r3.request_id);
+    fake_free(&f);
+    arena_free(a);
+}
+END_TEST
+
+static Suite *init_suite(void)
+{
+    Suite *s = suite_create("request_init");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_init_fields);
+    tcase_add_test(tc, test_init_defaults);
+    tcase_add_test(tc, test_init_request_ids_differ);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* ------------------------------------------------------------------ body */
+
+struct body_ctx {
+    struct fake f;
+    struct http_io io;
+    arena_t *a;
+    struct request req;
+};
+
+static void body_setup(struct body_ctx *c, const char *content_length, const char *body, size_t len,
+                       size_t chunk)
+{
+    fake_init(&c->f, &c->io);
+    fake_set(&c->f, "REQUEST_METHOD", "POST");
+    if (content_length)
+        fake_set(&c->f, "CONTENT_LENGTH", content_length);
+    fake_body(&c->f, body, len, chunk);
+    c->a = arena_new(0);
+    http_request_init(&c->req, &c->io, c->a);
+}
+
+static void body_teardown(struct body_ctx *c)
+{
+    fake_free(&c->f);
+    arena_free(c->a);
+}
+
+static char *make_bytes(size_t n)
+{
+    char *p = malloc(n + 1);
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)('a' + i % 26);
+    p[n] = '\0';
+    return p;
+}
+
+START_TEST(test_body_content_length_exact)
+{
+    struct body_ctx c;
+    const char *json = "{\"changes\":[]}";
+    body_setup(&c, "14", json, strlen(json), 3); /* delivered 3 bytes at a time */
+    bool too_large = true;
+    ck_assert(http_read_body(&c.req, 1024, &too_large));
+    ck_assert(!too_large);
+    ck_assert_uint_eq(c.req.body_len, 14);
+    ck_assert_str_eq(c.req.body, json);
+    ck_assert_int_ge(c.f.read_calls, 5);
+    body_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_body_content_length_one_byte_chunks)
+{
+    struct body_ctx c;
+    char *data = make_bytes(5000);
+    body_setup(&c, "5000", data, 5000, 1);
+    bool too_large = true;
+    ck_assert(http_read_body(&c.req, 5000, &too_large)); /* exactly at the limit */
+    ck_assert(!too_large);
+    ck_assert_uint_eq(c.req.body_len, 5000);
+    ck_assert_mem_eq(c.req.body, data, 5000);
+    ck_assert_int_eq(c.req.body[5000], '\0');
+    body_teardown(&c);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_body_content_length_zero)
+{
+    struct body_ctx c;
+    body_setup(&c, "0", "", 0, 0);
+    bool too_large = true;
+    ck_assert(http_read_body(&c.req, 1024, &too_large));
+    ck_assert(!too_large);
+    ck_assert_uint_eq(c.req.body_len, 0);
+    ck_assert_ptr_nonnull(c.req.body);
+    ck_assert_str_eq(c.req.body, "");
+    body_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_body_content_length_reads_only_declared)
+{
+    struct body_ctx c;
+    body_setup(&c, "5", "helloEXTRA", 10, 0);
+    bool too_large = true;
+    ck_assert(http_read_body(&c.req, 1024, &too_large));
+    ck_assert_uint_eq(c.req.body_len, 5);
+    ck_assert_str_eq(c.req.body, "hello");
+    body_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_body_content_length_too_large)
+{
+    struct body_ctx c;
+    char *data = make_bytes(101);
+    body_setup(&c, "101", data, 101, 0);
+    bool too_large = false;
+    ck_assert(!http_read_body(&c.req, 100, &too_large));
+    ck_assert(too_large);
+    ck_assert_int_eq(c.f.read_calls, 0); /* refused without reading */
+    ck_assert_uint_eq(c.f.pos, 0);
+    body_teardown(&c);
+    free(data);
+
+    /* a huge declared length, nothing sent */
+    body_setup(&c, "1000000000000", "", 0, 0);
+    too_large = false;
+    ck_assert(!http_read_body(&c.req, 1024 * 1024, &too_large));
+    ck_assert(too_large);
+    ck_assert_int_eq(c.f.read_calls, 0);
+    body_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_body_content_length_at_limit)
+{
+    struct body_ctx c;
+    char *data = make_bytes(100);
+    body_setup(&c, "100", data, 100, 7);
+    bool too_large = true;
+    ck_assert(http_read_body(&c.req, 100, &too_large));
+    ck_assert(!too_large);
+    ck_assert_uint_eq(c.req.body_len, 100);
+    ck_assert_str_eq(c.req.body, data);
+    body_teardown(&c);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_body_short)
+{
+    struct body_ctx c;
+    body_setup(&c, "20", "only ten b", 10, 4);
+    bool too_large = true;
+    ck_assert(!http_read_body(&c.req, 1024, &too_large));
+    ck_assert(!too_large);
+    body_teardown(&c);
+
+    /* a read error in the middle */
+    body_setup(&c, "20", "only ten b", 10, 4);
+    c.f.read_error = true;
+    too_large = true;
+    ck_assert(!http_read_body(&c.req, 1024, &too_large));
+    ck_assert(!too_large);
+    body_teardown(&c);
+}
+END_TEST
+
+static void check_malformed_length(const char *cl)
+{
+    struct body_ctx c;
+    body_setup(&c, cl, "123456789012", 12, 0);
+    bool too_large = true;
+    ck_assert_msg(!http_read_body(&c.req, 1024, &too_large), "CONTENT_LENGTH \"%s\" accepted", cl);
+    ck_assert_msg(!too_large, "CONTENT_LENGTH \"%s\" reported as too large", cl);
+    body_teardown(&c);
+}
+
+START_TEST(test_body_malformed_length)
+{
+    check_malformed_length("12abc");
+    check_malformed_length("-5");
+    check_malformed_length("abc");
+    check_malformed_length("+12");
+    check_malformed_length(" 12");
+    check_malformed_length("12 ");
+    check_malformed_length("1.5");
+    check_malformed_length("0x10");
+}
+END_TEST
+
+START_TEST(test_body_empty_content_length_reads_to_end)
+{
+    /* nginx passes CONTENT_LENGTH="" on a GET */
+    struct body_ctx c;
+    body_setup(&c, "", "", 0, 0);
+    bool too_large = true;
+    ck_assert(http_read_body(&c.req, 1024, &too_large));
+    ck_assert(!too_large);
+    ck_assert_uint_eq(c.req.body_len, 0);
+    ck_assert_ptr_nonnull(c.req.body);
+    ck_assert_str_eq(c.req.body, "");
+    body_teardown(&c);
+
+    body_setup(&c, "", "abc", 3, 1);
+    too_large = true;
+    ck_assert(http_read_body(&c.req, 1024, &too_large));
+    ck_assert_uint_eq(c.req.body_len, 3);
+    ck_assert_str_eq(c.req.body, "abc");
+    body_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_body_absent_content_length_reads_to_end)
+{
+    /* Apache mod_proxy_fcgi with a chunked body: no CONTENT_LENGTH at all */
+    struct body_ctx c;
+    const char *json = "{\"changes\":[{\"op\":\"DELETE\"}]}";
+    body_setup(&c, NULL, json, strlen(json), 5);
+    bool too_large = true;
+    ck_assert(http_read_body(&c.req, 1024, &too_large));
+    ck_assert(!too_large);
+    ck_assert_uint_eq(c.req.body_len, strlen(json));
+    ck_assert_str_eq(c.req.body, json);
+    body_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_body_streamed_large)
+{
+    /* bigger than the internal initial buffer, delivered in odd chunks */
+    struct body_ctx c;
+    size_t n = 100000;
+    char *data = make_bytes(n);
+    body_setup(&c, NULL, data, n, 4093);
+    bool too_large = true;
+    ck_assert(http_read_body(&c.req, 1024 * 1024, &too_large));
+    ck_assert(!too_large);
+    ck_assert_uint_eq(c.req.body_len, n);
+    ck_assert_mem_eq(c.req.body, data, n);
+    ck_assert_int_eq(c.req.body[n], '\0');
+    body_teardown(&c);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_body_streamed_at_limit)
+{
+    struct body_ctx c;
+    size_t limit = 40000; /* crosses the internal buffer growth */
+    char *data = make_bytes(limit);
+    body_setup(&c, NULL, data, limit, 1000);
+    bool too_large = true;
+    ck_assert(http_read_body(&c.req, (long)limit, &too_large));
+    ck_assert(!too_large);
+    ck_assert_uint_eq(c.req.body_len, limit);
+    ck_assert_mem_eq(c.req.body, data, limit);
+    body_teardown(&c);
+    free(data);
+
+    /* small limit, one-byte chunks */
+    data = make_bytes(10);
+    body_setup(&c, NULL, data, 10, 1);
+    too_large = true;
+    ck_assert(http_read_body(&c.req, 10, &too_large));
+    ck_assert(!too_large);
+    ck_assert_str_eq(c.req.body, data);
+    body_teardown(&c);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_body_streamed_over_limit)
+{
+    struct body_ctx c;
+    size_t limit = 40000;
+    char *data = make_bytes(limit + 1);
+    body_setup(&c, NULL, data, limit + 1, 999);
+    bool too_large = false;
+    ck_assert(!http_read_body(&c.req, (long)limit, &too_large));
+    ck_assert(too_large);
+    body_teardown(&c);
+    free(data);
+
+    data = make_bytes(11);
+    body_setup(&c, "", data, 11, 1);
+    too_large = false;
+    ck_assert(!http_read_body(&c.req, 10, &too_large));
+    ck_assert(too_large);
+    body_teardown(&c);
+    free(data);
+
+    /* a much bigger stream: stops one byte past the limit, never buffers the whole thing */
+    size_t big = 1000000;
+    data = make_bytes(big);
+    body_setup(&c, NULL, data, big, 0);
+    too_large = false;
+    ck_assert(!http_read_body(&c.req, 1000, &too_large));
+    ck_assert(too_large);
+    ck_assert_uint_le(c.f.pos, 1001);
+    body_teardown(&c);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_body_streamed_read_error)
+{
+    struct body_ctx c;
+    body_setup(&c, NULL, "partial", 7, 2);
+    c.f.read_error = true;
+    bool too_large = true;
+    ck_assert(!http_read_body(&c.req, 1024, &too_large));
+    ck_assert(!too_large);
+    body_teardown(&c);
+}
+END_TEST
+
+static Suite *body_suite(void)
+{
+    Suite *s = suite_create("body");
+    TCase *tc = tcase_create("content_length");
+    tcase_add_test(tc, test_body_content_length_exact);
+    tcase_add_test(tc, test_body_content_length_one_byte_chunks);
+    tcase_add_test(tc, test_body_content_length_zero);
+    tcase_add_test(tc, test_body_content_length_reads_only_declared);
+    tcase_add_test(tc, test_body_content_length_too_large);
+    tcase_add_test(tc, test_body_content_length_at_limit);
+    tcase_add_test(tc, test_body_short);
+    tcase_add_test(tc, test_body_malformed_length);
+    suite_add_tcase(s, tc);
+    TCase *ts = tcase_create("stream");
+    tcase_add_test(ts, test_body_empty_content_length_reads_to_end);
+    tcase_add_test(ts, test_body_absent_content_length_reads_to_end);
+    tcase_add_test(ts, test_body_streamed_large);
+    tcase_add_test(ts, test_body_streamed_at_limit);
+    tcase_add_test(ts, test_body_streamed_over_limit);
+    tcase_add_test(ts, test_body_streamed_read_error);
+    suite_add_tcase(s, ts);
+    return s;
+}
+
+/* ------------------------------------------------------------------ query string */
+
+struct query_ctx {
+    struct fake f;
+    struct http_io io;
+    arena_t *a;
+    struct request req;
+};
+
+static void query_setup(struct query_ctx *c, const char *qs)
+{
+    fake_init(&c->f, &c->io);
+    if (qs)
+        fake_set(&c->f, "QUERY_STRING", qs);
+    c->a = arena_new(0);
+    http_request_init(&c->req, &c->io, c->a);
+}
+
+static void query_teardown(struct query_ctx *c)
+{
+    fake_free(&c->f);
+    arena_free(c->a);
+}
+
+START_TEST(test_query_basic)
+{
+    struct query_ctx c;
+    query_setup(&c, "since=42&limit=100");
+    ck_assert_str_eq(http_query_param(&c.req, "since"), "42");
+    ck_assert_str_eq(http_query_param(&c.req, "limit"), "100");
+    ck_assert_ptr_null(http_query_param(&c.req, "absent"));
+    ck_assert_ptr_null(http_query_param(&c.req, "sinc"));
+    ck_assert_ptr_null(http_query_param(&c.req, "since="));
+    ck_assert_ptr_null(http_query_param(&c.req, "42"));
+    query_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_query_first_wins)
+{
+    struct query_ctx c;
+    query_setup(&c, "a=1&b=2&a=3");
+    ck_assert_str_eq(http_query_param(&c.req, "a"), "1");
+    ck_assert_str_eq(http_query_param(&c.req, "b"), "2");
+    query_teardown(&c);
+
+    /* a key that is a prefix of another is not confused with it */
+    query_setup(&c, "ab=1&a=2");
+    ck_assert_str_eq(http_query_param(&c.req, "a"), "2");
+    ck_assert_str_eq(http_query_param(&c.req, "ab"), "1");
+    query_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_query_decoding)
+{
+    struct query_ctx c;
+    query_setup(&c, "name=John%20Doe&q=a+b&mixed=%41%62c+%2B&eq=x%3Dy&raw=b=c");
+    ck_assert_str_eq(http_query_param(&c.req, "name"), "John Doe");
+    ck_assert_str_eq(http_query_param(&c.req, "q"), "a b");
+    ck_assert_str_eq(http_query_param(&c.req, "mixed"), "Abc +");
+    ck_assert_str_eq(http_query_param(&c.req, "eq"), "x=y");
+    ck_assert_str_eq(http_query_param(&c.req, "raw"), "b=c");
+    query_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_query_key_without_value)
+{
+    struct query_ctx c;
+    query_setup(&c, "flag&x=1&empty=");
+    const char *v = http_query_param(&c.req, "flag");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, "");
+    ck_assert_str_eq(http_query_param(&c.req, "x"), "1");
+    v = http_query_param(&c.req, "empty");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, "");
+    query_teardown(&c);
+
+    query_setup(&c, "&&x=1&");
+    ck_assert_str_eq(http_query_param(&c.req, "x"), "1");
+    ck_assert_ptr_null(http_query_param(&c.req, "y"));
+    query_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_query_empty_or_absent)
+{
+    struct query_ctx c;
+    query_setup(&c, NULL);
+    ck_assert_ptr_null(http_query_param(&c.req, "a"));
+    query_teardown(&c);
+    query_setup(&c, "");
+    ck_assert_ptr_null(http_query_param(&c.req, "a"));
+    query_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_query_bad_escapes)
+{
+    /* must not crash or read past the end; whatever comes back is a valid string or NULL */
+    static const char *const qs[] = { "a=%zz", "a=%4", "a=%", "a=%%", "a=x%4&b=1", "a=%g1", "a=%1" };
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+        struct query_ctx c;
+        query_setup(&c, qs[i]);
+        const char *v = http_query_param(&c.req, "a");
+        if (v)
+            ck_assert_uint_le(strlen(v), strlen(qs[i]));
+        query_teardown(&c);
+    }
+    struct query_ctx c;
+    query_setup(&c, "a=x%4&b=1");
+    (void)http_query_param(&c.req, "a");
+    ck_assert_str_eq(http_query_param(&c.req, "b"), "1");
+    query_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_url_decode)
+{
+    arena_t *a = arena_new(0);
+    const char *s;
+    s = http_url_decode(a, "%41%42", 6);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "AB");
+    s = http_url_decode(a, "a+b", 3);
+    ck_assert_str_eq(s, "a b");
+    s = http_url_decode(a, "%4a%4A%2f", 9);
+    ck_assert_str_eq(s, "JJ/");
+    s = http_url_decode(a, "plain", 5);
+    ck_assert_str_eq(s, "plain");
+    s = http_url_decode(a, "", 0);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "");
+    s = http_url_decode(a, "%C3%A9", 6);
+    ck_assert_str_eq(s, "\xc3\xa9");
+    /* only len bytes are decoded */
+    s = http_url_decode(a, "abcdef", 3);
+    ck_assert_str_eq(s, "abc");
+
+    ck_assert_ptr_null(http_url_decode(a, "%", 1));
+    ck_assert_ptr_null(http_url_decode(a, "%4", 2));
+    ck_assert_ptr_null(http_url_decode(a, "ab%4", 4));
+    ck_assert_ptr_null(http_url_decode(a, "%zz", 3));
+    ck_assert_ptr_null(http_url_decode(a, "%4g", 3));
+    ck_assert_ptr_null(http_url_decode(a, "%g4", 3));
+    /* an escape cut by len is bad even if the bytes after len would complete it */
+    ck_assert_ptr_null(http_url_decode(a, "%41", 2));
+    arena_free(a);
+}
+END_TEST
+
+static Suite *query_suite(void)
+{
+    Suite *s = suite_create("query");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_query_basic);
+    tcase_add_test(tc, test_query_first_wins);
+    tcase_add_test(tc, test_query_decoding);
+    tcase_add_test(tc, test_query_key_without_value);
+    tcase_add_test(tc, test_query_empty_or_absent);
+    tcase_add_test(tc, test_query_bad_escapes);
+    tcase_add_test(tc, test_url_decode);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* ------------------------------------------------------------------ answers */
+
+struct answer {
+    char *headers;        /* up to and including the first "\r\n" of the blank line */
+    char *body;
+    size_t body_len;
+};
+
+/* Splits the captured output at the first blank line. */
+static struct answer split_answer(const strbuf_t *out)
+{
+    struct answer ans = { NULL, NULL, 0 };
+    const char *data = out->data;
+    ck_assert_ptr_nonnull(data);
+    const char *sep = strstr(data, "\r\n\r\n");
+    ck_assert_msg(sep != NULL, "no blank line after the headers");
+    size_t hl = (size_t)(sep - data) + 2;
+    ans.headers = malloc(hl + 1);
+    memcpy(ans.headers, data, hl);
+    ans.headers[hl] = '\0';
+    const char *b = sep + 4;
+    ans.body_len = out->len - (size_t)(b - data);
+    ans.body = malloc(ans.body_len + 1);
+    memcpy(ans.body, b, ans.body_len);
+    ans.body[ans.body_len] = '\0';
+    return ans;
+}
+
+static void answer_free(struct answer *ans)
+{
+    free(ans->headers);
+    free(ans->body);
+}
+
+/* Value of a header (the text between "Name: " and "\r\n"), malloc'd, or NULL. */
+static char *header_value(const char *headers, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = headers;
+    while (*p) {
+        const char *eol = strstr(p, "\r\n");
+        ck_assert_msg(eol != NULL, "header line without CRLF");
+        if ((size_t)(eol - p) > nl + 1 && strncmp(p, name, nl) == 0 && p[nl] == ':' && p[nl + 1] == ' ') {
+            size_t vl = (size_t)(eol - p) - nl - 2;
+            char *v = malloc(vl + 1);
+            memcpy(v, p + nl + 2, vl);
+            v[vl] = '\0';
+            return v;
+        }
+        p = eol + 2;
+    }
+    return NULL;
+}
+
+static void expect_header(const char *headers, const char *name, const char *value)
+{
+    char *v = header_value(headers, name);
+    ck_assert_msg(v != NULL, "header %s missing in:\n%s", name, headers);
+    ck_assert_str_eq(v, value);
+    free(v);
+}
+
+struct answer_ctx {
+    struct fake f;
+    struct http_io io;
+    arena_t *a;
+    struct request req;
+};
+
+static void answer_setup(struct answer_ctx *c, const char *method)
+{
+    fake_init(&c->f, &c->io);
+    if (method)
+        fake_set(&c->f, "REQUEST_METHOD", method);
+    c->a = arena_new(0);
+    http_request_init(&c->req, &c->io, c->a);
+}
+
+static void answer_teardown(struct answer_ctx *c)
+{
+    fake_free(&c->f);
+    arena_free(c->a);
+}
+
+START_TEST(test_error_output)
+{
+    struct answer_ctx c;
+    answer_setup(&c, "GET");
+    http_error(&c.req, 404, "not_found", "no route for \"%s\" (%d)", "/nope", 7);
+    const char *out = sb_cstr(&c.f.out);
+    ck_assert_int_eq(c.f.write_calls, 1);
+    ck_assert_msg(strncmp(out, "Status: 404 Not Found\r\n", 23) == 0, "got:\n%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "\r\nContent-Type: application/json\r\n"));
+
+    struct answer ans = split_answer(&c.f.out);
+    const char *expect_body = "{\"error\":\"not_found\",\"message\":\"no route for \\\"/nope\\\" (7)\"}";
+    ck_assert_str_eq(ans.body, expect_body);
+    ck_assert_uint_eq(ans.body_len, strlen(expect_body));
+
+    char cl[32];
+    snprintf(cl, sizeof cl, "%zu", ans.body_len);
+    expect_header(ans.headers, "Content-Length", cl);
+    expect_header(ans.headers, "Content-Type", "application/json");
+    expect_header(ans.headers, "X-Request-Id", c.req.request_id);
+    ck_assert(is_lower_hex16(c.req.request_id));
+    ck_assert_ptr_null(header_value(ans.headers, "Allow"));
+
+    /* every header line is well-formed "Name: value\r\n" */
+    const char *p = ans.headers;
+    ck_assert(strncmp(p, "Status: ", 8) == 0);
+    while (*p) {
+        const char *eol = strstr(p, "\r\n");
+        ck_assert_ptr_nonnull(eol);
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        ck_assert_msg(colon != NULL && colon > p && colon[1] == ' ', "bad header line");
+        p = eol + 2;
+    }
+
+    ck_assert(c.req.responded);
+    ck_assert_int_eq(c.req.status, 404);
+    ck_assert_str_eq(c.req.error_code, "not_found");
+    answer_free(&ans);
+    answer_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_error_output_exact)
+{
+    struct answer_ctx c;
+    answer_setup(&c, "POST");
+    http_error(&c.req, 400, "invalid_request", "bad \\ value\n");
+    const char *body = "{\"error\":\"invalid_request\",\"message\":\"bad \\\\ value\\n\"}";
+    strbuf_t expect = STRBUF_INIT;
+    sb_printf(&expect,
+              "Status: 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+              "Cache-Control: no-store\r\nX-Request-Id: %s\r\n\r\n%s",
+              strlen(body), c.req.request_id, body);
+    ck_assert_str_eq(sb_cstr(&c.f.out), sb_cstr(&expect));
+    ck_assert_uint_eq(c.f.out.len, expect.len);
+    sb_free(&expect);
+    answer_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_error_headers_allow)
+{
+    struct answer_ctx c;
+    answer_setup(&c, "POST");
+    http_error_headers(&c.req, 405, "method_not_allowed", "Allow: GET\r\n", "use %s", "GET");
+    const char *out = sb_cstr(&c.f.out);
+    ck_assert(strncmp(out, "Status: 405 Method Not Allowed\r\n", 32) == 0);
+    struct answer ans = split_answer(&c.f.out);
+    ck_assert_ptr_nonnull(strstr(ans.headers, "\r\nAllow: GET\r\n"));
+    expect_header(ans.headers, "Allow", "GET");
+    ck_assert_str_eq(ans.body, "{\"error\":\"method_not_allowed\",\"message\":\"use GET\"}");
+    char cl[32];
+    snprintf(cl, sizeof cl, "%zu", ans.body_len);
+    expect_header(ans.headers, "Content-Length", cl);
+    ck_assert_str_eq(c.req.error_code, "method_not_allowed");
+    ck_assert_int_eq(c.req.status, 405);
+    answer_free(&ans);
+    answer_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_respond_once)
+{
+    struct answer_ctx c;
+    answer_setup(&c, "GET");
+    http_error(&c.req, 503, "database_unavailable", "down");
+    size_t len = c.f.out.len;
+    char *first = strdup(sb_cstr(&c.f.out));
+    int calls = c.f.write_calls;
+    ck_assert_int_eq(calls, 1);
+
+    http_json_text(&c.req, 200, "{\"status\":\"ok\"}");
+    http_error(&c.req, 500, "internal_error", "again");
+    ck_assert_int_eq(c.f.write_calls, calls);
+    /* the dropped answer must not change what is logged and counted for the request:
+     * status and error code stay those of the answer the client actually received */
+    ck_assert_uint_eq(c.f.out.len, len);
+    ck_assert_str_eq(sb_cstr(&c.f.out), first);
+    ck_assert_int_eq(c.req.status, 503);
+    ck_assert_str_eq(c.req.error_code, "database_unavailable");
+    free(first);
+    answer_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_head_no_body)
+{
+    struct answer_ctx c;
+    answer_setup(&c, "HEAD");
+    const char *json = "{\"status\":\"ok\"}";
+    http_json_text(&c.req, 200, json);
+    const char *out = sb_cstr(&c.f.out);
+    ck_assert(strncmp(out, "Status: 200 OK\r\n", 16) == 0);
+    struct answer ans = split_answer(&c.f.out);
+    ck_assert_uint_eq(ans.body_len, 0);
+    char cl[32];
+    snprintf(cl, sizeof cl, "%zu", strlen(json));
+    expect_header(ans.headers, "Content-Length", cl); /* the length of the GET answer */
+    ck_assert_uint_eq(c.f.out.len, strlen(ans.headers) + 2);
+    answer_free(&ans);
+    answer_teardown(&c);
+
+    answer_setup(&c, "HEAD");
+    http_error(&c.req, 404, "not_found", "x");
+    ans = split_answer(&c.f.out);
+    ck_assert_uint_eq(ans.body_len, 0);
+    answer_free(&ans);
+    answer_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_json_and_respond)
+{
+    struct answer_ctx c;
+    answer_setup(&c, "GET");
+    strbuf_t body = STRBUF_INIT;
+    sb_puts(&body, "{\"schema_version\":1}");
+    http_json(&c.req, 200, &body);
+    struct answer ans = split_answer(&c.f.out);
+    ck_assert_str_eq(ans.body, "{\"schema_version\":1}");
+    expect_header(ans.headers, "Content-Length", "20");
+    expect_header(ans.headers, "Content-Type", "application/json");
+    ck_assert_ptr_null(c.req.error_code);
+    ck_assert_int_eq(c.req.status, 200);
+    answer_free(&ans);
+    sb_free(&body);
+    answer_teardown(&c);
+
+    /* an empty strbuf */
+    answer_setup(&c, "GET");
+    strbuf_t empty = STRBUF_INIT;
+    http_json(&c.req, 200, &empty);
+    ans = split_answer(&c.f.out);
+    ck_assert_uint_eq(ans.body_len, 0);
+    expect_header(ans.headers, "Content-Length", "0");
+    answer_free(&ans);
+    answer_teardown(&c);
+
+    /* http_respond with another content type, extra headers and a body with a NUL byte */
+    answer_setup(&c, "GET");
+    http_respond(&c.req, 200, "text/plain; version=0.0.4", "X-A: 1\r\nX-B: 2\r\n", "ab\0cd", 5);
+    ans = split_answer(&c.f.out);
+    expect_header(ans.headers, "Content-Type", "text/plain; version=0.0.4");
+    expect_header(ans.headers, "X-A", "1");
+    expect_header(ans.headers, "X-B", "2");
+    expect_header(ans.headers, "Content-Length", "5");
+    ck_assert_uint_eq(ans.body_len, 5);
+    ck_assert_mem_eq(ans.body, "ab\0cd", 5);
+    answer_free(&ans);
+    answer_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_respond_write_error)
+{
+    struct answer_ctx c;
+    answer_setup(&c, "GET");
+    c.f.write_error = true;
+    http_error(&c.req, 500, "internal_error", "request %s", c.req.request_id);
+    ck_assert_int_eq(c.f.write_calls, 1);
+    ck_assert(c.req.responded);
+    ck_assert_int_eq(c.req.status, 500);
+    answer_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_error_long_message)
+{
+    /* a message longer than any internal buffer must still give valid JSON */
+    struct answer_ctx c;
+    answer_setup(&c, "GET");
+    char *longmsg = make_bytes(5000);
+    http_error(&c.req, 400, "invalid_request", "%s", longmsg);
+    struct answer ans = split_answer(&c.f.out);
+    ck_assert(strncmp(ans.body, "{\"error\":\"invalid_request\",\"message\":\"", 38) == 0);
+    ck_assert(ans.body_len >= 2 && strcmp(ans.body + ans.body_len - 2, "\"}") == 0);
+    char cl[32];
+    snprintf(cl, sizeof cl, "%zu", ans.body_len);
+    expect_header(ans.headers, "Content-Length", cl);
+    answer_free(&ans);
+    free(longmsg);
+    answer_teardown(&c);
+}
+END_TEST
+
+START_TEST(test_status_text)
+{
+    ck_assert_str_eq(http_status_text(200), "OK");
+    ck_assert_str_eq(http_status_text(400), "Bad Request");
+    ck_assert_str_eq(http_status_text(401), "Unauthorized");
+    ck_assert_str_eq(http_status_text(404), "Not Found");
+    ck_assert_str_eq(http_status_text(405), "Method Not Allowed");
+    ck_assert_str_eq(http_status_text(413), "Payload Too Large");
+    ck_assert_str_eq(http_status_text(500), "Internal Server Error");
+    ck_assert_str_eq(http_status_text(503), "Service Unavailable");
+    ck_assert_ptr_nonnull(http_status_text(418));
+    ck_assert_ptr_nonnull(http_status_text(0));
+
+    /* and the status line of an answer uses it */
+    static const int codes[] = { 200, 400, 401, 404, 405, 413, 500, 503 };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        struct answer_ctx c;
+        answer_setup(&c, "GET");
+        http_json_text(&c.req, codes[i], "{}");
+        char line[80];
+        snprintf(line, sizeof line, "Status: %d %s\r\n", codes[i], http_status_text(codes[i]));
+        ck_assert(strncmp(sb_cstr(&c.f.out), line, strlen(line)) == 0);
+        answer_teardown(&c);
+    }
+}
+END_TEST
+
+static Suite *answer_suite(void)
+{
+    Suite *s = suite_create("answer");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_error_output);
+    tcase_add_test(tc, test_error_output_exact);
+    tcase_add_test(tc, test_error_headers_allow);
+    tcase_add_test(tc, test_respond_once);
+    tcase_add_test(tc, test_head_no_body);
+    tcase_add_test(tc, test_json_and_respond);
+    tcase_add_test(tc, test_respond_write_error);
+    tcase_add_test(tc, test_error_long_message);
+    tcase_add_test(tc, test_status_text);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    /* the "second answer" and "web server went away" paths log; keep the test output readable */
+    log_setup(LOG_ERROR, LOG_FORMAT_TEXT);
+    SRunner *sr = srunner_create(route_suite());
+    srunner_add_suite(sr, init_suite());
+    srunner_add_suite(sr, body_suite());
+    srunner_add_suite(sr, query_suite());
+    srunner_add_suite(sr, answer_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
