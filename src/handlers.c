@@ -138,6 +138,19 @@ static handler_fn handler_for(enum route_id id)
     }
 }
 
+/* Each new connection re-reads the foreign keys, so a reconnect after a schema change (or a
+ * database that was down at start-up) still gets the right order and pre-check. */
+static bool app_db_setup(PGconn *conn, void *ud, char *err, size_t errlen)
+{
+    struct app *app = ud;
+    if (app->cfg->auto_migrate_fks && app->cfg->n_tables) {
+        strbuf_t report = STRBUF_INIT;
+        sync_fk_migrate(app->cfg, conn, false, &report);
+        sb_free(&report);
+    }
+    return sync_schema_discover(&app->schema, conn, err, errlen);
+}
+
 void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *auth)
 {
     app->cfg = cfg;
@@ -146,6 +159,7 @@ void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *
     app->arena = arena_new(64 * 1024);
     sync_schema_init(&app->schema, cfg);
     db_register_statements(sync_statements, n_sync_statements);
+    db_set_setup_hook(app->db, app_db_setup, app);
 }
 
 void app_cleanup(struct app *app)

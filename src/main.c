@@ -5,6 +5,7 @@
 #include "log.h"
 #include "master.h"
 #include "metrics.h"
+#include "sync/sync.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -147,6 +148,16 @@ static int check_config(const struct config *cfg)
         }
     }
     int version = bootstrap_current_version(c);
+    strbuf_t report = STRBUF_INIT;
+    if (cfg->n_tables && !sync_fk_migrate(cfg, c, true, &report)) {
+        fprintf(stderr, "oversyncd: %s\n", sb_cstr(&report));
+        bad++;
+    } else if (report.len) {
+        printf("foreign keys %s:\n%s", cfg->auto_migrate_fks ? "to migrate at start-up (auto_migrate_fks = true)"
+                                                            : "that are not deferrable (auto_migrate_fks = false)",
+               report.data);
+    }
+    sb_free(&report);
     PQfinish(c);
     if (bad)
         return 1;

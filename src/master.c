@@ -3,6 +3,7 @@
 #include "db/db.h"
 #include "log.h"
 #include "metrics.h"
+#include "sync/sync.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -334,6 +335,11 @@ static void bootstrap_early(const struct config *cfg)
         log_error("sidecar bootstrap failed: %s", err);
     else if (applied)
         log_info("sidecar schema: applied %d migration(s)", applied);
+    if (cfg->auto_migrate_fks && cfg->n_tables) {
+        strbuf_t report = STRBUF_INIT;
+        sync_fk_migrate(cfg, c, false, &report);
+        sb_free(&report);
+    }
     PQfinish(c);
 }
 

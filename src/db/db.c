@@ -21,7 +21,15 @@ struct db {
     unsigned long reconnects;
     long backoff_ms;
     struct timespec next_try;
+    db_setup_fn setup_hook;
+    void *setup_ud;
 };
+
+void db_set_setup_hook(struct db *db, db_setup_fn fn, void *ud)
+{
+    db->setup_hook = fn;
+    db->setup_ud = ud;
+}
 
 static const struct db_statement *statements;
 static size_t n_statements;
@@ -113,6 +121,8 @@ static bool setup(struct db *db, char *err, size_t errlen)
         return false;
     if (applied)
         log_info("sidecar schema: applied %d migration(s)", applied);
+    if (db->setup_hook && !db->setup_hook(db->conn, db->setup_ud, err, errlen))
+        return false;
     for (size_t i = 0; i < n_statements; i++) {
         PGresult *r = PQprepare(db->conn, statements[i].name, statements[i].sql, 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {

@@ -17,6 +17,11 @@ struct db_statement {
 
 struct db;
 
+/* Work done on every new connection after the sidecar bootstrap and before the statements are
+ * prepared (the sync core reads the foreign keys there). false fails the connection attempt. */
+typedef bool (*db_setup_fn)(PGconn *conn, void *ud, char *err, size_t errlen);
+void db_set_setup_hook(struct db *db, db_setup_fn fn, void *ud);
+
 /* Statements every connection prepares (once, right after connecting). Call before db_ensure. */
 void db_register_statements(const struct db_statement *list, size_t n);
 

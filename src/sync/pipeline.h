@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <libpq-fe.h>
 
-#define PIPELINE_MAX 16
+#define PIPELINE_MAX 128
 
 struct pipeline {
     PGconn *conn;

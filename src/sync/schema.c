@@ -13,6 +13,7 @@ static int by_name(const void *a, const void *b)
 
 void sync_schema_init(struct sync_schema *s, const struct config *cfg)
 {
+    memset(s, 0, sizeof *s);
     s->n_tables = cfg->n_tables;
     s->tables = xcalloc((size_t)(cfg->n_tables ? cfg->n_tables : 1), sizeof *s->tables);
     for (int i = 0; i < cfg->n_tables; i++) {
@@ -25,8 +26,31 @@ void sync_schema_init(struct sync_schema *s, const struct config *cfg)
         s->tables[i].rank = i;
 }
 
+void sync_schema_free_fks(struct sync_schema *s)
+{
+    for (int i = 0; i < s->n_fks; i++) {
+        struct sync_fk *f = &s->fks[i];
+        free(f->name);
+        free(f->child_col);
+        free(f->parent_schema);
+        free(f->parent_table);
+        free(f->parent_col);
+        free(f->parent_type);
+        free(f->exists_sql);
+    }
+    free(s->fks);
+    s->fks = NULL;
+    s->n_fks = 0;
+    for (int i = 0; i < s->n_tables; i++) {
+        free(s->tables[i].fks);
+        s->tables[i].fks = NULL;
+        s->tables[i].n_fks = 0;
+    }
+}
+
 void sync_schema_free(struct sync_schema *s)
 {
+    sync_schema_free_fks(s);
     free(s->tables);
     s->tables = NULL;
     s->n_tables = 0;

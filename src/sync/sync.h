@@ -14,22 +14,56 @@
 #include "../metrics.h"
 #include "../strbuf.h"
 
+/* How a foreign-key value from a payload is checked against the parent column. */
+enum fk_value_kind { FK_VALUE_UUID, FK_VALUE_INT2, FK_VALUE_INT4, FK_VALUE_INT8, FK_VALUE_TEXT, FK_VALUE_OTHER };
+
+/* A foreign key whose child is a registered table. */
+struct sync_fk {
+    char *name;
+    int child;                    /* index into sync_schema.tables */
+    char *child_col;              /* NULL when composite (left to PostgreSQL at commit) */
+    char *parent_schema;
+    char *parent_table;
+    int parent;                   /* index into sync_schema.tables, -1 when not registered */
+    char *parent_col;
+    char *parent_type;            /* format_type() of the parent column */
+    enum fk_value_kind kind;
+    bool parent_is_pk;            /* the parent column is the parent's single-column primary key */
+    bool deferrable;
+    bool deferred;
+    char *exists_sql;             /* values ($1 text[]) that exist in the parent */
+};
+
 /* Registered tables with their apply rank (parents before children). */
 struct sync_table {
     const char *schema;
     const char *name;
     const struct table_conf *conf;
     int rank;                     /* position in the deterministic apply order */
+    int *fks;                     /* single-column FKs of this table (indexes into sync_schema.fks) */
+    int n_fks;
 };
 
 struct sync_schema {
     struct sync_table *tables;    /* sorted by schema, name */
     int n_tables;
+    struct sync_fk *fks;
+    int n_fks;
+    bool discovered;              /* the catalog was read */
 };
 
-/* Builds the registry from the configuration (name order; the FK topology refines the ranks). */
+/* Builds the registry from the configuration (name order until the FK topology is known). */
 void sync_schema_init(struct sync_schema *s, const struct config *cfg);
 void sync_schema_free(struct sync_schema *s);
+void sync_schema_free_fks(struct sync_schema *s);
+/* Reads the foreign keys of the registered tables from the catalog and ranks the tables in a
+ * deterministic topological order (ties by schema.table; a cycle falls back to name order and
+ * is logged). */
+bool sync_schema_discover(struct sync_schema *s, PGconn *conn, char *err, size_t errlen);
+/* Makes the non-deferrable FKs of registered tables DEFERRABLE INITIALLY DEFERRED (SPEC §6.2).
+ * With dry_run only reports. Each constraint changes in a transaction of its own; a failure
+ * leaves that constraint as it was and is reported. Returns false when any failed. */
+bool sync_fk_migrate(const struct config *cfg, PGconn *conn, bool dry_run, strbuf_t *report);
 const struct sync_table *sync_schema_find(const struct sync_schema *s, const char *schema, const char *name);
 
 /* Statements the sync core prepares on every connection. */

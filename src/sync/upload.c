@@ -11,16 +11,26 @@
 #include "json_scan.h"
 #include "pipeline.h"
 #include "sync.h"
+#include "../base64.h"
 #include "../log.h"
 #include "../uuid.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum op { OP_INSERT, OP_UPDATE, OP_DELETE };
+
+/* One foreign-key value of an upsert, to be found in the batch or the database (SPEC §6.3). */
+struct fkref {
+    int fk;                         /* index into sync_schema.fks */
+    const char *value;              /* in the parent column's text form */
+    char db;                        /* 'y' exists, 'n' missing, 'b' not castable; from round trip 1 */
+};
 enum status { ST_PENDING, ST_APPLIED, ST_IDEMPOTENT, ST_CONFLICT, ST_INVALID, ST_MATERIALIZE_ERROR };
 
 struct change {
@@ -36,6 +46,8 @@ struct change {
     struct json_span payload;
     const struct sync_table *tbl;
     int key;                        /* row key index, -1 until validated */
+    struct fkref *refs;
+    int nrefs;
 
     enum status status;
     enum metric_invalid_reason reason;
@@ -308,6 +320,171 @@ static void validate(struct batch *b, struct change *c)
     }
 }
 
+/* -------------------------------------------------------------- foreign-key pre-check */
+
+/* A payload value in the text form the parent column stores, or NULL when it cannot even be
+ * compared with it (a uuid parent takes every UUID spelling and base64 of 16 bytes, which the
+ * reference client uses for BLOB keys). */
+static const char *fk_value(arena_t *a, const struct json_span *v, enum fk_value_kind kind)
+{
+    const char *text;
+    if (v->type == JSON_STRING)
+        text = json_string_dup(a, v);
+    else if (v->type == JSON_NUMBER)
+        text = arena_strndup(a, v->start, v->len);
+    else
+        return NULL;
+    switch (kind) {
+    case FK_VALUE_UUID: {
+        if (v->type != JSON_STRING)
+            return NULL;
+        char *out = arena_alloc(a, UUID_STR_LEN + 1);
+        if (uuid_canonical(text, strlen(text), out))
+            return out;
+        unsigned char bytes[64];
+        size_t n, len = strlen(text);
+        if (len <= 24 && base64_decode(text, len, bytes, &n) && n == 16) {
+            uuid_format(bytes, out);
+            return out;
+        }
+        return NULL;
+    }
+    case FK_VALUE_INT2:
+    case FK_VALUE_INT4:
+    case FK_VALUE_INT8: {
+        const char *p = text;
+        if (*p == '-')
+            p++;
+        if (!*p || strspn(p, "0123456789") != strlen(p) || strlen(p) > 19)
+            return NULL;
+        errno = 0;
+        long long x = strtoll(text, NULL, 10);
+        long long lo = kind == FK_VALUE_INT2 ? -32768 : kind == FK_VALUE_INT4 ? -2147483648LL : LLONG_MIN;
+        long long hi = kind == FK_VALUE_INT2 ? 32767 : kind == FK_VALUE_INT4 ? 2147483647LL : LLONG_MAX;
+        if (errno == ERANGE || x < lo || x > hi)
+            return NULL;
+        return arena_printf(a, "%lld", x);
+    }
+    case FK_VALUE_TEXT:
+    case FK_VALUE_OTHER:
+    default:
+        return text;
+    }
+}
+
+static const struct json_span *payload_member(const struct json_span *payload, const char *name,
+                                              struct json_span *buf)
+{
+    struct json_iter it;
+    struct json_span k;
+    json_iter_init(&it, payload);
+    while (json_iter_member(&it, &k, buf))
+        if (json_string_eq(&k, name))
+            return buf;
+    return NULL;
+}
+
+/* Collects the upsert's single-column FK values; a value that cannot be compared with the parent
+ * column makes the change invalid/precheck_error here already. */
+static void collect_refs(struct batch *b, struct change *c)
+{
+    const struct sync_schema *sch = b->rq->schema;
+    if (c->op == OP_DELETE || c->tbl->n_fks == 0)
+        return;
+    c->refs = arena_calloc(b->rq->arena, (size_t)c->tbl->n_fks, sizeof *c->refs);
+    for (int i = 0; i < c->tbl->n_fks; i++) {
+        const struct sync_fk *fk = &sch->fks[c->tbl->fks[i]];
+        struct json_span buf;
+        const struct json_span *v = payload_member(&c->payload, fk->child_col, &buf);
+        if (!v || v->type == JSON_NULL)
+            continue;
+        const char *value = fk_value(b->rq->arena, v, fk->kind);
+        if (!value) {
+            char *msg = arena_printf(b->rq->arena, "value of %s cannot be compared with %s.%s.%s (%s)",
+                                     fk->child_col, fk->parent_schema, fk->parent_table, fk->parent_col,
+                                     fk->parent_type);
+            strbuf_t d = STRBUF_INIT;
+            sb_puts(&d, "{\"error\":");
+            sb_json_str(&d, msg);
+            sb_putc(&d, '}');
+            invalid(b, c, INVALID_PRECHECK_ERROR, msg, arena_strdup(b->rq->arena, d.data));
+            sb_free(&d);
+            return;
+        }
+        c->refs[c->nrefs].fk = c->tbl->fks[i];
+        c->refs[c->nrefs].value = value;
+        c->refs[c->nrefs].db = 'n';
+        c->nrefs++;
+    }
+}
+
+/* Is the parent row created by an upsert applied earlier in this batch? Apply order puts parent
+ * tables first, so "earlier" covers both a parent table and the same table. */
+static bool parent_in_batch(const struct batch *b, int upto, const struct change *child, const struct fkref *r)
+{
+    const struct sync_schema *sch = b->rq->schema;
+    const struct sync_fk *fk = &sch->fks[r->fk];
+    if (fk->parent < 0)
+        return false;
+    const struct sync_table *parent = &sch->tables[fk->parent];
+    if (fk->parent_is_pk && child->tbl == parent && strcmp(child->pk, r->value) == 0)
+        return true;    /* a row referring to itself */
+    for (int oi = 0; oi < upto; oi++) {
+        const struct change *p = &b->changes[b->order[oi]];
+        if (p->tbl != parent || p->status != ST_APPLIED || p->op == OP_DELETE)
+            continue;
+        if (fk->parent_is_pk) {
+            if (strcmp(p->pk, r->value) == 0)
+                return true;
+            continue;
+        }
+        struct json_span buf;
+        const struct json_span *v = payload_member(&p->payload, fk->parent_col, &buf);
+        const char *pv = v ? fk_value(b->rq->arena, v, fk->kind) : NULL;
+        if (pv && strcmp(pv, r->value) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* SPEC §6.3, evaluated in apply order so that a parent applied earlier in the batch counts. */
+static bool precheck(struct batch *b, int oi, struct change *c)
+{
+    if (c->nrefs == 0)
+        return true;
+    const struct sync_schema *sch = b->rq->schema;
+    strbuf_t missing = STRBUF_INIT;
+    for (int i = 0; i < c->nrefs; i++) {
+        const struct fkref *r = &c->refs[i];
+        const struct sync_fk *fk = &sch->fks[r->fk];
+        if (r->db == 'b') {
+            sb_free(&missing);
+            char *msg = arena_printf(b->rq->arena, "value \"%s\" of %s cannot be compared with %s.%s.%s (%s)",
+                                     r->value, fk->child_col, fk->parent_schema, fk->parent_table,
+                                     fk->parent_col, fk->parent_type);
+            strbuf_t d = STRBUF_INIT;
+            sb_puts(&d, "{\"error\":");
+            sb_json_str(&d, msg);
+            sb_putc(&d, '}');
+            invalid(b, c, INVALID_PRECHECK_ERROR, msg, arena_strdup(b->rq->arena, d.data));
+            sb_free(&d);
+            return false;
+        }
+        if (r->db == 'y' || parent_in_batch(b, oi, c, r))
+            continue;
+        sb_putc(&missing, missing.len ? ',' : '[');
+        sb_json_str(&missing, arena_printf(b->rq->arena, "%s.%s:%s", fk->parent_schema, fk->parent_table, r->value));
+    }
+    if (!missing.len)
+        return true;
+    sb_putc(&missing, ']');
+    char *details = arena_printf(b->rq->arena, "{\"missing\":%s}", missing.data);
+    invalid(b, c, INVALID_FK_MISSING, arena_printf(b->rq->arena, "missing parent rows: %s", missing.data),
+            details);
+    sb_free(&missing);
+    return false;
+}
+
 /* ----------------------------------------------------------------------- keys and sets */
 
 static uint64_t hash_str(uint64_t h, const char *s)
@@ -448,6 +625,10 @@ const struct db_statement sync_statements[] = {
       "FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
       "JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t "
       "AND m.pk_uuid = k.p" },
+    { "sync_live_rows",
+      "SELECT k.i FROM unnest($2::uuid[]) WITH ORDINALITY AS k(p, i) "
+      "JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = $3 AND m.table_name = $4 "
+      "AND m.pk_uuid = k.p AND NOT m.deleted" },
     { "sync_row_images",
       "SELECT k.i, s.payload::text "
       "FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
@@ -550,6 +731,8 @@ static void classify(struct batch *b)
     for (int oi = 0; oi < b->norder; oi++) {
         struct change *c = &b->changes[b->order[oi]];
         struct rowkey *r = &b->keys[c->key];
+        if (c->op != OP_DELETE && !precheck(b, oi, c))
+            continue;
         if (scid_seen(b, c->scid)) {
             c->status = ST_IDEMPOTENT;
             continue;
@@ -712,6 +895,57 @@ static void key_arrays(struct batch *b, const char **schemas, const char **table
     *pks = array_end(b, &p);
 }
 
+/* The FK queries of round trip 1: for each foreign key the batch uses, which of its values exist
+ * in the parent table (and, for a registered parent kept only in the sidecar — materializer
+ * none — which are live rows of this user there). */
+struct fk_query {
+    int fk;
+    struct fkref **refs;
+    int nrefs;
+    int slot_exists;
+    int slot_sidecar;               /* -1 when not asked */
+    const char *values;
+};
+
+static struct fk_query *plan_fk_queries(struct batch *b, int *nq)
+{
+    const struct sync_schema *sch = b->rq->schema;
+    struct fk_query *q = arena_calloc(b->rq->arena, (size_t)(sch->n_fks ? sch->n_fks : 1), sizeof *q);
+    *nq = 0;
+    for (int f = 0; f < sch->n_fks; f++) {
+        int count = 0;
+        for (int oi = 0; oi < b->norder; oi++) {
+            const struct change *c = &b->changes[b->order[oi]];
+            for (int i = 0; i < c->nrefs; i++)
+                count += c->refs[i].fk == f;
+        }
+        if (!count)
+            continue;
+        struct fk_query *fq = &q[(*nq)++];
+        fq->fk = f;
+        fq->refs = arena_calloc(b->rq->arena, (size_t)count, sizeof *fq->refs);
+        fq->slot_sidecar = -1;
+        strbuf_t vals = STRBUF_INIT;
+        array_begin(&vals);
+        for (int oi = 0; oi < b->norder; oi++) {
+            struct change *c = &b->changes[b->order[oi]];
+            for (int i = 0; i < c->nrefs; i++)
+                if (c->refs[i].fk == f) {
+                    fq->refs[fq->nrefs++] = &c->refs[i];
+                    array_str(&vals, c->refs[i].value);
+                }
+        }
+        fq->values = array_end(b, &vals);
+    }
+    return q;
+}
+
+static bool sidecar_parent(const struct sync_schema *sch, const struct sync_fk *fk)
+{
+    return fk->parent >= 0 && fk->parent_is_pk && fk->kind == FK_VALUE_UUID &&
+           sch->tables[fk->parent].conf->materializer == MATERIALIZER_NONE;
+}
+
 static enum sync_outcome read_state(struct batch *b, long long *prev_highest, char *err, size_t errlen)
 {
     const struct sync_request *rq = b->rq;
@@ -738,6 +972,20 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
                 pipeline_add(&p, "sync_seen_scids", NULL, 3, v_seen) &&
                 pipeline_add(&p, "sync_row_versions", NULL, 4, v_rows) &&
                 pipeline_add(&p, "sync_highest", NULL, 1, v_user);
+    int nq = 0;
+    struct fk_query *fq = plan_fk_queries(b, &nq);
+    const struct sync_schema *sch = rq->schema;
+    for (int i = 0; sent && i < nq; i++) {
+        const struct sync_fk *fk = &sch->fks[fq[i].fk];
+        const char *v_exists[1] = { fq[i].values };
+        fq[i].slot_exists = p.n;
+        sent = pipeline_add(&p, NULL, fk->exists_sql, 1, v_exists);
+        if (sent && sidecar_parent(sch, fk)) {
+            const char *v_side[4] = { rq->who->user, fq[i].values, fk->parent_schema, fk->parent_table };
+            fq[i].slot_sidecar = p.n;
+            sent = pipeline_add(&p, "sync_live_rows", NULL, 4, v_side);
+        }
+    }
     if (!sent || !pipeline_run(&p)) {
         enum sync_outcome o = db_failure(b, pipeline_error(&p), "reading row versions", err, errlen);
         pipeline_clear(&p);
@@ -755,6 +1003,22 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
         b->keys[k].deleted = PQgetvalue(rows, i, 2)[0] == 't';
     }
     *prev_highest = atoll(PQgetvalue(hi, 0, 0));
+    for (int i = 0; i < nq; i++) {
+        PGresult *ex = p.res[fq[i].slot_exists];
+        for (int row = 0; row < PQntuples(ex); row++) {
+            int j = atoi(PQgetvalue(ex, row, 0)) - 1;
+            if (j >= 0 && j < fq[i].nrefs)
+                fq[i].refs[j]->db = PQgetvalue(ex, row, 1)[0];
+        }
+        if (fq[i].slot_sidecar < 0)
+            continue;
+        PGresult *side = p.res[fq[i].slot_sidecar];
+        for (int row = 0; row < PQntuples(side); row++) {
+            int j = atoi(PQgetvalue(side, row, 0)) - 1;
+            if (j >= 0 && j < fq[i].nrefs && fq[i].refs[j]->db == 'n')
+                fq[i].refs[j]->db = 'y';
+        }
+    }
     pipeline_clear(&p);
     return SYNC_OK;
 }
@@ -894,6 +1158,8 @@ enum sync_outcome sync_upload(const struct sync_request *rq, const char *body, s
     b.scid_used = arena_calloc(rq->arena, b.scid_cap, sizeof *b.scid_used);
     for (int i = 0; i < b.n; i++) {
         struct change *c = &b.changes[i];
+        if (c->status == ST_PENDING)
+            collect_refs(&b, c);
         if (c->status != ST_PENDING)
             continue;
         c->key = key_of(&b, c);
