@@ -1,5 +1,6 @@
 #include "app.h"
 #include "log.h"
+#include "materialize/materialize.h"
 #include "metrics.h"
 
 #include <errno.h>
@@ -148,7 +149,14 @@ static bool app_db_setup(PGconn *conn, void *ud, char *err, size_t errlen)
         sync_fk_migrate(app->cfg, conn, false, &report);
         sb_free(&report);
     }
-    return sync_schema_discover(&app->schema, conn, err, errlen);
+    if (!sync_schema_discover(&app->schema, conn, err, errlen))
+        return false;
+    for (int i = 0; i < app->schema.n_tables; i++) {
+        struct materializer *m = app->schema.tables[i].mat;
+        if (m && !materializer_connect(m, conn, err, errlen))
+            return false;
+    }
+    return true;
 }
 
 void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *auth)
@@ -158,6 +166,13 @@ void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *
     app->db = db_new(cfg);
     app->arena = arena_new(64 * 1024);
     sync_schema_init(&app->schema, cfg);
+    for (int i = 0; i < app->schema.n_tables; i++) {
+        char err[512];
+        struct sync_table *t = &app->schema.tables[i];
+        t->mat = materializer_new(t->conf, err, sizeof err);
+        if (!t->mat && t->conf->materializer != MATERIALIZER_NONE)
+            log_error("%s", err);   /* verified at start-up; only a file changed since can get here */
+    }
     db_register_statements(sync_statements, n_sync_statements);
     db_set_setup_hook(app->db, app_db_setup, app);
 }

@@ -4,6 +4,7 @@
 #include "db/db.h"
 #include "log.h"
 #include "master.h"
+#include "materialize/materialize.h"
 #include "metrics.h"
 #include "sync/sync.h"
 #include "xalloc.h"
@@ -147,6 +148,10 @@ static int check_config(const struct config *cfg)
             PQclear(r);
         }
     }
+    if (!materializers_verify(cfg, c, err, sizeof err)) {
+        fprintf(stderr, "oversyncd: %s\n", err);
+        bad++;
+    }
     int version = bootstrap_current_version(c);
     strbuf_t report = STRBUF_INIT;
     if (cfg->n_tables && !sync_fk_migrate(cfg, c, true, &report)) {
@@ -235,6 +240,11 @@ int main(int argc, char **argv)
     }
     if (!metrics_init())
         log_warn("shared memory for metrics unavailable; /metrics shows this worker only");
+
+    if (!startup_checks(&cfg)) {
+        fprintf(stderr, "oversyncd: refusing to start; see the error above\n");
+        return 1;
+    }
 
     int listen_fd;
     if (cfg.listen) {

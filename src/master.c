@@ -2,6 +2,7 @@
 #include "db/bootstrap.h"
 #include "db/db.h"
 #include "log.h"
+#include "materialize/materialize.h"
 #include "metrics.h"
 #include "sync/sync.h"
 #include "xalloc.h"
@@ -320,15 +321,17 @@ static void schedule_respawns(struct master *m)
     }
 }
 
-/* Brings the sidecar up to date once at start-up so that a broken migration shows at once;
- * workers repeat the (cheap) check on every connect, so a database that is down now is fine. */
-static void bootstrap_early(const struct config *cfg)
+bool startup_checks(const struct config *cfg)
 {
     char err[512];
     PGconn *c = db_connect_plain(cfg, err, sizeof err);
     if (!c) {
         log_warn("database not reachable at start-up (workers keep trying): %s", err);
-        return;
+        if (!materializers_verify(cfg, NULL, err, sizeof err)) {
+            log_error("%s", err);
+            return false;
+        }
+        return true;
     }
     int applied = 0;
     if (!bootstrap_sidecar(c, &applied, err, sizeof err))
@@ -340,7 +343,11 @@ static void bootstrap_early(const struct config *cfg)
         sync_fk_migrate(cfg, c, false, &report);
         sb_free(&report);
     }
+    bool ok = materializers_verify(cfg, c, err, sizeof err);
+    if (!ok)
+        log_error("%s", err);
     PQfinish(c);
+    return ok;
 }
 
 static void reload(struct master *m)
@@ -355,6 +362,12 @@ static void reload(struct master *m)
     struct auth_ctx *auth = auth_new(&fresh, err, sizeof err);
     if (!auth) {
         log_error("reload refused, keeping the running configuration: %s", err);
+        config_free(&fresh);
+        return;
+    }
+    if (!startup_checks(&fresh)) {
+        log_error("reload refused, keeping the running configuration");
+        auth_free(auth);
         config_free(&fresh);
         return;
     }
@@ -384,7 +397,6 @@ static void reload(struct master *m)
     auth_free(m->auth);
     m->auth = auth;
     log_setup(m->cfg->log_level, m->cfg->log_format);
-    bootstrap_early(m->cfg);
     m->generation++;
     m->nworkers = worker_count(m->cfg);
     memset(m->slots, 0, sizeof m->slots);
@@ -471,7 +483,6 @@ int master_run(int listen_fd, const struct overrides *ov, struct config *cfg, st
     log_set_role("master");
     if (cfg->pid_file)
         write_pid_file(cfg->pid_file);
-    bootstrap_early(cfg);
 
     m->nworkers = worker_count(cfg);
     for (int i = 0; i < m->nworkers; i++)

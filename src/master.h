@@ -29,6 +29,11 @@ int worker_run(int listen_fd, const struct config *cfg, const struct auth_ctx *a
 /* Drops to cfg->user / cfg->group when running as root. */
 bool drop_privileges(const struct config *cfg, char *err, size_t errlen);
 
+/* Start-up work against the database: sidecar bootstrap, FK migration, materializer checks. A
+ * database that is down is only a warning (workers keep trying); a materializer that cannot work
+ * is an error (false). */
+bool startup_checks(const struct config *cfg);
+
 /* Supervises workers on listen_fd; returns the process exit status. */
 int master_run(int listen_fd, const struct overrides *ov, struct config *cfg, struct auth_ctx *auth);
 

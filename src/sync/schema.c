@@ -1,4 +1,5 @@
 #include "sync.h"
+#include "../materialize/materialize.h"
 #include "../xalloc.h"
 
 #include <stdlib.h>
@@ -51,6 +52,8 @@ void sync_schema_free_fks(struct sync_schema *s)
 void sync_schema_free(struct sync_schema *s)
 {
     sync_schema_free_fks(s);
+    for (int i = 0; i < s->n_tables; i++)
+        materializer_free(s->tables[i].mat);
     free(s->tables);
     s->tables = NULL;
     s->n_tables = 0;

@@ -42,6 +42,7 @@ struct sync_table {
     int rank;                     /* position in the deterministic apply order */
     int *fks;                     /* single-column FKs of this table (indexes into sync_schema.fks) */
     int n_fks;
+    struct materializer *mat;     /* NULL for materializer none (or when not loaded) */
 };
 
 struct sync_schema {
@@ -51,6 +52,8 @@ struct sync_schema {
     int n_fks;
     bool discovered;              /* the catalog was read */
 };
+
+struct materializer;
 
 /* Builds the registry from the configuration (name order until the FK topology is known). */
 void sync_schema_init(struct sync_schema *s, const struct config *cfg);

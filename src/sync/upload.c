@@ -13,6 +13,7 @@
 #include "sync.h"
 #include "../base64.h"
 #include "../log.h"
+#include "../materialize/materialize.h"
 #include "../uuid.h"
 
 #include <ctype.h>
@@ -73,6 +74,10 @@ struct rowkey {
     bool exists;
     int image;                      /* change holding the after-image, -1 = database */
     char *db_payload;               /* fetched for conflicts only */
+    /* as read in round trip 1, to classify again after a materializer failure */
+    long long db_version;
+    bool db_deleted;
+    bool db_exists;
 };
 
 struct batch {
@@ -88,6 +93,8 @@ struct batch {
     size_t scid_cap;
     int *order;                     /* apply order: indexes into changes */
     int norder;
+    long long *db_scids;            /* scids of this device already in the log */
+    int n_db_scids;
 };
 
 /* ------------------------------------------------------------------------------ parsing */
@@ -661,6 +668,16 @@ const struct db_statement sync_statements[] = {
       "  WHERE i.fin AND i.del AND st.user_id = $1 AND st.schema_name = i.s AND st.table_name = i.t"
       "    AND st.pk_uuid = i.pk)"
       "SELECT coalesce(max(server_id), 0) FROM log" },
+    { "sync_record_failures",
+      "INSERT INTO sync.materialize_failures (user_id, schema_name, table_name, pk_uuid, attempted_version,"
+      "                                      op, payload, error)"
+      "SELECT $1, x.s, x.t, x.pk, x.v, x.op,"
+      "       CASE WHEN x.op = 'DELETE' THEN NULL ELSE $8::jsonb -> (x.n::int - 1) END, x.e"
+      "  FROM unnest($2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::text[], $7::text[])"
+      "       WITH ORDINALITY AS x(s, t, pk, v, op, e, n)"
+      "ON CONFLICT (user_id, schema_name, table_name, pk_uuid, attempted_version) DO UPDATE"
+      "   SET retry_count = sync.materialize_failures.retry_count + 1, error = EXCLUDED.error,"
+      "       op = EXCLUDED.op, payload = EXCLUDED.payload" },
     { "sync_download_all",
       "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
       "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
@@ -726,11 +743,40 @@ static void conflict(struct batch *b, struct change *c, const struct rowkey *r)
     c->row_image = !r->exists || r->deleted ? -2 : r->image;
 }
 
+/* Back to the state of round trip 1, keeping materializer failures: a change that failed to
+ * materialize did not happen, so what follows it on the same row or depends on it is judged again. */
+static void classify_reset(struct batch *b)
+{
+    for (int k = 0; k < b->nkeys; k++) {
+        struct rowkey *r = &b->keys[k];
+        r->exists = r->db_exists;
+        r->version = r->db_version;
+        r->deleted = r->db_deleted;
+        r->image = -1;
+    }
+    memset(b->scid_used, 0, b->scid_cap * sizeof *b->scid_used);
+    for (int i = 0; i < b->n_db_scids; i++)
+        scid_insert(b, b->db_scids[i]);
+    for (int oi = 0; oi < b->norder; oi++) {
+        struct change *c = &b->changes[b->order[oi]];
+        if (c->status == ST_MATERIALIZE_ERROR)
+            continue;
+        c->status = ST_PENDING;
+        c->message = c->details = NULL;
+        c->new_version = 0;
+        c->logged = c->final = false;
+        c->row_image = -2;
+    }
+}
+
 static void classify(struct batch *b)
 {
+    classify_reset(b);
     for (int oi = 0; oi < b->norder; oi++) {
         struct change *c = &b->changes[b->order[oi]];
         struct rowkey *r = &b->keys[c->key];
+        if (c->status == ST_MATERIALIZE_ERROR)
+            continue;
         if (c->op != OP_DELETE && !precheck(b, oi, c))
             continue;
         if (scid_seen(b, c->scid)) {
@@ -992,15 +1038,17 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
         return o;
     }
     PGresult *seen = p.res[4], *rows = p.res[5], *hi = p.res[6];
-    for (int i = 0; i < PQntuples(seen); i++)
-        scid_insert(b, atoll(PQgetvalue(seen, i, 0)));
+    b->n_db_scids = PQntuples(seen);
+    b->db_scids = arena_calloc(rq->arena, (size_t)(b->n_db_scids ? b->n_db_scids : 1), sizeof *b->db_scids);
+    for (int i = 0; i < b->n_db_scids; i++)
+        b->db_scids[i] = atoll(PQgetvalue(seen, i, 0));
     for (int i = 0; i < PQntuples(rows); i++) {
         int k = atoi(PQgetvalue(rows, i, 0)) - 1;
         if (k < 0 || k >= b->nkeys)
             continue;
-        b->keys[k].exists = true;
-        b->keys[k].version = atoll(PQgetvalue(rows, i, 1));
-        b->keys[k].deleted = PQgetvalue(rows, i, 2)[0] == 't';
+        b->keys[k].db_exists = true;
+        b->keys[k].db_version = atoll(PQgetvalue(rows, i, 1));
+        b->keys[k].db_deleted = PQgetvalue(rows, i, 2)[0] == 't';
     }
     *prev_highest = atoll(PQgetvalue(hi, 0, 0));
     for (int i = 0; i < nq; i++) {
@@ -1021,6 +1069,164 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
     }
     pipeline_clear(&p);
     return SYNC_OK;
+}
+
+/* ---------------------------------------------------------------------- materialization */
+
+#define OPTIMISTIC_ROUNDS 3
+
+static struct materializer *mat_of(const struct change *c)
+{
+    return c->tbl->mat;
+}
+
+static void mat_change_of(const struct batch *b, const struct change *c, struct mat_change *mc)
+{
+    mc->is_delete = c->op == OP_DELETE;
+    mc->op = c->op_text;
+    mc->schema = c->schema;
+    mc->table = c->table;
+    mc->pk = c->pk;
+    mc->payload = mc->is_delete ? NULL : arena_strndup(b->rq->arena, c->payload.start, c->payload.len);
+    mc->payload_len = mc->is_delete ? 0 : c->payload.len;
+    mc->user = b->rq->who->user;
+}
+
+static void mat_failed(struct batch *b, struct change *c, const char *why)
+{
+    c->status = ST_MATERIALIZE_ERROR;
+    c->message = arena_strdup(b->rq->arena, why);
+    c->logged = false;
+}
+
+/* Applies one change in a savepoint of its own; false (and the reason) when it fails. */
+static bool apply_isolated(struct batch *b, struct change *c, char *why, size_t whylen)
+{
+    PGconn *conn = b->rq->conn;
+    struct mat_change mc;
+    struct mat_plan plan;
+    mat_change_of(b, c, &mc);
+    enum mat_plan_result pr = materializer_plan(mat_of(c), conn, &mc, b->rq->arena, &plan, why, whylen);
+    if (pr != MAT_PLANNED)
+        return false;
+    PGresult *r = PQexec(conn, "SAVEPOINT ovs_one");
+    PQclear(r);
+    bool ok;
+    if (plan.synchronous) {
+        ok = materializer_apply(mat_of(c), conn, &mc, why, whylen);
+    } else {
+        r = plan.stmt ? PQexecPrepared(conn, plan.stmt, plan.nparams, plan.values, NULL, NULL, 0)
+                      : PQexecParams(conn, plan.sql, plan.nparams, NULL, plan.values, NULL, NULL, 0);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok)
+            materializer_error_text(r, conn, why, whylen);
+        PQclear(r);
+    }
+    r = PQexec(conn, ok ? "RELEASE SAVEPOINT ovs_one" : "ROLLBACK TO SAVEPOINT ovs_one");
+    PQclear(r);
+    return ok;
+}
+
+/* One optimistic pass: every applied change of a materialized table, in apply order, pipelined
+ * without savepoints. Everything is planned (converted, statements prepared) before the first
+ * pipeline, because preparing cannot happen inside one. true when all applied; otherwise
+ * *failed_at is the first failing change's order position (-1 when the connection broke). */
+static bool materialize_all(struct batch *b, int *failed_at, char *why, size_t whylen)
+{
+    PGconn *conn = b->rq->conn;
+    arena_t *a = b->rq->arena;
+    struct mat_plan *plans = arena_calloc(a, (size_t)(b->norder ? b->norder : 1), sizeof *plans);
+    struct mat_change *mcs = arena_calloc(a, (size_t)(b->norder ? b->norder : 1), sizeof *mcs);
+    bool *todo = arena_calloc(a, (size_t)(b->norder ? b->norder : 1), sizeof *todo);
+    for (int oi = 0; oi < b->norder; oi++) {
+        struct change *c = &b->changes[b->order[oi]];
+        if (c->status != ST_APPLIED || !mat_of(c))
+            continue;
+        mat_change_of(b, c, &mcs[oi]);
+        if (materializer_plan(mat_of(c), conn, &mcs[oi], a, &plans[oi], why, whylen) != MAT_PLANNED) {
+            *failed_at = oi;
+            return false;
+        }
+        todo[oi] = true;
+    }
+    int owner[PIPELINE_MAX];
+    for (int oi = 0; oi < b->norder;) {
+        if (!todo[oi]) {
+            oi++;
+            continue;
+        }
+        struct change *c = &b->changes[b->order[oi]];
+        if (plans[oi].synchronous) {
+            if (!materializer_apply(mat_of(c), conn, &mcs[oi], why, whylen)) {
+                *failed_at = oi;
+                return false;
+            }
+            oi++;
+            continue;
+        }
+        struct pipeline p;
+        pipeline_begin(&p, conn);
+        for (; oi < b->norder && p.n < PIPELINE_MAX; oi++) {
+            if (!todo[oi])
+                continue;
+            if (plans[oi].synchronous)
+                break;
+            owner[p.n] = oi;
+            if (!pipeline_add(&p, plans[oi].stmt, plans[oi].sql, plans[oi].nparams, plans[oi].values))
+                break;
+        }
+        bool ok = pipeline_run(&p);
+        if (!ok) {
+            *failed_at = p.failed >= 0 ? owner[p.failed] : -1;
+            if (p.failed >= 0)
+                materializer_error_text(pipeline_error(&p), conn, why, whylen);
+            pipeline_clear(&p);
+            return false;
+        }
+        pipeline_clear(&p);
+    }
+    return true;
+}
+
+static enum sync_outcome materialize(struct batch *b, char *err, size_t errlen)
+{
+    PGconn *conn = b->rq->conn;
+    bool any = false;
+    for (int i = 0; i < b->rq->schema->n_tables && !any; i++)
+        any = b->rq->schema->tables[i].mat != NULL;
+    if (!any)
+        return SYNC_OK;
+    PGresult *r = PQexec(conn, "SAVEPOINT ovs_mat");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok)
+        return db_failure(b, NULL, "starting materialization", err, errlen);
+    for (int round = 0;; round++) {
+        int failed_at = -1;
+        char why[1024];
+        if (materialize_all(b, &failed_at, why, sizeof why))
+            return SYNC_OK;
+        if (PQstatus(conn) != CONNECTION_OK || failed_at < 0)
+            return db_failure(b, NULL, "materializing", err, errlen);
+        r = PQexec(conn, "ROLLBACK TO SAVEPOINT ovs_mat");
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!ok)
+            return db_failure(b, NULL, "undoing a failed materialization", err, errlen);
+        if (round < OPTIMISTIC_ROUNDS) {
+            mat_failed(b, &b->changes[b->order[failed_at]], why);
+        } else {
+            /* Many failures: find them all in one pass, each change in a savepoint of its own. */
+            for (int oi = 0; oi < b->norder; oi++) {
+                struct change *c = &b->changes[b->order[oi]];
+                if (c->status == ST_APPLIED && mat_of(c) && !apply_isolated(b, c, why, sizeof why))
+                    mat_failed(b, c, why);
+            }
+            r = PQexec(conn, "ROLLBACK TO SAVEPOINT ovs_mat");
+            PQclear(r);
+        }
+        classify(b);
+    }
 }
 
 static bool key_needs_image(const struct batch *b, int k)
@@ -1106,12 +1312,53 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
         array_end(b, &fin),  array_end(b, &del), payloads.data,
     };
 
+    /* materializer failures: one row per (row, attempted version); a repeat bumps retry_count */
+    strbuf_t fs = STRBUF_INIT, ft = STRBUF_INIT, fpk = STRBUF_INIT, fv = STRBUF_INIT, fop = STRBUF_INIT,
+             fe = STRBUF_INIT, fpl = STRBUF_INIT;
+    array_begin(&fs);
+    array_begin(&ft);
+    array_begin(&fpk);
+    array_begin(&fv);
+    array_begin(&fop);
+    array_begin(&fe);
+    sb_putc(&fpl, '[');
+    int nfail = 0;
+    for (int oi = 0; oi < b->norder; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        if (c->status != ST_MATERIALIZE_ERROR)
+            continue;
+        bool dup = false;
+        for (int pj = 0; pj < oi && !dup; pj++) {
+            const struct change *d = &b->changes[b->order[pj]];
+            dup = d->status == ST_MATERIALIZE_ERROR && d->key == c->key && d->new_version == c->new_version;
+        }
+        if (dup)
+            continue;
+        array_str(&fs, c->schema);
+        array_str(&ft, c->table);
+        array_str(&fpk, c->pk);
+        array_ll(&fv, c->new_version);
+        array_str(&fop, c->op_text);
+        array_str(&fe, c->message ? c->message : "");
+        if (nfail++)
+            sb_putc(&fpl, ',');
+        if (c->op == OP_DELETE)
+            sb_puts(&fpl, "null");
+        else
+            sb_append(&fpl, c->payload.start, c->payload.len);
+    }
+    sb_putc(&fpl, ']');
+    const char *fvals[8] = { rq->who->user, array_end(b, &fs), array_end(b, &ft), array_end(b, &fpk),
+                             array_end(b, &fv), array_end(b, &fop), array_end(b, &fe), fpl.data };
+
     struct pipeline p;
     pipeline_begin(&p, rq->conn);
     bool sent = (nlog == 0 || pipeline_add(&p, "sync_write", NULL, 11, vals)) &&
+                (nfail == 0 || pipeline_add(&p, "sync_record_failures", NULL, 8, fvals)) &&
                 pipeline_add(&p, NULL, "COMMIT", 0, NULL);
     bool ok = sent && pipeline_run(&p);
     sb_free(&payloads);
+    sb_free(&fpl);
     if (!ok) {
         enum sync_outcome out = db_failure(b, pipeline_error(&p), "writing the batch", err, errlen);
         pipeline_clear(&p);
@@ -1176,6 +1423,9 @@ enum sync_outcome sync_upload(const struct sync_request *rq, const char *body, s
         o = read_state(&b, &highest, err, errlen);
         if (o == SYNC_OK) {
             classify(&b);
+            o = materialize(&b, err, errlen);
+        }
+        if (o == SYNC_OK) {
             o = read_conflict_images(&b, err, errlen);
         }
         if (o == SYNC_OK)

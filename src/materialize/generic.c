@@ -1,0 +1,362 @@
+/* The generic materializer: payload keys matched to columns, values converted by column type,
+ * INSERT ... ON CONFLICT (primary key) DO UPDATE of the columns present; DELETE by primary key.
+ * One prepared statement per set of present columns, prepared on first use per connection. */
+#include "internal.h"
+#include "../base64.h"
+#include "../strbuf.h"
+#include "../sync/json_scan.h"
+#include "../uuid.h"
+#include "../xalloc.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum col_kind { COL_UUID, COL_BYTEA, COL_TIMESTAMPTZ, COL_TIMESTAMP, COL_DATE, COL_OTHER };
+
+struct column {
+    char *name;
+    char *type;              /* format_type(), for messages */
+    enum col_kind kind;
+    bool is_pk;
+};
+
+struct stmt {
+    uint64_t mask;           /* present columns */
+    char name[32];
+};
+
+struct generic {
+    struct column *cols;
+    int ncols;
+    int pk;                  /* index of the primary-key column */
+    char delete_stmt[32];
+    struct stmt *stmts;      /* prepared on the current connection */
+    int nstmts;
+};
+
+#define MAX_PREPARED_COLUMNS 64
+
+struct generic *generic_new(void)
+{
+    return xcalloc(1, sizeof(struct generic));
+}
+
+static void forget_columns(struct generic *g)
+{
+    for (int i = 0; i < g->ncols; i++) {
+        free(g->cols[i].name);
+        free(g->cols[i].type);
+    }
+    free(g->cols);
+    g->cols = NULL;
+    g->ncols = 0;
+    free(g->stmts);
+    g->stmts = NULL;
+    g->nstmts = 0;
+}
+
+void generic_free(struct generic *g)
+{
+    if (!g)
+        return;
+    forget_columns(g);
+    free(g);
+}
+
+static enum col_kind kind_of(const char *typname)
+{
+    if (strcmp(typname, "uuid") == 0)
+        return COL_UUID;
+    if (strcmp(typname, "bytea") == 0)
+        return COL_BYTEA;
+    if (strcmp(typname, "timestamptz") == 0)
+        return COL_TIMESTAMPTZ;
+    if (strcmp(typname, "timestamp") == 0)
+        return COL_TIMESTAMP;
+    if (strcmp(typname, "date") == 0)
+        return COL_DATE;
+    return COL_OTHER;
+}
+
+bool generic_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen)
+{
+    struct generic *g = m->generic;
+    forget_columns(g);
+    const char *vals[1] = { m->qtable };
+    PGresult *r = PQexecParams(
+        conn,
+        "SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod),"
+        "       coalesce(a.attnum = ANY (pk.conkey), false), coalesce(array_length(pk.conkey, 1), 0)"
+        "  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+        "  LEFT JOIN pg_constraint pk ON pk.conrelid = a.attrelid AND pk.contype = 'p'"
+        " WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped"
+        " ORDER BY a.attnum",
+        1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "reading the columns of %s.%s: %s", m->schema, m->table, PQresultErrorMessage(r));
+        PQclear(r);
+        return false;
+    }
+    int n = PQntuples(r);
+    if (n == 0) {
+        snprintf(err, errlen, "table %s.%s does not exist", m->schema, m->table);
+        PQclear(r);
+        return false;
+    }
+    g->cols = xcalloc((size_t)n, sizeof *g->cols);
+    g->ncols = n;
+    g->pk = -1;
+    int pk_width = atoi(PQgetvalue(r, 0, 4));
+    for (int i = 0; i < n; i++) {
+        g->cols[i].name = xstrdup(PQgetvalue(r, i, 0));
+        g->cols[i].kind = kind_of(PQgetvalue(r, i, 1));
+        g->cols[i].type = xstrdup(PQgetvalue(r, i, 2));
+        g->cols[i].is_pk = PQgetvalue(r, i, 3)[0] == 't';
+        if (g->cols[i].is_pk)
+            g->pk = i;
+    }
+    PQclear(r);
+    if (g->pk < 0 || pk_width != 1) {
+        snprintf(err, errlen, "the generic materializer needs a single-column primary key on %s.%s", m->schema,
+                 m->table);
+        return false;
+    }
+    materializer_stmt_name(g->delete_stmt, sizeof g->delete_stmt, "mgd");
+    strbuf_t sql = STRBUF_INIT;
+    sb_printf(&sql, "DELETE FROM %s WHERE \"%s\" = $1", m->qtable, g->cols[g->pk].name);
+    r = PQprepare(conn, g->delete_stmt, sql.data, 0, NULL);
+    sb_free(&sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        snprintf(err, errlen, "preparing the delete on %s.%s: %s", m->schema, m->table, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+static int column_index(const struct generic *g, const struct json_span *key, arena_t *a)
+{
+    char *name = json_string_dup(a, key);
+    for (int i = 0; i < g->ncols; i++)
+        if (strcmp(g->cols[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Unix seconds (a JSON number, fractions allowed) as an ISO 8601 text in UTC. */
+static bool unix_seconds(const struct json_span *v, enum col_kind kind, strbuf_t *out)
+{
+    char buf[64];
+    if (v->len >= sizeof buf)
+        return false;
+    memcpy(buf, v->start, v->len);
+    buf[v->len] = '\0';
+    errno = 0;
+    double d = strtod(buf, NULL);
+    if (errno || !isfinite(d) || d < -62135596800.0 || d > 253402300799.0)
+        return false;
+    double whole = floor(d);
+    long micros = lround((d - whole) * 1e6);
+    time_t secs = (time_t)whole;
+    if (micros >= 1000000) {
+        secs++;
+        micros -= 1000000;
+    }
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char ts[48];
+    if (kind == COL_DATE)
+        strftime(ts, sizeof ts, "%Y-%m-%d", &tm);
+    else {
+        size_t k = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(ts + k, sizeof ts - k, ".%06ld%s", micros, kind == COL_TIMESTAMPTZ ? "Z" : "");
+    }
+    sb_json_str(out, ts);
+    return true;
+}
+
+/* Appends the value for column col converted for jsonb_populate_record; false when it cannot be. */
+static bool convert(const struct column *col, const struct json_span *v, arena_t *a, strbuf_t *out)
+{
+    if (v->type == JSON_NULL) {
+        sb_puts(out, "null");
+        return true;
+    }
+    switch (col->kind) {
+    case COL_UUID: {
+        if (v->type != JSON_STRING)
+            return false;
+        char *s = json_string_dup(a, v);
+        char canon[UUID_STR_LEN + 1];
+        unsigned char bytes[64];
+        size_t n, len = strlen(s);
+        if (uuid_canonical(s, len, canon)) {
+            sb_json_str(out, canon);
+            return true;
+        }
+        if (len <= 24 && base64_decode(s, len, bytes, &n) && n == 16) {
+            uuid_format(bytes, canon);
+            sb_json_str(out, canon);
+            return true;
+        }
+        return false;
+    }
+    case COL_BYTEA: {
+        if (v->type != JSON_STRING)
+            return false;
+        char *s = json_string_dup(a, v);
+        size_t len = strlen(s), n;
+        unsigned char *bytes = arena_alloc(a, len / 4 * 3 + 4);
+        if (!base64_decode(s, len, bytes, &n))
+            return false;
+        static const char hex[] = "0123456789abcdef";
+        char *text = arena_alloc(a, 2 * n + 3);
+        text[0] = '\\';
+        text[1] = 'x';
+        for (size_t i = 0; i < n; i++) {
+            text[2 + 2 * i] = hex[bytes[i] >> 4];
+            text[3 + 2 * i] = hex[bytes[i] & 15];
+        }
+        text[2 + 2 * n] = '\0';
+        sb_json_str(out, text);
+        return true;
+    }
+    case COL_TIMESTAMPTZ:
+    case COL_TIMESTAMP:
+    case COL_DATE:
+        if (v->type == JSON_NUMBER)
+            return unix_seconds(v, col->kind, out);
+        if (v->type != JSON_STRING)
+            return false;
+        sb_append(out, v->start, v->len);
+        return true;
+    default:
+        sb_append(out, v->start, v->len);
+        return true;
+    }
+}
+
+/* UPDATE of the present columns first, INSERT only when no row was there: an INSERT ... ON
+ * CONFLICT would check NOT NULL on the proposed row and refuse a partial update. The ON CONFLICT
+ * branch only runs when another transaction inserted the row in between. */
+static void upsert_sql(const struct materializer *m, const bool *present, strbuf_t *sql)
+{
+    const struct generic *g = m->generic;
+    strbuf_t cols = STRBUF_INIT, from_r = STRBUF_INIT, from_excluded = STRBUF_INIT;
+    for (int i = 0; i < g->ncols; i++) {
+        if (!present[i])
+            continue;
+        const char *c = g->cols[i].name;
+        sb_printf(&cols, "%s\"%s\"", cols.len ? ", " : "", c);
+        if (i == g->pk)
+            continue;
+        sb_printf(&from_r, "%s\"%s\" = r.\"%s\"", from_r.len ? ", " : "", c, c);
+        sb_printf(&from_excluded, "%s\"%s\" = EXCLUDED.\"%s\"", from_excluded.len ? ", " : "", c, c);
+    }
+    const char *pk = g->cols[g->pk].name;
+    if (!from_r.len)
+        sb_printf(sql, "INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb) "
+                       "ON CONFLICT (\"%s\") DO NOTHING",
+                  m->qtable, cols.data, cols.data, m->qtable, pk);
+    else
+        sb_printf(sql,
+                  "WITH r AS (SELECT * FROM jsonb_populate_record(NULL::%s, $1::jsonb)),"
+                  " u AS (UPDATE %s t SET %s FROM r WHERE t.\"%s\" = r.\"%s\" RETURNING 1) "
+                  "INSERT INTO %s (%s) SELECT %s FROM r WHERE NOT EXISTS (SELECT 1 FROM u) "
+                  "ON CONFLICT (\"%s\") DO UPDATE SET %s",
+                  m->qtable, m->qtable, from_r.data, pk, pk, m->qtable, cols.data, cols.data, pk,
+                  from_excluded.data);
+    sb_free(&cols);
+    sb_free(&from_r);
+    sb_free(&from_excluded);
+}
+
+static const char *prepare_upsert(struct materializer *m, PGconn *conn, uint64_t mask, const bool *present,
+                                  char *err, size_t errlen)
+{
+    struct generic *g = m->generic;
+    for (int i = 0; i < g->nstmts; i++)
+        if (g->stmts[i].mask == mask)
+            return g->stmts[i].name;
+    strbuf_t sql = STRBUF_INIT;
+    upsert_sql(m, present, &sql);
+    g->stmts = xrealloc(g->stmts, (size_t)(g->nstmts + 1) * sizeof *g->stmts);
+    struct stmt *st = &g->stmts[g->nstmts];
+    st->mask = mask;
+    materializer_stmt_name(st->name, sizeof st->name, "mgu");
+    PGresult *r = PQprepare(conn, st->name, sql.data, 0, NULL);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        materializer_error_text(r, conn, err, errlen);
+    PQclear(r);
+    sb_free(&sql);
+    if (!ok)
+        return NULL;
+    g->nstmts++;
+    return st->name;
+}
+
+enum mat_plan_result generic_plan(struct materializer *m, PGconn *conn, const struct mat_change *c, arena_t *a,
+                                  struct mat_plan *plan, char *err, size_t errlen)
+{
+    struct generic *g = m->generic;
+    if (c->is_delete) {
+        plan->stmt = g->delete_stmt;
+        plan->nparams = 1;
+        plan->values[0] = c->pk;
+        return MAT_PLANNED;
+    }
+    struct json_span root;
+    char scan_err[128];
+    if (!json_validate(c->payload, c->payload_len, &root, scan_err, sizeof scan_err) || root.type != JSON_OBJECT) {
+        snprintf(err, errlen, "payload is not a JSON object");
+        return MAT_UNCONVERTIBLE;
+    }
+    strbuf_t obj = STRBUF_INIT;
+    uint64_t mask = UINT64_C(1) << g->pk;
+    bool wide = g->ncols > MAX_PREPARED_COLUMNS;
+    bool *present = arena_calloc(a, (size_t)g->ncols, sizeof *present);
+    present[g->pk] = true;
+    sb_printf(&obj, "{\"%s\":", g->cols[g->pk].name);
+    sb_json_str(&obj, c->pk);
+    struct json_iter it;
+    struct json_span k, v;
+    json_iter_init(&it, &root);
+    while (json_iter_member(&it, &k, &v)) {
+        int col = column_index(g, &k, a);
+        if (col < 0 || col == g->pk || present[col])
+            continue;   /* unknown keys are ignored; the pk column always comes from the change */
+        size_t mark = obj.len;
+        sb_printf(&obj, ",\"%s\":", g->cols[col].name);
+        if (!convert(&g->cols[col], &v, a, &obj)) {
+            obj.len = mark;
+            snprintf(err, errlen, "column %s (%s): the value cannot be converted", g->cols[col].name,
+                     g->cols[col].type);
+            sb_free(&obj);
+            return MAT_UNCONVERTIBLE;
+        }
+        present[col] = true;
+        if (!wide)
+            mask |= UINT64_C(1) << col;
+    }
+    sb_putc(&obj, '}');
+    plan->nparams = 1;
+    plan->values[0] = arena_strndup(a, obj.data, obj.len);
+    sb_free(&obj);
+    if (!wide) {
+        /* copied: the cache array may move when a later change prepares another column set */
+        const char *name = prepare_upsert(m, conn, mask, present, err, errlen);
+        plan->stmt = name ? arena_strdup(a, name) : NULL;
+        return plan->stmt ? MAT_PLANNED : MAT_DB_ERROR;
+    }
+    /* more columns than a mask holds: send the statement text each time */
+    strbuf_t sql = STRBUF_INIT;
+    upsert_sql(m, present, &sql);
+    plan->sql = arena_strndup(a, sql.data, sql.len);
+    sb_free(&sql);
+    return MAT_PLANNED;
+}

@@ -1,0 +1,68 @@
+/* sql:<schema.function>: the function is called as f(op, schema, tbl, pk, payload); an exception
+ * it raises is the change's materialize error. */
+#include "internal.h"
+#include "../strbuf.h"
+#include "../xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sqlfunc {
+    char *function;          /* schema.function, lower-case */
+    char stmt[32];
+};
+
+struct sqlfunc *sqlfunc_new(const char *function)
+{
+    struct sqlfunc *f = xcalloc(1, sizeof *f);
+    f->function = xstrdup(function);
+    return f;
+}
+
+void sqlfunc_free(struct sqlfunc *f)
+{
+    if (!f)
+        return;
+    free(f->function);
+    free(f);
+}
+
+bool sqlfunc_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen)
+{
+    struct sqlfunc *f = m->sqlfunc;
+    const char *vals[1] = { f->function };
+    PGresult *r = PQexecParams(conn,
+                               "SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p "
+                               "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                               "WHERE n.nspname || '.' || p.proname = $1 AND p.pronargs = 5 "
+                               "AND p.proargtypes = '25 25 25 2950 3802'::oidvector",
+                               1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        snprintf(err, errlen, "no function %s(op text, schema text, tbl text, pk uuid, payload jsonb)", f->function);
+        PQclear(r);
+        return false;
+    }
+    strbuf_t sql = STRBUF_INIT;
+    sb_printf(&sql, "SELECT %s($1::text, $2::text, $3::text, $4::uuid, $5::jsonb)", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    materializer_stmt_name(f->stmt, sizeof f->stmt, "msf");
+    r = PQprepare(conn, f->stmt, sql.data, 0, NULL);
+    sb_free(&sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        materializer_error_text(r, conn, err, errlen);
+    PQclear(r);
+    return ok;
+}
+
+void sqlfunc_plan(struct materializer *m, const struct mat_change *c, struct mat_plan *plan)
+{
+    plan->stmt = m->sqlfunc->stmt;
+    plan->nparams = 5;
+    plan->values[0] = c->op;
+    plan->values[1] = c->schema;
+    plan->values[2] = c->table;
+    plan->values[3] = c->pk;
+    plan->values[4] = c->is_delete ? NULL : c->payload;
+}
