@@ -2,6 +2,7 @@
 #include "log.h"
 #include "materialize/materialize.h"
 #include "metrics.h"
+#include "sync/json_scan.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -120,6 +121,80 @@ static void handle_download(struct app *app, struct request *req)
     sb_free(&out);
 }
 
+static void handle_list_failures(struct app *app, struct request *req)
+{
+    const char *schema, *table;
+    int limit;
+    char err[512];
+    if (!failures_params_parse(http_query_param(req, "schema"), http_query_param(req, "table"),
+                               http_query_param(req, "limit"), &schema, &table, &limit, err, sizeof err)) {
+        http_error(req, 400, "invalid_request", "%s", err);
+        return;
+    }
+    struct sync_request rq;
+    sync_request_init(&rq, app, req);
+    strbuf_t out = STRBUF_INIT;
+    enum sync_outcome o = sync_list_failures(&rq, schema, table, limit, &out, err, sizeof err);
+    if (o == SYNC_OK)
+        http_json(req, 200, &out);
+    else
+        sync_failure(app, req, o, err);
+    sb_free(&out);
+}
+
+/* The failure id: ?id=N or a body {"id": N}; a positive integer either way. */
+static bool retry_id(struct request *req, long long *id, char *err, size_t errlen)
+{
+    const char *q = http_query_param(req, "id");
+    if (q) {
+        size_t n = strlen(q);
+        if (n == 0 || n > 18 || strspn(q, "0123456789") != n || (*id = atoll(q)) < 1) {
+            snprintf(err, errlen, "id must be a positive integer");
+            return false;
+        }
+        return true;
+    }
+    struct json_span root, k, v;
+    if (req->body_len && json_validate(req->body, req->body_len, &root, err, errlen) && root.type == JSON_OBJECT) {
+        struct json_iter it;
+        json_iter_init(&it, &root);
+        while (json_iter_member(&it, &k, &v))
+            if (json_string_eq(&k, "id")) {
+                if (!json_int64(&v, id) || *id < 1) {
+                    snprintf(err, errlen, "id must be a positive integer");
+                    return false;
+                }
+                return true;
+            }
+    } else if (req->body_len) {
+        snprintf(err, errlen, "the body must be a JSON object like {\"id\": 42}");
+        return false;
+    }
+    snprintf(err, errlen, "id is required (?id=N or {\"id\": N})");
+    return false;
+}
+
+static void handle_retry_failure(struct app *app, struct request *req)
+{
+    long long id;
+    char err[512];
+    if (!retry_id(req, &id, err, sizeof err)) {
+        http_error(req, 400, "invalid_request", "%s", err);
+        return;
+    }
+    struct sync_request rq;
+    sync_request_init(&rq, app, req);
+    strbuf_t out = STRBUF_INIT;
+    enum sync_outcome o = sync_retry_failure(&rq, id, &out, err, sizeof err);
+    if (o == SYNC_OK)
+        http_json(req, 200, &out);
+    else if (o == SYNC_NOT_FOUND)
+        http_error(req, 404, "not_found", "%s", err);
+    else
+        sync_failure(app, req, o, err);
+    sb_free(&out);
+}
+
 /* Which routes need the database before their handler runs. */
 static bool needs_db(enum route_id id)
 {
@@ -135,6 +210,8 @@ static handler_fn handler_for(enum route_id id)
     case ROUTE_SYNC_SCHEMA_VERSION: return handle_schema_version;
     case ROUTE_SYNC_UPLOAD: return handle_upload;
     case ROUTE_SYNC_DOWNLOAD: return handle_download;
+    case ROUTE_ADMIN_FAILURES: return handle_list_failures;
+    case ROUTE_ADMIN_FAILURES_RETRY: return handle_retry_failure;
     default: return NULL;
     }
 }

@@ -14,6 +14,8 @@ const struct route routes[] = {
     { ROUTE_SYNC_UPLOAD, "/sync/upload", "POST", true },
     { ROUTE_SYNC_DOWNLOAD, "/sync/download", "GET", true },
     { ROUTE_SYNC_SCHEMA_VERSION, "/sync/schema-version", "GET", true },
+    { ROUTE_ADMIN_FAILURES, "/admin/materialize-failures", "GET", true },
+    { ROUTE_ADMIN_FAILURES_RETRY, "/admin/materialize-failures/retry", "POST", true },
     { ROUTE_HEALTH, "/health", "GET", false },
     { ROUTE_READY, "/ready", "GET", false },
     { ROUTE_METRICS, "/metrics", "GET", false },

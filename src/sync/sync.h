@@ -78,6 +78,7 @@ enum sync_outcome {
     SYNC_BAD_REQUEST,        /* 400 invalid_request; err says why; nothing written */
     SYNC_UNAVAILABLE,        /* 503: connection lost, lock or statement timeout; nothing written */
     SYNC_FAILED,             /* 500: unexpected database error; logged; nothing written */
+    SYNC_NOT_FOUND,          /* 404 */
 };
 
 struct sync_request {
@@ -114,6 +115,17 @@ bool download_params_parse(const char *after, const char *limit, const char *sch
 
 enum sync_outcome sync_download(const struct sync_request *rq, const struct download_params *p,
                                 strbuf_t *out, unsigned long *rows, char *err, size_t errlen);
+
+/* GET /admin/materialize-failures (SPEC §7): the caller's failures, newest first. */
+bool failures_params_parse(const char *schema, const char *table, const char *limit, const char **schema_out,
+                           const char **table_out, int *limit_out, char *err, size_t errlen);
+enum sync_outcome sync_list_failures(const struct sync_request *rq, const char *schema, const char *table,
+                                     int limit, strbuf_t *out, char *err, size_t errlen);
+
+/* POST /admin/materialize-failures/retry: re-applies failure id as the service (source id
+ * admin-retry) against the row's current version. SYNC_NOT_FOUND for an unknown or foreign id. */
+enum sync_outcome sync_retry_failure(const struct sync_request *rq, long long id, strbuf_t *out, char *err,
+                                     size_t errlen);
 
 /* Error classification shared by upload and download. */
 enum sync_outcome sync_classify_pg_error(PGconn *conn, const PGresult *res);

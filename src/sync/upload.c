@@ -63,6 +63,7 @@ struct change {
 
     bool logged;                    /* writes a log row */
     bool final;                     /* last log row of its key in this batch */
+    bool at_current_version;        /* admin retry: applies against whatever version the row has */
 };
 
 struct rowkey {
@@ -95,6 +96,7 @@ struct batch {
     int norder;
     long long *db_scids;            /* scids of this device already in the log */
     int n_db_scids;
+    long long retry_id;             /* > 0: an admin retry of this materialize_failures row */
 };
 
 /* ------------------------------------------------------------------------------ parsing */
@@ -678,6 +680,19 @@ const struct db_statement sync_statements[] = {
       "ON CONFLICT (user_id, schema_name, table_name, pk_uuid, attempted_version) DO UPDATE"
       "   SET retry_count = sync.materialize_failures.retry_count + 1, error = EXCLUDED.error,"
       "       op = EXCLUDED.op, payload = EXCLUDED.payload" },
+    { "sync_list_failures",
+      "SELECT id, schema_name, table_name, pk_uuid, attempted_version, op, payload::text, error,"
+      "       to_char(first_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), retry_count"
+      "  FROM sync.materialize_failures"
+      " WHERE user_id = $1 AND ($2::text IS NULL OR schema_name = $2) AND ($3::text IS NULL OR table_name = $3)"
+      " ORDER BY first_seen DESC, id DESC LIMIT $4" },
+    { "sync_get_failure",
+      "SELECT schema_name, table_name, pk_uuid, op, payload::text, retry_count"
+      "  FROM sync.materialize_failures WHERE id = $1 AND user_id = $2" },
+    { "sync_failure_done", "DELETE FROM sync.materialize_failures WHERE id = $1 AND user_id = $2" },
+    { "sync_failure_retried",
+      "UPDATE sync.materialize_failures SET retry_count = retry_count + 1, error = $3"
+      " WHERE id = $1 AND user_id = $2" },
     { "sync_download_all",
       "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
       "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
@@ -784,6 +799,8 @@ static void classify(struct batch *b)
             continue;
         }
         long long current = r->exists ? r->version : 0;
+        if (c->at_current_version)
+            c->sv = current;
         if (c->op == OP_DELETE) {
             if (!r->exists) {
                 /* never seen: nothing to delete, nothing to log */
@@ -1323,7 +1340,7 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     array_begin(&fe);
     sb_putc(&fpl, '[');
     int nfail = 0;
-    for (int oi = 0; oi < b->norder; oi++) {
+    for (int oi = 0; oi < b->norder && !b->retry_id; oi++) {
         const struct change *c = &b->changes[b->order[oi]];
         if (c->status != ST_MATERIALIZE_ERROR)
             continue;
@@ -1354,8 +1371,18 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     struct pipeline p;
     pipeline_begin(&p, rq->conn);
     bool sent = (nlog == 0 || pipeline_add(&p, "sync_write", NULL, 11, vals)) &&
-                (nfail == 0 || pipeline_add(&p, "sync_record_failures", NULL, 8, fvals)) &&
-                pipeline_add(&p, NULL, "COMMIT", 0, NULL);
+                (nfail == 0 || pipeline_add(&p, "sync_record_failures", NULL, 8, fvals));
+    if (sent && b->retry_id) {
+        /* a retry that went through removes the failure; one that did not counts the attempt */
+        const struct change *c = &b->changes[0];
+        char id[24];
+        snprintf(id, sizeof id, "%lld", b->retry_id);
+        bool done = c->status == ST_APPLIED || c->status == ST_IDEMPOTENT;
+        const char *rv[3] = { id, rq->who->user, c->message ? c->message : "not applied" };
+        sent = done ? pipeline_add(&p, "sync_failure_done", NULL, 2, rv)
+                    : pipeline_add(&p, "sync_failure_retried", NULL, 3, rv);
+    }
+    sent = sent && pipeline_add(&p, NULL, "COMMIT", 0, NULL);
     bool ok = sent && pipeline_run(&p);
     sb_free(&payloads);
     sb_free(&fpl);
@@ -1373,6 +1400,50 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     }
     pipeline_clear(&p);
     return SYNC_OK;
+}
+
+/* Everything after parsing and validation: keys, apply order, the two round trips (plus
+ * materialization), classification. */
+static enum sync_outcome run_batch(struct batch *b, long long *highest, char *err, size_t errlen)
+{
+    const struct sync_request *rq = b->rq;
+    b->order = arena_calloc(rq->arena, (size_t)(b->n ? b->n : 1), sizeof *b->order);
+    b->key_cap = pow2_at_least((size_t)b->n * 2);
+    b->key_slots = arena_alloc(rq->arena, b->key_cap * sizeof *b->key_slots);
+    memset(b->key_slots, 0xff, b->key_cap * sizeof *b->key_slots);
+    b->keys = arena_calloc(rq->arena, (size_t)(b->n ? b->n : 1), sizeof *b->keys);
+    b->scid_cap = pow2_at_least((size_t)b->n * 4 + 16);
+    b->scid_slots = arena_calloc(rq->arena, b->scid_cap, sizeof *b->scid_slots);
+    b->scid_used = arena_calloc(rq->arena, b->scid_cap, sizeof *b->scid_used);
+    for (int i = 0; i < b->n; i++) {
+        struct change *c = &b->changes[i];
+        if (c->status == ST_PENDING)
+            collect_refs(b, c);
+        if (c->status != ST_PENDING)
+            continue;
+        c->key = key_of(b, c);
+        b->order[b->norder++] = i;
+    }
+
+    enum sync_outcome o;
+    if (b->norder == 0) {
+        o = highest_only(b, highest, err, errlen);
+    } else {
+        sort_batch = b;
+        qsort(b->order, (size_t)b->norder, sizeof *b->order, apply_cmp);
+        sort_batch = NULL;
+        o = read_state(b, highest, err, errlen);
+        if (o == SYNC_OK) {
+            classify(b);
+            o = materialize(b, err, errlen);
+        }
+        if (o == SYNC_OK) {
+            o = read_conflict_images(b, err, errlen);
+        }
+        if (o == SYNC_OK)
+            o = write_and_commit(b, highest, err, errlen);
+    }
+    return o;
 }
 
 enum sync_outcome sync_upload(const struct sync_request *rq, const char *body, size_t len,
@@ -1395,44 +1466,79 @@ enum sync_outcome sync_upload(const struct sync_request *rq, const char *body, s
             validate(&b, &b.changes[i]);
     }
 
-    b.order = arena_calloc(rq->arena, (size_t)(b.n ? b.n : 1), sizeof *b.order);
-    b.key_cap = pow2_at_least((size_t)b.n * 2);
-    b.key_slots = arena_alloc(rq->arena, b.key_cap * sizeof *b.key_slots);
-    memset(b.key_slots, 0xff, b.key_cap * sizeof *b.key_slots);
-    b.keys = arena_calloc(rq->arena, (size_t)(b.n ? b.n : 1), sizeof *b.keys);
-    b.scid_cap = pow2_at_least((size_t)b.n * 4 + 16);
-    b.scid_slots = arena_calloc(rq->arena, b.scid_cap, sizeof *b.scid_slots);
-    b.scid_used = arena_calloc(rq->arena, b.scid_cap, sizeof *b.scid_used);
-    for (int i = 0; i < b.n; i++) {
-        struct change *c = &b.changes[i];
-        if (c->status == ST_PENDING)
-            collect_refs(&b, c);
-        if (c->status != ST_PENDING)
-            continue;
-        c->key = key_of(&b, c);
-        b.order[b.norder++] = i;
-    }
-
-    enum sync_outcome o;
-    if (b.norder == 0) {
-        o = highest_only(&b, &highest, err, errlen);
-    } else {
-        sort_batch = &b;
-        qsort(b.order, (size_t)b.norder, sizeof *b.order, apply_cmp);
-        sort_batch = NULL;
-        o = read_state(&b, &highest, err, errlen);
-        if (o == SYNC_OK) {
-            classify(&b);
-            o = materialize(&b, err, errlen);
-        }
-        if (o == SYNC_OK) {
-            o = read_conflict_images(&b, err, errlen);
-        }
-        if (o == SYNC_OK)
-            o = write_and_commit(&b, &highest, err, errlen);
-    }
+    enum sync_outcome o = run_batch(&b, &highest, err, errlen);
     if (o != SYNC_OK)
         return o;
     write_answer(&b, out, highest, counts);
+    return SYNC_OK;
+}
+
+enum sync_outcome sync_retry_failure(const struct sync_request *rq, long long id, strbuf_t *out, char *err,
+                                     size_t errlen)
+{
+    char idtext[24];
+    snprintf(idtext, sizeof idtext, "%lld", id);
+    const char *vals[2] = { idtext, rq->who->user };
+    PGresult *r = PQexecPrepared(rq->conn, "sync_get_failure", 2, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        enum sync_outcome o = sync_classify_pg_error(rq->conn, r);
+        snprintf(err, errlen, "reading failure %lld: %s", id, PQresultErrorMessage(r));
+        PQclear(r);
+        return o;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        snprintf(err, errlen, "no materialize failure with id %lld", id);
+        return SYNC_NOT_FOUND;
+    }
+    /* the service applies the change: its own device id, the failure id as change id */
+    struct identity svc = *rq->who;
+    snprintf(svc.device, sizeof svc.device, "admin-retry");
+    struct sync_request srq = *rq;
+    srq.who = &svc;
+    struct batch b;
+    memset(&b, 0, sizeof b);
+    b.rq = &srq;
+    b.retry_id = id;
+    b.n = 1;
+    b.changes = arena_calloc(rq->arena, 1, sizeof *b.changes);
+    struct change *c = &b.changes[0];
+    c->key = -1;
+    c->row_image = -2;
+    c->scid = id;
+    c->schema = arena_strdup(rq->arena, PQgetvalue(r, 0, 0));
+    c->table = arena_strdup(rq->arena, PQgetvalue(r, 0, 1));
+    c->pk_raw = arena_strdup(rq->arena, PQgetvalue(r, 0, 2));
+    c->op_text = arena_strdup(rq->arena, PQgetvalue(r, 0, 3));
+    long long retries = atoll(PQgetvalue(r, 0, 5));
+    c->at_current_version = true;
+    if (!PQgetisnull(r, 0, 4)) {
+        const char *payload = arena_strdup(rq->arena, PQgetvalue(r, 0, 4));
+        char scan[128];
+        c->has_payload = json_validate(payload, strlen(payload), &c->payload, scan, sizeof scan);
+    }
+    PQclear(r);
+    validate(&b, c);
+
+    long long highest = 0;
+    enum sync_outcome o = SYNC_OK;
+    if (c->status == ST_PENDING) {
+        o = run_batch(&b, &highest, err, errlen);
+    } else {
+        const char *rv[3] = { idtext, rq->who->user, c->message ? c->message : "invalid" };
+        r = PQexecPrepared(rq->conn, "sync_failure_retried", 3, rv, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            o = sync_classify_pg_error(rq->conn, r);
+        PQclear(r);
+    }
+    if (o != SYNC_OK)
+        return o;
+    bool done = c->status == ST_APPLIED || c->status == ST_IDEMPOTENT;
+    strbuf_t st = STRBUF_INIT;
+    write_status(&b, &st, c);
+    /* {"id":N,"retry_count":K, then the status object's fields without its source_change_id */
+    const char *rest = strstr(st.data, ",\"status\":");
+    sb_printf(out, "{\"id\":%lld,\"retry_count\":%lld%s", id, done ? retries : retries + 1, rest ? rest : "}");
+    sb_free(&st);
     return SYNC_OK;
 }

@@ -1,0 +1,73 @@
+/* GET /admin/materialize-failures (SPEC §7). */
+#include "sync.h"
+#include "../log.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool failures_params_parse(const char *schema, const char *table, const char *limit, const char **schema_out,
+                           const char **table_out, int *limit_out, char *err, size_t errlen)
+{
+    *schema_out = *table_out = NULL;
+    *limit_out = 100;
+    if (schema && *schema) {
+        if (!sync_name_ok(schema)) {
+            snprintf(err, errlen, "schema must match ^[a-z0-9_]+$");
+            return false;
+        }
+        *schema_out = schema;
+    }
+    if (table && *table) {
+        if (!sync_name_ok(table)) {
+            snprintf(err, errlen, "table must match ^[a-z0-9_]+$");
+            return false;
+        }
+        *table_out = table;
+    }
+    if (limit) {
+        size_t n = strlen(limit);
+        if (n == 0 || n > 7 || strspn(limit, "0123456789") != n || atoi(limit) < 1 || atoi(limit) > 1000) {
+            snprintf(err, errlen, "limit must be an integer from 1 to 1000");
+            return false;
+        }
+        *limit_out = atoi(limit);
+    }
+    return true;
+}
+
+enum sync_outcome sync_list_failures(const struct sync_request *rq, const char *schema, const char *table,
+                                     int limit, strbuf_t *out, char *err, size_t errlen)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *vals[4] = { rq->who->user, schema, table, lim };
+    PGresult *r = PQexecPrepared(rq->conn, "sync_list_failures", 4, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        enum sync_outcome o = sync_classify_pg_error(rq->conn, r);
+        snprintf(err, errlen, "listing failures: %s", PQresultErrorMessage(r));
+        log_error("request %s: %s", rq->request_id, err);
+        PQclear(r);
+        return o;
+    }
+    sb_putc(out, '[');
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (i)
+            sb_putc(out, ',');
+        sb_printf(out, "{\"id\":%s,\"schema\":", PQgetvalue(r, i, 0));
+        sb_json_str(out, PQgetvalue(r, i, 1));
+        sb_puts(out, ",\"table\":");
+        sb_json_str(out, PQgetvalue(r, i, 2));
+        sb_printf(out, ",\"pk\":\"%s\",\"attempted_version\":%s,\"op\":", PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
+        sb_json_str(out, PQgetvalue(r, i, 5));
+        sb_puts(out, ",\"payload\":");
+        sb_puts(out, PQgetisnull(r, i, 6) ? "null" : PQgetvalue(r, i, 6));
+        sb_puts(out, ",\"error\":");
+        sb_json_str(out, PQgetvalue(r, i, 7));
+        sb_printf(out, ",\"first_seen\":\"%s\",\"retry_count\":%s}", PQgetvalue(r, i, 8), PQgetvalue(r, i, 9));
+    }
+    sb_putc(out, ']');
+    PQclear(r);
+    return SYNC_OK;
+}
