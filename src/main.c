@@ -241,6 +241,9 @@ int main(int argc, char **argv)
     if (!metrics_init())
         log_warn("shared memory for metrics unavailable; /metrics shows this worker only");
 
+    if (geteuid() == 0 && !cfg.user)
+        log_warn("running as root without [server] user: workers keep root privileges; set user (and "
+                 "group) to an unprivileged account");
     if (!startup_checks(&cfg)) {
         fprintf(stderr, "oversyncd: refusing to start; see the error above\n");
         return 1;

@@ -16,7 +16,7 @@ static const char discover_sql[] =
     "               AND pk.conkey = c.confkey),"
     "       c.condeferrable, c.condeferred,"
     "       format('%I.%I', pn.nspname, pc.relname), quote_ident(pa.attname),"
-    "       quote_literal(format_type(pa.atttypid, pa.atttypmod))"
+    "       quote_literal(format_type(pa.atttypid, pa.atttypmod)), format_type(pa.atttypid, NULL)"
     "  FROM pg_constraint c"
     "  JOIN pg_class cc ON cc.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace"
     "  JOIN pg_class pc ON pc.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace"
@@ -154,19 +154,21 @@ bool sync_schema_discover(struct sync_schema *s, PGconn *conn, char *err, size_t
         f->deferrable = PQgetvalue(r, i, 11)[0] == 't';
         f->deferred = PQgetvalue(r, i, 12)[0] == 't';
         strbuf_t sql = STRBUF_INIT;
-        /* Values the C side could not vouch for are tested with sync.fk_castable first, so one
+        /* Values are cast to the parent's base type, without its modifier: a cast to varchar(2)
+         * or numeric(10,2) would cut or round the value and find a parent that is not there.
+         * Values the C side could not vouch for are tested with sync.fk_castable first, so one
          * odd value cannot fail the whole statement. */
         if (f->kind == FK_VALUE_OTHER)
             sb_printf(&sql,
                       "SELECT x.i, CASE WHEN NOT sync.fk_castable(x.v, %s) THEN 'b' "
                       "WHEN EXISTS (SELECT 1 FROM %s p WHERE p.%s = x.v::%s) THEN 'y' ELSE 'n' END "
                       "FROM unnest($1::text[]) WITH ORDINALITY AS x(v, i)",
-                      PQgetvalue(r, i, 15), PQgetvalue(r, i, 13), PQgetvalue(r, i, 14), f->parent_type);
+                      PQgetvalue(r, i, 15), PQgetvalue(r, i, 13), PQgetvalue(r, i, 14), PQgetvalue(r, i, 16));
         else
             sb_printf(&sql,
                       "SELECT x.i, CASE WHEN EXISTS (SELECT 1 FROM %s p WHERE p.%s = x.v::%s) THEN 'y' ELSE 'n' END "
                       "FROM unnest($1::text[]) WITH ORDINALITY AS x(v, i)",
-                      PQgetvalue(r, i, 13), PQgetvalue(r, i, 14), f->parent_type);
+                      PQgetvalue(r, i, 13), PQgetvalue(r, i, 14), PQgetvalue(r, i, 16));
         f->exists_sql = xstrdup(sql.data);
         sb_free(&sql);
         s->n_fks++;
@@ -193,7 +195,7 @@ bool sync_schema_discover(struct sync_schema *s, PGconn *conn, char *err, size_t
 
 static const char pending_sql[] =
     "SELECT c.conname, format('%I.%I', cn.nspname, cc.relname), c.condeferrable,"
-    "       pg_get_constraintdef(c.oid), quote_ident(c.conname)"
+    "       pg_get_constraintdef(c.oid), quote_ident(c.conname), 'oversyncd_deferrable_' || c.oid"
     "  FROM pg_constraint c"
     "  JOIN pg_class cc ON cc.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace"
     "  JOIN unnest($1::text[], $2::text[]) AS r(s, t) ON r.s = cn.nspname AND r.t = cc.relname"
@@ -226,7 +228,7 @@ static char *definition_of(const char *def)
 }
 
 static bool migrate_one(PGconn *conn, const char *table, const char *qname, const char *name, bool deferrable,
-                        const char *def, strbuf_t *report)
+                        const char *def, const char *tmpname, strbuf_t *report)
 {
     strbuf_t sql = STRBUF_INIT, why = STRBUF_INIT;
     bool ok = exec_ok(conn, "BEGIN", &why) &&
@@ -237,12 +239,9 @@ static bool migrate_one(PGconn *conn, const char *table, const char *qname, cons
     } else if (ok) {
         /* Add an equivalent deferrable copy unvalidated, validate it, then swap names: if the data
          * violates the key, validation fails and the transaction leaves the original in place. */
-        char tmp[64];
-        snprintf(tmp, sizeof tmp, "%.40s_oversyncd_deferrable", name);
         char *body = definition_of(def);
-        PGresult *q = PQexecParams(conn, "SELECT quote_ident($1)", 1, NULL, (const char *const[]){ tmp }, NULL, NULL, 0);
-        char *qtmp = xstrdup(PQresultStatus(q) == PGRES_TUPLES_OK ? PQgetvalue(q, 0, 0) : tmp);
-        PQclear(q);
+        /* named after the constraint's oid: plain ASCII, unique, and never a cut-off name */
+        char *qtmp = xstrdup(tmpname);
         sb_printf(&sql, "ALTER TABLE %s ADD CONSTRAINT %s %s DEFERRABLE INITIALLY DEFERRED NOT VALID", table,
                   qtmp, body);
         ok = exec_ok(conn, sql.data, &why);
@@ -305,7 +304,8 @@ bool sync_fk_migrate(const struct config *cfg, PGconn *conn, bool dry_run, strbu
                       deferrable ? "ALTER CONSTRAINT" : "add NOT VALID copy, validate, drop, rename");
             continue;
         }
-        if (!migrate_one(conn, table, PQgetvalue(r, i, 4), name, deferrable, PQgetvalue(r, i, 3), report))
+        if (!migrate_one(conn, table, PQgetvalue(r, i, 4), name, deferrable, PQgetvalue(r, i, 3),
+                         PQgetvalue(r, i, 5), report))
             all = false;
     }
     PQclear(r);

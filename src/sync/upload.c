@@ -31,6 +31,7 @@ struct fkref {
     int fk;                         /* index into sync_schema.fks */
     const char *value;              /* in the parent column's text form */
     char db;                        /* 'y' exists, 'n' missing, 'b' not castable; from round trip 1 */
+    int forward;                    /* order position of a parent applied later in the batch, or -1 */
 };
 enum status { ST_PENDING, ST_APPLIED, ST_IDEMPOTENT, ST_CONFLICT, ST_INVALID, ST_MATERIALIZE_ERROR };
 
@@ -64,6 +65,7 @@ struct change {
     bool logged;                    /* writes a log row */
     bool final;                     /* last log row of its key in this batch */
     bool at_current_version;        /* admin retry: applies against whatever version the row has */
+    bool no_forward_parents;        /* a parent it counted on later in the batch was not applied */
 };
 
 struct rowkey {
@@ -427,12 +429,26 @@ static void collect_refs(struct batch *b, struct change *c)
     }
 }
 
-/* Is the parent row created by an upsert applied earlier in this batch? Apply order puts parent
- * tables first, so "earlier" covers both a parent table and the same table. */
-static bool parent_in_batch(const struct batch *b, int upto, const struct change *child, const struct fkref *r)
+static bool parent_matches(const struct batch *b, const struct sync_fk *fk, const struct change *p,
+                           const struct fkref *r)
+{
+    if (fk->parent_is_pk)
+        return strcmp(p->pk, r->value) == 0;
+    struct json_span buf;
+    const struct json_span *v = payload_member(&p->payload, fk->parent_col, &buf);
+    const char *pv = v ? fk_value(b->rq->arena, v, fk->kind) : NULL;
+    return pv && strcmp(pv, r->value) == 0;
+}
+
+/* Is the parent row created by an upsert of this batch? Apply order puts parent tables first, so
+ * normally the parent was applied earlier. Within one table, and among tables whose keys form a
+ * cycle, the parent may come later: it counts if it is still to be applied (deferred constraints
+ * check the pair at commit), and verify_forward_parents() makes sure it really was. */
+static bool parent_in_batch(const struct batch *b, int upto, const struct change *child, struct fkref *r)
 {
     const struct sync_schema *sch = b->rq->schema;
     const struct sync_fk *fk = &sch->fks[r->fk];
+    r->forward = -1;
     if (fk->parent < 0)
         return false;
     const struct sync_table *parent = &sch->tables[fk->parent];
@@ -440,18 +456,17 @@ static bool parent_in_batch(const struct batch *b, int upto, const struct change
         return true;    /* a row referring to itself */
     for (int oi = 0; oi < upto; oi++) {
         const struct change *p = &b->changes[b->order[oi]];
-        if (p->tbl != parent || p->status != ST_APPLIED || p->op == OP_DELETE)
-            continue;
-        if (fk->parent_is_pk) {
-            if (strcmp(p->pk, r->value) == 0)
-                return true;
-            continue;
-        }
-        struct json_span buf;
-        const struct json_span *v = payload_member(&p->payload, fk->parent_col, &buf);
-        const char *pv = v ? fk_value(b->rq->arena, v, fk->kind) : NULL;
-        if (pv && strcmp(pv, r->value) == 0)
+        if (p->tbl == parent && p->status == ST_APPLIED && p->op != OP_DELETE && parent_matches(b, fk, p, r))
             return true;
+    }
+    if (child->no_forward_parents || parent->rank < child->tbl->rank)
+        return false;
+    for (int oi = upto + 1; oi < b->norder; oi++) {
+        const struct change *p = &b->changes[b->order[oi]];
+        if (p->tbl == parent && p->status == ST_PENDING && p->op != OP_DELETE && parent_matches(b, fk, p, r)) {
+            r->forward = oi;
+            return true;
+        }
     }
     return false;
 }
@@ -461,10 +476,12 @@ static bool precheck(struct batch *b, int oi, struct change *c)
 {
     if (c->nrefs == 0)
         return true;
+    for (int i = 0; i < c->nrefs; i++)
+        c->refs[i].forward = -1;
     const struct sync_schema *sch = b->rq->schema;
     strbuf_t missing = STRBUF_INIT;
     for (int i = 0; i < c->nrefs; i++) {
-        const struct fkref *r = &c->refs[i];
+        struct fkref *r = &c->refs[i];
         const struct sync_fk *fk = &sch->fks[r->fk];
         if (r->db == 'b') {
             sb_free(&missing);
@@ -784,7 +801,7 @@ static void classify_reset(struct batch *b)
     }
 }
 
-static void classify(struct batch *b)
+static void classify_once(struct batch *b)
 {
     classify_reset(b);
     for (int oi = 0; oi < b->norder; oi++) {
@@ -836,6 +853,33 @@ static void classify(struct batch *b)
             done[c->key] = true;
         }
     }
+}
+
+/* A change that counted on a parent later in the batch which then was not applied loses that
+ * allowance; the batch is classified again until every such promise holds. */
+static bool verify_forward_parents(struct batch *b)
+{
+    bool stable = true;
+    for (int oi = 0; oi < b->norder; oi++) {
+        struct change *c = &b->changes[b->order[oi]];
+        if (c->status != ST_APPLIED)
+            continue;
+        for (int i = 0; i < c->nrefs; i++) {
+            int f = c->refs[i].forward;
+            if (f >= 0 && b->changes[b->order[f]].status != ST_APPLIED) {
+                c->no_forward_parents = true;
+                stable = false;
+            }
+        }
+    }
+    return stable;
+}
+
+static void classify(struct batch *b)
+{
+    do
+        classify_once(b);
+    while (!verify_forward_parents(b));
 }
 
 /* ----------------------------------------------------------------------------- answer */
