@@ -46,7 +46,7 @@ enum sync_outcome sync_list_failures(const struct sync_request *rq, const char *
     PGresult *r = PQexecPrepared(rq->conn, "sync_list_failures", 4, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         enum sync_outcome o = sync_classify_pg_error(rq->conn, r);
-        snprintf(err, errlen, "listing failures: %s", PQresultErrorMessage(r));
+        sync_pg_error_text(rq->conn, r, "listing failures", err, errlen);
         log_error("request %s: %s", rq->request_id, err);
         PQclear(r);
         return o;

@@ -63,11 +63,7 @@ bool download_params_parse(const char *after, const char *limit, const char *sch
 static enum sync_outcome failed(const struct sync_request *rq, const PGresult *res, char *err, size_t errlen)
 {
     enum sync_outcome o = sync_classify_pg_error(rq->conn, res);
-    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(rq->conn);
-    snprintf(err, errlen, "download: %s", msg && *msg ? msg : "connection lost");
-    size_t l = strlen(err);
-    while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
-        err[--l] = '\0';
+    sync_pg_error_text(rq->conn, res, "download", err, errlen);
     log_error("request %s: %s", rq->request_id, err);
     return o;
 }

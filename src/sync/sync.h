@@ -129,6 +129,9 @@ enum sync_outcome sync_retry_failure(const struct sync_request *rq, long long id
 
 /* Error classification shared by upload and download. */
 enum sync_outcome sync_classify_pg_error(PGconn *conn, const PGresult *res);
+/* "stage: SQLSTATE primary message" for logs and err: never PostgreSQL's DETAIL, which can quote
+ * a row (and so a payload). */
+void sync_pg_error_text(PGconn *conn, const PGresult *res, const char *stage, char *err, size_t errlen);
 
 bool sync_name_ok(const char *s);   /* ^[a-z0-9_]+$ */
 

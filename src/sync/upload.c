@@ -747,16 +747,27 @@ enum sync_outcome sync_classify_pg_error(PGconn *conn, const PGresult *res)
     return SYNC_FAILED;
 }
 
+void sync_pg_error_text(PGconn *conn, const PGresult *res, const char *stage, char *err, size_t errlen)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (primary)
+        snprintf(err, errlen, "%s: %s %s", stage, state ? state : "", primary);
+    else if (PQstatus(conn) != CONNECTION_OK)
+        snprintf(err, errlen, "%s: connection lost", stage);
+    else
+        snprintf(err, errlen, "%s: %s", stage, res ? PQresStatus(PQresultStatus(res)) : "no result");
+    size_t l = strlen(err);
+    while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
+        err[--l] = '\0';
+}
+
 static enum sync_outcome db_failure(struct batch *b, const PGresult *res, const char *stage, char *err,
                                     size_t errlen)
 {
     PGconn *conn = b->rq->conn;
     enum sync_outcome o = sync_classify_pg_error(conn, res);
-    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-    snprintf(err, errlen, "%s: %s", stage, msg && *msg ? msg : "connection lost");
-    size_t l = strlen(err);
-    while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
-        err[--l] = '\0';
+    sync_pg_error_text(conn, res, stage, err, errlen);
     if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE) {
         PGresult *r = PQexec(conn, "ROLLBACK");
         PQclear(r);
@@ -1526,7 +1537,8 @@ enum sync_outcome sync_retry_failure(const struct sync_request *rq, long long id
     PGresult *r = PQexecPrepared(rq->conn, "sync_get_failure", 2, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         enum sync_outcome o = sync_classify_pg_error(rq->conn, r);
-        snprintf(err, errlen, "reading failure %lld: %s", id, PQresultErrorMessage(r));
+        sync_pg_error_text(rq->conn, r, "reading a materialize failure", err, errlen);
+        log_error("request %s: %s", rq->request_id, err);
         PQclear(r);
         return o;
     }
