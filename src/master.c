@@ -233,7 +233,7 @@ static void spawn(struct master *m, struct slot *s)
         return;
     }
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        pid_t master = getppid();
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = SIG_DFL;
@@ -246,6 +246,10 @@ static void spawn(struct master *m, struct slot *s)
             log_error("%s", err);
             _exit(2);
         }
+        /* after setuid, which clears it; and the master may have died in between */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != master)
+            _exit(0);
         _exit(worker_run(m->listen_fd, m->cfg, m->auth));
     }
     s->pid = pid;

@@ -142,16 +142,23 @@ static bool still_alive(struct db *db)
 {
     if (PQstatus(db->conn) != CONNECTION_OK)
         return false;
-    struct pollfd p = { .fd = PQsocket(db->conn), .events = POLLIN };
-    if (p.fd < 0)
+    int fd = PQsocket(db->conn);
+    if (fd < 0)
         return false;
-    if (poll(&p, 1, 0) <= 0)
-        return true;
-    if (!PQconsumeInput(db->conn))
-        return false;
-    PGnotify *n;
-    while ((n = PQnotifies(db->conn)))
-        PQfreemem(n);
+    /* The server's "terminating connection" notice and the end of the stream can arrive apart:
+     * keep reading while the socket stays readable so the end is seen now, not one request later. */
+    for (int i = 0; i < 16; i++) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 0) <= 0)
+            break;
+        if (!PQconsumeInput(db->conn))
+            return false;
+        PGnotify *n;
+        while ((n = PQnotifies(db->conn)))
+            PQfreemem(n);
+        if (PQstatus(db->conn) != CONNECTION_OK)
+            return false;
+    }
     return PQstatus(db->conn) == CONNECTION_OK;
 }
 

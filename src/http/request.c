@@ -41,13 +41,28 @@ static const char *param(const struct http_io *io, const char *name)
     return io->param(io->ud, name);
 }
 
-/* Does path (len bytes) end with the route path, i.e. is it the route under some mount prefix? */
+/* Does path (len bytes) end with the route path, i.e. is it the route under some mount prefix?
+ * The prefix may not itself run through one of our namespaces: "/sync/metrics" is not /metrics,
+ * or a web-server rule guarding /metrics could be walked around. */
 static bool ends_with_route(const char *path, size_t len, const char *route)
 {
     size_t rl = strlen(route);
     if (len > 1 && path[len - 1] == '/')
         len--;                       /* "/health/" is "/health" */
-    return len >= rl && memcmp(path + len - rl, route, rl) == 0;
+    if (len < rl || memcmp(path + len - rl, route, rl) != 0)
+        return false;
+    size_t plen = len - rl;
+    for (size_t i = 0; i < plen; i++) {
+        if (path[i] != '/')
+            continue;
+        size_t seg = i + 1, end = seg;
+        while (end < plen && path[end] != '/')
+            end++;
+        if ((end - seg == 4 && memcmp(path + seg, "sync", 4) == 0) ||
+            (end - seg == 5 && memcmp(path + seg, "admin", 5) == 0))
+            return false;
+    }
+    return true;
 }
 
 static const char *match_candidate(const char *path, size_t len)

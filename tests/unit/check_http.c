@@ -362,6 +362,19 @@ START_TEST(test_route_not_found_suffix_without_boundary)
 }
 END_TEST
 
+START_TEST(test_route_not_under_own_namespace)
+{
+    /* A prefix may not run through /sync or /admin: otherwise "/sync/metrics" would be served as
+     * /metrics and walk around a web-server rule that guards /metrics. */
+    check_not_found("PATH_INFO", "/sync/metrics", "GET");
+    check_not_found("PATH_INFO", "/admin/health", "GET");
+    check_not_found("REQUEST_URI", "/sync/ready?x=1", "GET");
+    check_not_found("PATH_INFO", "/api/sync/metrics", "GET");
+    check_not_found("PATH_INFO", "/sync/sync/upload", "POST");
+    check_not_found("DOCUMENT_URI", "/admin/sync/download", "GET");
+}
+END_TEST
+
 START_TEST(test_route_no_params)
 {
     struct fake f;
@@ -451,6 +464,7 @@ static Suite *route_suite(void)
     TCase *tn = tcase_create("no match");
     tcase_add_test(tn, test_route_not_found);
     tcase_add_test(tn, test_route_not_found_suffix_without_boundary);
+    tcase_add_test(tn, test_route_not_under_own_namespace);
     tcase_add_test(tn, test_route_no_params);
     tcase_add_test(tn, test_route_not_found_path_out);
     tcase_add_test(tn, test_route_wrong_method);

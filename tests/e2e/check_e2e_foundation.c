@@ -1,0 +1,666 @@
+/* oversyncd behind the real lighttpd, configured with the files of lighttpd-example/ as shipped:
+ * identity, the error shapes, health/readiness/metrics, and the process model (a killed worker,
+ * a database outage, a reload under load, a graceful stop). */
+#include "e2e.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SHIPPED_WORKERS 4   /* [server] workers in lighttpd-example/oversyncd.conf */
+
+static bool wait_metric_at_least(const struct e2e_stack *s, const char *series, double want, int timeout_ms)
+{
+    /* A worker counts a request just after answering it: allow it a moment. */
+    long deadline = e2e_now_ms() + timeout_ms;
+    while (e2e_fetch_metric(s, series) < want) {
+        if (e2e_now_ms() >= deadline)
+            return false;
+        e2e_sleep_ms(20);
+    }
+    return true;
+}
+
+static void assert_json(const struct e2e_response *r)
+{
+    e2e_assert_header(r, "Content-Type", "application/json");
+}
+
+/* An error answer of oversyncd: {"error":"<code>","message":"...."} and nothing else. */
+static void assert_error_body(const struct e2e_response *r, const char *code)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "{\"error\":\"%s\",\"message\":\"", code);
+    size_t n = strlen(prefix), len = strlen(r->body);
+    ck_assert_msg(strncmp(r->body, prefix, n) == 0 && len > n + 2 && strcmp(r->body + len - 2, "\"}") == 0,
+                  "expected an error %s, got HTTP %ld %s", code, r->status, r->body);
+}
+
+/* --------------------------------------------------------------------------- harness */
+
+START_TEST(test_harness_hmac)
+{
+    /* RFC 4231, test case 2 */
+    unsigned char mac[32];
+    e2e_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, mac);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    ck_assert_str_eq(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    /* RFC 4231, test case 6: a key longer than the block */
+    unsigned char key[131];
+    memset(key, 0xaa, sizeof key);
+    const char *msg = "Test Using Larger Than Block-Size Key - Hash Key First";
+    e2e_hmac_sha256(key, sizeof key, msg, strlen(msg), mac);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    ck_assert_str_eq(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+
+    char *b = e2e_base64url("\xfb\xff", 2);
+    ck_assert_str_eq(b, "-_8");
+    free(b);
+    /* jwt.io's example token */
+    char *t = e2e_jwt_hs256("your-256-bit-secret", "{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
+                            "{\"sub\":\"1234567890\",\"name\":\"John Doe\",\"iat\":1516239022}");
+    ck_assert_str_eq(t, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6Ikpva"
+                        "G4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c");
+    char *bad = e2e_tamper_signature(t);
+    ck_assert_str_ne(bad, t);
+    ck_assert_uint_eq(strlen(bad), strlen(t));
+    free(bad);
+    free(t);
+}
+END_TEST
+
+START_TEST(test_harness_conf_merge)
+{
+    const char *base = "[server]\nlisten = unix:/x\n# workers = 9\nworkers = 4\n\n[sync]\nschema_version = 1\n";
+    char *m = e2e_conf_merge(base, "[server]\nworkers = 2\n[sync]\nmax_body_bytes = 1kB\n"
+                                   "[auth]\njwt_leeway = 0\n[table a.b]\n");
+    ck_assert_str_eq(m, "[server]\nlisten = unix:/x\n# workers = 9\nworkers = 2\n\n"
+                        "[sync]\nmax_body_bytes = 1kB\nschema_version = 1\n\n"
+                        "[auth]\njwt_leeway = 0\n\n[table a.b]\n");
+    free(m);
+    m = e2e_conf_merge(base, NULL);
+    ck_assert_str_eq(m, base);
+    free(m);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------- API */
+
+START_TEST(test_schema_version)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char *tok = e2e_token(s, "alice", "phone", NULL);
+    struct e2e_response r;
+    e2e_request(s, "GET", "/sync/schema-version", tok, NULL, &r);
+    e2e_assert_status(&r, 200);
+    assert_json(&r);
+    ck_assert_str_eq(r.body, "{\"schema_version\":1}");
+    e2e_response_free(&r);
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
+/* One 401: JSON unauthorized with the expected message, the challenge header, no token echoed. */
+static void check_401(const struct e2e_stack *s, const char *what, const char *authorization,
+                      const char *message)
+{
+    const char *headers[] = { authorization, NULL };
+    struct e2e_response r;
+    e2e_request_ex(s, "GET", "/sync/schema-version", headers, NULL, 0, &r);
+    ck_assert_msg(r.status == 401, "%s: expected 401, got %ld: %s", what, r.status, r.body);
+    assert_json(&r);
+    assert_error_body(&r, "unauthorized");
+    if (message) {
+        char *want = malloc(strlen(message) + 32);
+        sprintf(want, "\"message\":\"%s\"", message);
+        ck_assert_msg(e2e_body_has(&r, want), "%s: expected message \"%s\", body %s", what, message, r.body);
+        free(want);
+    }
+    const char *challenge = e2e_header(&r, "WWW-Authenticate");
+    ck_assert_msg(challenge && strncmp(challenge, "Bearer", 6) == 0, "%s: WWW-Authenticate is %s", what,
+                  challenge ? challenge : "(absent)");
+    if (authorization) {
+        const char *cred = strchr(authorization, ' ');
+        cred = cred ? strchr(cred + 1, ' ') : NULL;
+        if (cred && strlen(cred + 1) > 8)
+            ck_assert_msg(!e2e_body_has(&r, cred + 1), "%s: the answer echoes the credential", what);
+    }
+    e2e_response_free(&r);
+}
+
+static char *bearer(const char *token)
+{
+    char *h = malloc(strlen(token) + 32);
+    sprintf(h, "Authorization: Bearer %s", token);
+    return h;
+}
+
+START_TEST(test_unauthorized)
+{
+    struct e2e_stack *s = e2e_start(&(struct e2e_options){ .oversyncd_conf = "[auth]\njwt_leeway = 0\n" });
+    const char *secret = e2e_jwt_secret();
+
+    /* The harness signs exactly like oversyncd: so the crafted tokens below fail for the reason
+     * they were made for, not for a bad signature. */
+    char *minted = e2e_token(s, "alice", "phone", NULL);
+    const char *dot = strrchr(minted, '.');
+    unsigned char mac[32];
+    e2e_hmac_sha256(secret, strlen(secret), minted, (size_t)(dot - minted), mac);
+    char *sig = e2e_base64url(mac, sizeof mac);
+    ck_assert_str_eq(sig, dot + 1);
+    free(sig);
+
+    long now = (long)time(NULL);
+    char payload[256];
+    snprintf(payload, sizeof payload, "{\"sub\":\"alice\",\"did\":\"phone\",\"iat\":%ld,\"exp\":%ld}", now, now + 600);
+    char *good = e2e_jwt_hs256(secret, NULL, payload);
+    char *h = bearer(good);
+    const char *headers[] = { h, NULL };
+    struct e2e_response r;
+    e2e_request_ex(s, "GET", "/sync/schema-version", headers, NULL, 0, &r);
+    e2e_assert_status(&r, 200);
+    e2e_response_free(&r);
+    free(h);
+
+    check_401(s, "no Authorization header", NULL, "missing Authorization header");
+    check_401(s, "Basic scheme", "Authorization: Basic YWxpY2U6c2VjcmV0", "Authorization scheme must be Bearer");
+    check_401(s, "garbage token", "Authorization: Bearer this-is-not-a-jwt-at-all", "malformed token");
+    check_401(s, "three garbage parts", "Authorization: Bearer aaaa.bbbb.cccc", NULL);
+
+    char *tampered = e2e_tamper_signature(minted);
+    h = bearer(tampered);
+    check_401(s, "tampered signature", h, "invalid token signature");
+    free(h);
+    free(tampered);
+
+    char *other = e2e_jwt_hs256("another-secret-of-more-than-32-bytes-abcdef", NULL, payload);
+    h = bearer(other);
+    check_401(s, "signed with another secret", h, "invalid token signature");
+    free(h);
+    free(other);
+
+    snprintf(payload, sizeof payload, "{\"sub\":\"alice\",\"did\":\"phone\",\"iat\":%ld,\"exp\":%ld}", now - 120, now - 5);
+    char *expired = e2e_jwt_hs256(secret, NULL, payload);
+    h = bearer(expired);
+    check_401(s, "expired (crafted)", h, "token expired");
+    free(h);
+    free(expired);
+
+    snprintf(payload, sizeof payload, "{\"sub\":\"alice\",\"did\":\"phone\",\"exp\":%ld}", now + 600);
+    char *none = e2e_jwt_hs256(secret, "{\"alg\":\"none\",\"typ\":\"JWT\"}", payload);
+    h = bearer(none);
+    check_401(s, "alg none", h, NULL);
+    free(h);
+    free(none);
+
+    /* The real thing: a token minted with a one-second lifetime, used once it has run out. */
+    char *short_lived = e2e_token(s, "alice", "phone", "1s");
+    e2e_sleep_ms(2100);
+    h = bearer(short_lived);
+    check_401(s, "expired (--ttl 1s)", h, "token expired");
+    free(h);
+    free(short_lived);
+
+    free(good);
+    free(minted);
+    e2e_stop(s);
+}
+END_TEST
+
+START_TEST(test_not_found_and_wrong_method)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char *tok = e2e_token(s, "alice", "phone", NULL);
+    struct e2e_response r;
+
+    e2e_request(s, "GET", "/nope", NULL, NULL, &r);
+    e2e_assert_status(&r, 404);
+    assert_json(&r);
+    assert_error_body(&r, "not_found");
+    e2e_response_free(&r);
+
+    e2e_request(s, "GET", "/sync/upload", tok, NULL, &r);
+    e2e_assert_status(&r, 405);
+    assert_json(&r);
+    e2e_assert_header(&r, "Allow", "POST");
+    assert_error_body(&r, "method_not_allowed");
+    e2e_response_free(&r);
+
+    e2e_request(s, "POST", "/sync/schema-version", tok, "{}", &r);
+    e2e_assert_status(&r, 405);
+    e2e_assert_header(&r, "Allow", "GET");
+    e2e_assert_body_has(&r, "\"error\":\"method_not_allowed\"");
+    e2e_response_free(&r);
+
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
+START_TEST(test_payload_too_large)
+{
+    struct e2e_stack *s = e2e_start(&(struct e2e_options){ .oversyncd_conf = "[sync]\nmax_body_bytes = 1kB\n" });
+    char *tok = e2e_token(s, "alice", "phone", NULL);
+    struct e2e_response r;
+
+    /* Exactly the limit is accepted: an empty batch padded with blanks to 1024 bytes. */
+    char body[4097];
+    memset(body, ' ', sizeof body - 1);
+    body[sizeof body - 1] = '\0';
+    memcpy(body, "{\"changes\":[]", 13);
+    body[1023] = '}';
+    e2e_request_ex(s, "POST", "/sync/upload", (const char *[]){ "Authorization: Bearer x", NULL },
+                   body, 1024, &r);
+    e2e_assert_status(&r, 401);   /* a small body gets as far as authentication */
+    e2e_response_free(&r);
+    char *auth = bearer(tok);
+    const char *headers[] = { auth, NULL };
+    e2e_request_ex(s, "POST", "/sync/upload", headers, body, 1024, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"accepted\":true");
+    e2e_response_free(&r);
+
+    /* 1025 bytes and 4 kB: refused by oversyncd itself (lighttpd's own limit is far higher). */
+    body[1023] = ' ';
+    body[1024] = '}';
+    e2e_request_ex(s, "POST", "/sync/upload", headers, body, 1025, &r);
+    e2e_assert_status(&r, 413);
+    assert_json(&r);
+    assert_error_body(&r, "payload_too_large");
+    e2e_response_free(&r);
+
+    body[1024] = ' ';
+    body[4095] = '}';
+    e2e_request_ex(s, "POST", "/sync/upload", headers, body, 4096, &r);
+    e2e_assert_status(&r, 413);
+    assert_json(&r);
+    assert_error_body(&r, "payload_too_large");
+    ck_assert_msg(e2e_header(&r, "X-Request-Id") != NULL, "the 413 does not come from oversyncd");
+    e2e_response_free(&r);
+
+    /* Refused before authentication: no token needed to learn the body is too large. */
+    e2e_request_ex(s, "POST", "/sync/upload", NULL, body, 4096, &r);
+    e2e_assert_status(&r, 413);
+    e2e_assert_body_has(&r, "\"error\":\"payload_too_large\"");
+    e2e_response_free(&r);
+
+    /* The worker that refused is fine afterwards. */
+    for (int i = 0; i < 8; i++) {
+        e2e_request(s, "GET", "/sync/schema-version", tok, NULL, &r);
+        e2e_assert_status(&r, 200);
+        e2e_response_free(&r);
+    }
+    free(auth);
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
+START_TEST(test_health_ready_metrics)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char *tok = e2e_token(s, "alice", "phone", NULL);
+    struct e2e_response r;
+
+    e2e_request(s, "GET", "/health", NULL, NULL, &r);
+    e2e_assert_status(&r, 200);
+    assert_json(&r);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    e2e_response_free(&r);
+
+    e2e_request(s, "GET", "/ready", NULL, NULL, &r);
+    e2e_assert_status(&r, 200);
+    assert_json(&r);
+    e2e_response_free(&r);
+
+    for (int i = 0; i < 3; i++) {
+        e2e_request(s, "GET", "/sync/schema-version", tok, NULL, &r);
+        e2e_assert_status(&r, 200);
+        e2e_response_free(&r);
+    }
+    e2e_request(s, "GET", "/sync/schema-version", NULL, NULL, &r);
+    e2e_assert_status(&r, 401);
+    e2e_response_free(&r);
+    e2e_request(s, "GET", "/nope", NULL, NULL, &r);
+    e2e_assert_status(&r, 404);
+    e2e_response_free(&r);
+
+    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"/sync/schema-version\",status=\"200\"}", 3, 2000));
+    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"/sync/schema-version\",status=\"401\"}", 1, 2000));
+    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"/health\",status=\"200\"}", 2, 2000));
+    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"/ready\",status=\"200\"}", 1, 2000));
+    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"other\",status=\"404\"}", 1, 2000));
+
+    e2e_request(s, "GET", "/metrics", NULL, NULL, &r);
+    e2e_assert_status(&r, 200);
+    const char *type = e2e_header(&r, "Content-Type");
+    ck_assert_msg(type && strncmp(type, "text/plain", 10) == 0, "Content-Type %s", type ? type : "(absent)");
+    e2e_assert_body_has(&r, "# TYPE oversyncd_http_requests_total counter\n");
+    ck_assert_msg(e2e_metric(r.body, "oversyncd_http_requests_total{route=\"/sync/schema-version\",status=\"200\"}") == 3,
+                  "schema-version 200 count: %s", r.body);
+    ck_assert_msg(e2e_metric(r.body, "oversyncd_worker_restarts_total") == 0, "restarts: %s", r.body);
+    e2e_response_free(&r);
+
+    /* lighttpd.conf keeps /metrics for 127.0.0.1, also under a prefix that oversyncd's router
+     * would accept (/sync/metrics). 127.0.0.2 is another client on the loopback. */
+    const char *hidden[] = { "/metrics", "/sync/metrics", "/metrics/", "/admin/metrics" };
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) {
+        e2e_request_from(s, "127.0.0.2", "GET", hidden[i], &r);
+        ck_assert_msg(r.status == 403, "GET %s from 127.0.0.2: HTTP %ld (%s) %.200s", hidden[i], r.status,
+                      r.error, r.body);
+        ck_assert_msg(!e2e_body_has(&r, "oversyncd_"), "metrics leaked to 127.0.0.2");
+        e2e_response_free(&r);
+    }
+    e2e_request_from(s, "127.0.0.2", "GET", "/health", &r);
+    e2e_assert_status(&r, 200);
+    e2e_response_free(&r);
+
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
+/* --------------------------------------------------------------------------- processes */
+
+START_TEST(test_worker_killed)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char *tok = e2e_token(s, "alice", "phone", NULL);
+    pid_t before[16], after[16];
+    int n = e2e_wait_workers(s, SHIPPED_WORKERS, before, 16, 5000);
+    ck_assert_int_eq(n, SHIPPED_WORKERS);
+
+    pid_t victim = before[1];
+    ck_assert_int_eq(kill(victim, SIGKILL), 0);
+    long t0 = e2e_now_ms();
+    struct e2e_response r;
+    bool health = e2e_wait_answer(s, "GET", "/health", NULL, 200, "{\"status\":\"ok\"}", 2000, &r);
+    e2e_response_free(&r);
+    bool sync = e2e_wait_answer(s, "GET", "/sync/schema-version", tok, 200, "{\"schema_version\":1}", 2000, &r);
+    e2e_response_free(&r);
+    long took = e2e_now_ms() - t0;
+    ck_assert_msg(health && sync && took <= 2000, "the pool did not answer within 2 s (health %d, sync %d, %ld ms)",
+                  health, sync, took);
+
+    /* The master reaped the worker and replaced it. */
+    ck_assert_msg(e2e_wait_pids_gone(&victim, 1, 2000), "the killed worker %d is still there", (int)victim);
+    n = e2e_wait_workers(s, SHIPPED_WORKERS, after, 16, 2000);
+    ck_assert_int_eq(n, SHIPPED_WORKERS);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_ne(after[i], victim);
+    for (int i = 0; i < 3 * SHIPPED_WORKERS; i++) {
+        e2e_request(s, "GET", "/sync/schema-version", tok, NULL, &r);
+        e2e_assert_status(&r, 200);
+        e2e_response_free(&r);
+    }
+    ck_assert(wait_metric_at_least(s, "oversyncd_worker_restarts_total", 1, 2000));
+    ck_assert_msg(e2e_fetch_metric(s, "oversyncd_worker_restarts_total") == 1, "restarts_total is not 1");
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
+START_TEST(test_database_outage)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char *tok = e2e_token(s, "alice", "phone", NULL);
+    pid_t master = e2e_master_pid(s);
+    pid_t before[16], after[16];
+    int n = e2e_wait_workers(s, SHIPPED_WORKERS, before, 16, 5000);
+    ck_assert_int_eq(n, SHIPPED_WORKERS);
+    struct e2e_response r;
+    for (int i = 0; i < 2 * SHIPPED_WORKERS; i++) {
+        e2e_request(s, "GET", "/sync/schema-version", tok, NULL, &r);
+        e2e_assert_status(&r, 200);
+        e2e_response_free(&r);
+    }
+
+    e2e_pg_stop();
+    /* Every worker notices by itself: each answer is oversyncd's JSON 503 (lighttpd's own 503,
+     * for a backend it gave up on, would be HTML without our X-Request-Id). */
+    for (int i = 0; i < 2 * SHIPPED_WORKERS; i++) {
+        e2e_request(s, "GET", "/ready", NULL, NULL, &r);
+        e2e_assert_status(&r, 503);
+        assert_json(&r);
+        assert_error_body(&r, "database_unavailable");
+        ck_assert(e2e_header(&r, "X-Request-Id") != NULL);
+        e2e_response_free(&r);
+        e2e_request(s, "GET", "/sync/schema-version", tok, NULL, &r);
+        e2e_assert_status(&r, 503);
+        assert_json(&r);
+        assert_error_body(&r, "database_unavailable");
+        e2e_response_free(&r);
+    }
+    e2e_request(s, "GET", "/health", NULL, NULL, &r);   /* alive, even without a database */
+    e2e_assert_status(&r, 200);
+    e2e_response_free(&r);
+
+    e2e_pg_start();
+    /* Workers retry with a back-off of up to 2 s: wait until a run of answers, enough to reach
+     * every worker, all succeed. */
+    long deadline = e2e_now_ms() + 15000;
+    int streak = 0;
+    long last_status = 0;
+    while (streak < 4 * SHIPPED_WORKERS && e2e_now_ms() < deadline) {
+        e2e_request(s, "GET", "/sync/schema-version", tok, NULL, &r);
+        last_status = r.status;
+        if (r.status == 200) {
+            streak++;
+        } else {
+            ck_assert_msg(r.status == 503 && e2e_body_has(&r, "\"error\":\"database_unavailable\""),
+                          "while reconnecting: HTTP %ld %s", r.status, r.body);
+            streak = 0;
+            e2e_sleep_ms(50);
+        }
+        e2e_response_free(&r);
+    }
+    ck_assert_msg(streak >= 4 * SHIPPED_WORKERS, "no steady 200 after PostgreSQL came back (last HTTP %ld)", last_status);
+    ck_assert(e2e_wait_answer(s, "GET", "/ready", NULL, 200, NULL, 5000, &r));
+    e2e_response_free(&r);
+
+    /* The same processes: nothing was restarted. */
+    ck_assert_int_eq(e2e_master_pid(s), master);
+    ck_assert(e2e_pid_alive(master));
+    n = e2e_worker_pids(s, after, 16);
+    ck_assert_int_eq(n, SHIPPED_WORKERS);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(after[i] == before[i], "worker %d was replaced by %d", (int)before[i], (int)after[i]);
+    double reconnects = e2e_fetch_metric(s, "oversyncd_db_reconnects_total");
+    ck_assert_msg(reconnects >= 1, "oversyncd_db_reconnects_total = %g", reconnects);
+    ck_assert(e2e_fetch_metric(s, "oversyncd_worker_restarts_total") == 0);
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
+struct hammer {
+    const struct e2e_stack *stack;
+    const char *token;
+    atomic_bool stop;
+    atomic_long total, failures, saw_v1, saw_v2;
+    char first_failure[640];
+    pthread_mutex_t lock;
+};
+
+static void *hammer_main(void *arg)
+{
+    struct hammer *h = arg;
+    while (!atomic_load(&h->stop)) {
+        struct e2e_response r;
+        e2e_request(h->stack, "GET", "/sync/schema-version", h->token, NULL, &r);
+        atomic_fetch_add(&h->total, 1);
+        if (r.status == 200 && strcmp(r.body, "{\"schema_version\":1}") == 0) {
+            atomic_fetch_add(&h->saw_v1, 1);
+        } else if (r.status == 200 && strcmp(r.body, "{\"schema_version\":2}") == 0) {
+            atomic_fetch_add(&h->saw_v2, 1);
+        } else {
+            if (atomic_fetch_add(&h->failures, 1) == 0) {
+                pthread_mutex_lock(&h->lock);
+                snprintf(h->first_failure, sizeof h->first_failure, "HTTP %ld (%s) %.300s", r.status,
+                         r.error, r.body);
+                pthread_mutex_unlock(&h->lock);
+            }
+        }
+        e2e_response_free(&r);
+    }
+    return NULL;
+}
+
+START_TEST(test_reload_under_load)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char *tok = e2e_token(s, "alice", "phone", NULL);
+    pid_t before[16], after[16];
+    int n = e2e_wait_workers(s, SHIPPED_WORKERS, before, 16, 5000);
+    ck_assert_int_eq(n, SHIPPED_WORKERS);
+
+    static struct hammer h;
+    memset(&h, 0, sizeof h);
+    h.stack = s;
+    h.token = tok;
+    pthread_mutex_init(&h.lock, NULL);
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, hammer_main, &h), 0);
+    e2e_sleep_ms(300);
+
+    e2e_rewrite_conf(s, "[sync]\nschema_version = 2\n");
+    e2e_reload(s);
+    struct e2e_response r;
+    bool switched = e2e_wait_answer(s, "GET", "/sync/schema-version", tok, 200, "{\"schema_version\":2}", 10000, &r);
+    e2e_response_free(&r);
+    /* The old workers finish and leave; keep the load on a little longer. */
+    bool old_gone = e2e_wait_pids_gone(before, n, 10000);
+    e2e_sleep_ms(500);
+    atomic_store(&h.stop, true);
+    for (int i = 0; i < 3; i++)
+        pthread_join(threads[i], NULL);
+
+    ck_assert_msg(switched, "schema_version 2 was never served after SIGHUP");
+    ck_assert_msg(old_gone, "the old workers are still running 10 s after SIGHUP");
+    ck_assert_msg(atomic_load(&h.failures) == 0, "%ld of %ld requests failed during the reload; first: %s",
+                  atomic_load(&h.failures), atomic_load(&h.total), h.first_failure);
+    ck_assert_msg(atomic_load(&h.total) >= 50, "only %ld requests were made", atomic_load(&h.total));
+    ck_assert_msg(atomic_load(&h.saw_v1) > 0 && atomic_load(&h.saw_v2) > 0,
+                  "the load did not span the reload (v1 %ld, v2 %ld)", atomic_load(&h.saw_v1),
+                  atomic_load(&h.saw_v2));
+
+    n = e2e_wait_workers(s, SHIPPED_WORKERS, after, 16, 2000);
+    ck_assert_int_eq(n, SHIPPED_WORKERS);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < SHIPPED_WORKERS; j++)
+            ck_assert_int_ne(after[i], before[j]);
+    for (int i = 0; i < 2 * SHIPPED_WORKERS; i++) {
+        e2e_request(s, "GET", "/sync/schema-version", tok, NULL, &r);
+        e2e_assert_status(&r, 200);
+        ck_assert_str_eq(r.body, "{\"schema_version\":2}");
+        e2e_response_free(&r);
+    }
+    ck_assert(e2e_fetch_metric(s, "oversyncd_worker_restarts_total") == 0);
+    pthread_mutex_destroy(&h.lock);
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
+START_TEST(test_sigterm)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    pid_t workers[16];
+    int n = e2e_wait_workers(s, SHIPPED_WORKERS, workers, 16, 5000);
+    ck_assert_int_eq(n, SHIPPED_WORKERS);
+    struct stat st;
+    ck_assert_int_eq(stat(e2e_socket_path(s), &st), 0);
+    ck_assert_int_eq(stat(e2e_pid_file_path(s), &st), 0);
+
+    long t0 = e2e_now_ms();
+    int status = e2e_stop_oversyncd(s, SIGTERM, 10000);
+    long took = e2e_now_ms() - t0;
+    ck_assert_msg(status != -1, "oversyncd still runs 10 s after SIGTERM");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "oversyncd ended with status 0x%x", status);
+    ck_assert_msg(took <= 5000, "oversyncd took %ld ms to stop", took);
+    ck_assert_msg(e2e_wait_pids_gone(workers, n, 2000), "workers outlived the master");
+    errno = 0;
+    ck_assert_msg(stat(e2e_socket_path(s), &st) != 0 && errno == ENOENT, "the socket file is still there");
+    ck_assert_msg(stat(e2e_pid_file_path(s), &st) != 0 && errno == ENOENT, "the pid file is still there");
+
+    /* lighttpd is still up, with nobody behind it: it answers 503 itself (not oversyncd's JSON)
+     * and stops trying the backend for "disable-time" (1 s). */
+    struct e2e_response r;
+    e2e_request(s, "GET", "/health", NULL, NULL, &r);
+    e2e_assert_status(&r, 503);
+    ck_assert_msg(e2e_header(&r, "X-Request-Id") == NULL, "a 503 from oversyncd, which is stopped?");
+    e2e_response_free(&r);
+
+    /* Started again on the same socket, it is used again once lighttpd's disable-time has run
+     * out: lighttpd counts it in whole seconds and re-checks once a second, so one to three
+     * seconds after the failed connect (README.md). Until then every answer is lighttpd's 503. */
+    e2e_start_oversyncd(s);
+    t0 = e2e_now_ms();
+    long deadline = t0 + 5000;
+    for (;;) {
+        e2e_request(s, "GET", "/health", NULL, NULL, &r);
+        if (r.status == 200)
+            break;
+        ck_assert_msg(r.status == 503 && e2e_header(&r, "X-Request-Id") == NULL,
+                      "while lighttpd waits to retry: HTTP %ld %s", r.status, r.body);
+        ck_assert_msg(e2e_now_ms() < deadline, "lighttpd did not use the restarted oversyncd within 5 s");
+        e2e_response_free(&r);
+        e2e_sleep_ms(20);
+    }
+    e2e_assert_body_has(&r, "{\"status\":\"ok\"}");
+    e2e_response_free(&r);
+    took = e2e_now_ms() - t0;
+    ck_assert_msg(took < 5000, "lighttpd took %ld ms to use the restarted oversyncd", took);
+    e2e_stop(s);
+}
+END_TEST
+
+static Suite *foundation_suite(void)
+{
+    Suite *s = suite_create("e2e_foundation");
+
+    TCase *tc = tcase_create("harness");
+    tcase_add_test(tc, test_harness_hmac);
+    tcase_add_test(tc, test_harness_conf_merge);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("api");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_schema_version);
+    tcase_add_test(tc, test_unauthorized);
+    tcase_add_test(tc, test_not_found_and_wrong_method);
+    tcase_add_test(tc, test_payload_too_large);
+    tcase_add_test(tc, test_health_ready_metrics);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("processes");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_worker_killed);
+    tcase_add_test(tc, test_database_outage);
+    tcase_add_test(tc, test_reload_under_load);
+    tcase_add_test(tc, test_sigterm);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(foundation_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
