@@ -229,8 +229,12 @@ static bool app_db_setup(PGconn *conn, void *ud, char *err, size_t errlen)
     if (!sync_schema_discover(&app->schema, conn, err, errlen))
         return false;
     for (int i = 0; i < app->schema.n_tables; i++) {
-        struct materializer *m = app->schema.tables[i].mat;
-        if (m && !materializer_connect(m, conn, err, errlen))
+        struct sync_table *t = &app->schema.tables[i];
+        /* a materializer that could not load is never silently "none": no service until it can */
+        if (!t->mat && t->conf->materializer != MATERIALIZER_NONE &&
+            !(t->mat = materializer_new(t->conf, err, errlen)))
+            return false;
+        if (t->mat && !materializer_connect(t->mat, conn, err, errlen))
             return false;
     }
     return true;

@@ -320,26 +320,30 @@ enum mat_plan_result generic_plan(struct materializer *m, PGconn *conn, const st
     uint64_t mask = UINT64_C(1) << g->pk;
     bool wide = g->ncols > MAX_PREPARED_COLUMNS;
     bool *present = arena_calloc(a, (size_t)g->ncols, sizeof *present);
+    struct json_span *value = arena_calloc(a, (size_t)g->ncols, sizeof *value);
     present[g->pk] = true;
-    sb_printf(&obj, "{\"%s\":", g->cols[g->pk].name);
-    sb_json_str(&obj, c->pk);
     struct json_iter it;
     struct json_span k, v;
     json_iter_init(&it, &root);
     while (json_iter_member(&it, &k, &v)) {
         int col = column_index(g, &k, a);
-        if (col < 0 || col == g->pk || present[col])
+        if (col < 0 || col == g->pk)
             continue;   /* unknown keys are ignored; the pk column always comes from the change */
-        size_t mark = obj.len;
+        value[col] = v; /* a repeated key: the last one wins, as in jsonb */
+        present[col] = true;
+    }
+    sb_printf(&obj, "{\"%s\":", g->cols[g->pk].name);
+    sb_json_str(&obj, c->pk);
+    for (int col = 0; col < g->ncols; col++) {
+        if (!present[col] || col == g->pk)
+            continue;
         sb_printf(&obj, ",\"%s\":", g->cols[col].name);
-        if (!convert(&g->cols[col], &v, a, &obj)) {
-            obj.len = mark;
+        if (!convert(&g->cols[col], &value[col], a, &obj)) {
             snprintf(err, errlen, "column %s (%s): the value cannot be converted", g->cols[col].name,
                      g->cols[col].type);
             sb_free(&obj);
             return MAT_UNCONVERTIBLE;
         }
-        present[col] = true;
         if (!wide)
             mask |= UINT64_C(1) << col;
     }

@@ -33,6 +33,8 @@ struct plugin *plugin_load(const char *path, char *err, size_t errlen);
 void plugin_free(struct plugin *p);
 bool plugin_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen);
 bool plugin_apply(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err, size_t errlen);
+int plugin_convert_reference(struct materializer *m, const char *column, const char *value, char *out, size_t outlen,
+                             char *err, size_t errlen);
 
 /* A unique statement name for this worker. */
 void materializer_stmt_name(char *out, size_t n, const char *prefix);

@@ -93,6 +93,14 @@ enum mat_plan_result materializer_plan(struct materializer *m, PGconn *conn, con
     }
 }
 
+int materializer_convert_reference(struct materializer *m, const char *column, const char *value, char *out,
+                                   size_t outlen, char *err, size_t errlen)
+{
+    if (!m || m->kind != MATERIALIZER_PLUGIN)
+        return 0;
+    return plugin_convert_reference(m, column, value, out, outlen, err, errlen);
+}
+
 bool materializer_apply(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err,
                         size_t errlen)
 {

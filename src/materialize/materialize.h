@@ -54,6 +54,11 @@ enum mat_plan_result materializer_plan(struct materializer *m, PGconn *conn, con
 bool materializer_apply(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err,
                         size_t errlen);
 
+/* A plugin's optional reference-key conversion for the FK pre-check: 1 and the parent's text form
+ * in out, 0 when the materializer has none, -1 with err when the value cannot be converted. */
+int materializer_convert_reference(struct materializer *m, const char *column, const char *value, char *out,
+                                   size_t outlen, char *err, size_t errlen);
+
 /* Loads every registered table's materializer and, when conn is given, connects it (so missing
  * tables, functions and unloadable plugins are found before serving). false with a message that
  * names the table. */

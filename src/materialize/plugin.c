@@ -84,3 +84,18 @@ bool plugin_apply(struct materializer *m, PGconn *conn, const struct mat_change 
         snprintf(err, errlen, "plugin failed without a message");
     return rc == 0;
 }
+
+int plugin_convert_reference(struct materializer *m, const char *column, const char *value, char *out, size_t outlen,
+                             char *err, size_t errlen)
+{
+    struct plugin *p = m->plugin;
+    if (!p->api->convert_reference)
+        return 0;
+    err[0] = out[0] = '\0';
+    if (p->api->convert_reference(p->state, column, value, out, outlen, err, errlen) != 0) {
+        if (!err[0])
+            snprintf(err, errlen, "the plugin could not convert the value of %s", column);
+        return -1;
+    }
+    return 1;
+}

@@ -409,11 +409,25 @@ static void collect_refs(struct batch *b, struct change *c)
         const struct json_span *v = payload_member(&c->payload, fk->child_col, &buf);
         if (!v || v->type == JSON_NULL)
             continue;
-        const char *value = fk_value(b->rq->arena, v, fk->kind);
+        const char *value = NULL;
+        char converted[512], why[256];
+        int conv = 0;
+        if (c->tbl->mat && (v->type == JSON_STRING || v->type == JSON_NUMBER)) {
+            /* a plugin may know how its keys are spelled (e.g. a BLOB key) */
+            const char *raw = v->type == JSON_STRING ? json_string_dup(b->rq->arena, v)
+                                                     : arena_strndup(b->rq->arena, v->start, v->len);
+            conv = materializer_convert_reference(c->tbl->mat, fk->child_col, raw, converted, sizeof converted,
+                                                  why, sizeof why);
+            if (conv == 1)
+                value = arena_strdup(b->rq->arena, converted);
+        }
+        if (conv == 0)
+            value = fk_value(b->rq->arena, v, fk->kind);
         if (!value) {
-            char *msg = arena_printf(b->rq->arena, "value of %s cannot be compared with %s.%s.%s (%s)",
-                                     fk->child_col, fk->parent_schema, fk->parent_table, fk->parent_col,
-                                     fk->parent_type);
+            char *msg = conv < 0 ? arena_strdup(b->rq->arena, why)
+                                 : arena_printf(b->rq->arena, "value of %s cannot be compared with %s.%s.%s (%s)",
+                                                fk->child_col, fk->parent_schema, fk->parent_table, fk->parent_col,
+                                                fk->parent_type);
             strbuf_t d = STRBUF_INIT;
             sb_puts(&d, "{\"error\":");
             sb_json_str(&d, msg);
@@ -662,10 +676,11 @@ const struct db_statement sync_statements[] = {
       "AND s.pk_uuid = k.p" },
     { "sync_write",
       "WITH input AS ("
-      "  SELECT x.n, x.s, x.t, x.op, x.pk, x.scid, x.v, x.fin, x.del,"
+      "  SELECT x.n, x.s, x.t, x.op, x.pk, x.scid, x.v, x.fin, x.del, x.mat,"
       "         CASE WHEN x.op = 'DELETE' THEN NULL ELSE $11::jsonb -> (x.n::int - 1) END AS payload"
       "  FROM unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[],"
-      "              $9::bool[], $10::bool[]) WITH ORDINALITY AS x(s, t, op, pk, scid, v, fin, del, n)),"
+      "              $9::bool[], $10::bool[], $12::bool[])"
+      "       WITH ORDINALITY AS x(s, t, op, pk, scid, v, fin, del, mat, n)),"
       " log AS ("
       "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
       "                                      source_id, source_change_id, server_version)"
@@ -685,7 +700,13 @@ const struct db_statement sync_statements[] = {
       " gone AS ("
       "  DELETE FROM sync.sync_state st USING input i"
       "  WHERE i.fin AND i.del AND st.user_id = $1 AND st.schema_name = i.s AND st.table_name = i.t"
-      "    AND st.pk_uuid = i.pk)"
+      "    AND st.pk_uuid = i.pk),"
+      /* a materialized row that moved on makes its older failures moot (an admin retry of one
+       * would write stale data over the newer row) */
+      " cleared AS ("
+      "  DELETE FROM sync.materialize_failures f USING input i"
+      "  WHERE i.fin AND i.mat AND f.user_id = $1 AND f.schema_name = i.s AND f.table_name = i.t"
+      "    AND f.pk_uuid = i.pk AND f.attempted_version <= i.v)"
       "SELECT coalesce(max(server_id), 0) FROM log" },
     { "sync_record_failures",
       "INSERT INTO sync.materialize_failures (user_id, schema_name, table_name, pk_uuid, attempted_version,"
@@ -1146,6 +1167,7 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
 /* ---------------------------------------------------------------------- materialization */
 
 #define OPTIMISTIC_ROUNDS 3
+#define DEFERRED_CHECK_FAILED (-2)   /* materialize_all: a deferred constraint failed, culprit unknown */
 
 static struct materializer *mat_of(const struct change *c)
 {
@@ -1194,7 +1216,17 @@ static bool apply_isolated(struct batch *b, struct change *c, char *why, size_t 
             materializer_error_text(r, conn, why, whylen);
         PQclear(r);
     }
+    if (ok) {
+        /* the change's deferred constraints too, so the change that breaks one is the one undone */
+        r = PQexec(conn, "SET CONSTRAINTS ALL IMMEDIATE");
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            materializer_error_text(r, conn, why, whylen);
+        PQclear(r);
+    }
     r = PQexec(conn, ok ? "RELEASE SAVEPOINT ovs_one" : "ROLLBACK TO SAVEPOINT ovs_one");
+    PQclear(r);
+    r = PQexec(conn, "SET CONSTRAINTS ALL DEFERRED");
     PQclear(r);
     return ok;
 }
@@ -1257,7 +1289,20 @@ static bool materialize_all(struct batch *b, int *failed_at, char *why, size_t w
         }
         pipeline_clear(&p);
     }
-    return true;
+    /* Deferred foreign keys would otherwise be checked only at COMMIT, where a violation fails
+     * the whole upload: check them now, while the culprit can still be found and undone alone. */
+    PGresult *r = PQexec(conn, "SET CONSTRAINTS ALL IMMEDIATE");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) {
+        materializer_error_text(r, conn, why, whylen);
+        *failed_at = PQstatus(conn) == CONNECTION_OK ? DEFERRED_CHECK_FAILED : -1;
+    }
+    PQclear(r);
+    if (ok) {
+        r = PQexec(conn, "SET CONSTRAINTS ALL DEFERRED");
+        PQclear(r);
+    }
+    return ok;
 }
 
 static enum sync_outcome materialize(struct batch *b, char *err, size_t errlen)
@@ -1278,14 +1323,14 @@ static enum sync_outcome materialize(struct batch *b, char *err, size_t errlen)
         char why[1024];
         if (materialize_all(b, &failed_at, why, sizeof why))
             return SYNC_OK;
-        if (PQstatus(conn) != CONNECTION_OK || failed_at < 0)
+        if (PQstatus(conn) != CONNECTION_OK || failed_at == -1)
             return db_failure(b, NULL, "materializing", err, errlen);
         r = PQexec(conn, "ROLLBACK TO SAVEPOINT ovs_mat");
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         PQclear(r);
         if (!ok)
             return db_failure(b, NULL, "undoing a failed materialization", err, errlen);
-        if (round < OPTIMISTIC_ROUNDS) {
+        if (round < OPTIMISTIC_ROUNDS && failed_at >= 0) {
             mat_failed(b, &b->changes[b->order[failed_at]], why);
         } else {
             /* Many failures: find them all in one pass, each change in a savepoint of its own. */
@@ -1347,7 +1392,7 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
 {
     const struct sync_request *rq = b->rq;
     strbuf_t s = STRBUF_INIT, t = STRBUF_INIT, o = STRBUF_INIT, pk = STRBUF_INIT, scid = STRBUF_INIT,
-             v = STRBUF_INIT, fin = STRBUF_INIT, del = STRBUF_INIT, payloads = STRBUF_INIT;
+             v = STRBUF_INIT, fin = STRBUF_INIT, del = STRBUF_INIT, mat = STRBUF_INIT, payloads = STRBUF_INIT;
     array_begin(&s);
     array_begin(&t);
     array_begin(&o);
@@ -1356,6 +1401,7 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     array_begin(&v);
     array_begin(&fin);
     array_begin(&del);
+    array_begin(&mat);
     sb_putc(&payloads, '[');
     int nlog = 0;
     for (int oi = 0; oi < b->norder; oi++) {
@@ -1370,6 +1416,7 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
         array_ll(&v, c->new_version);
         array_bool(&fin, c->final);
         array_bool(&del, c->op == OP_DELETE);
+        array_bool(&mat, c->tbl->mat != NULL);
         if (nlog++)
             sb_putc(&payloads, ',');
         if (c->op == OP_DELETE)
@@ -1378,10 +1425,10 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
             sb_append(&payloads, c->payload.start, c->payload.len);
     }
     sb_putc(&payloads, ']');
-    const char *vals[11] = {
+    const char *vals[12] = {
         rq->who->user,       rq->who->device,    array_end(b, &s),  array_end(b, &t),
         array_end(b, &o),    array_end(b, &pk),  array_end(b, &scid), array_end(b, &v),
-        array_end(b, &fin),  array_end(b, &del), payloads.data,
+        array_end(b, &fin),  array_end(b, &del), payloads.data,     array_end(b, &mat),
     };
 
     /* materializer failures: one row per (row, attempted version); a repeat bumps retry_count */
@@ -1425,7 +1472,7 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
 
     struct pipeline p;
     pipeline_begin(&p, rq->conn);
-    bool sent = (nlog == 0 || pipeline_add(&p, "sync_write", NULL, 11, vals)) &&
+    bool sent = (nlog == 0 || pipeline_add(&p, "sync_write", NULL, 12, vals)) &&
                 (nfail == 0 || pipeline_add(&p, "sync_record_failures", NULL, 8, fvals));
     if (sent && b->retry_id) {
         /* a retry that went through removes the failure; one that did not counts the attempt */
