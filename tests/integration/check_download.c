@@ -53,25 +53,8 @@ static char *chg(long long scid, const char *schema, const char *table, const ch
     return s;
 }
 
-static char *batch(const char *first, ...)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_puts(&sb, "{\"changes\":[");
-    va_list ap;
-    va_start(ap, first);
-    bool more = false;
-    for (const char *c = first; c; c = va_arg(ap, const char *)) {
-        if (more)
-            sb_putc(&sb, ',');
-        more = true;
-        sb_puts(&sb, c);
-    }
-    va_end(ap);
-    sb_puts(&sb, "]}");
-    char *s = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return s;
-}
+/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
+#define batch(...) tdb_batch(&T, __VA_ARGS__)
 
 /* A synthetic pk for row n. */
 static const char *pk_n(int n)

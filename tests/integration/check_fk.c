@@ -213,25 +213,7 @@ static char *q(const char *s)
 }
 
 /* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
-static char *batch(const char *first, ...)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_puts(&sb, "{\"last_server_seq_seen\":0,\"changes\":[");
-    va_list ap;
-    va_start(ap, first);
-    bool more = false;
-    for (const char *c = first; c; c = va_arg(ap, const char *)) {
-        if (more)
-            sb_putc(&sb, ',');
-        more = true;
-        sb_puts(&sb, c);
-    }
-    va_end(ap);
-    sb_puts(&sb, "]}");
-    char *s = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return s;
-}
+#define batch(...) tdb_batch(&T, __VA_ARGS__)
 
 /* An upload of one change. */
 static struct tdb_answer *up1(const char *user, const char *change)

@@ -511,3 +511,23 @@ char *tdb_snapshot(struct testdb *t)
         "   payload), E'\\n' ORDER BY user_id, schema_name, table_name, pk_uuid) FROM sync.sync_state), '') || '#' ||"
         " (SELECT count(*) FROM sync.materialize_failures))");
 }
+
+char *tdb_batch(struct testdb *t, const char *first, ...)
+{
+    strbuf_t sb = STRBUF_INIT;
+    sb_puts(&sb, "{\"last_server_seq_seen\":0,\"changes\":[");
+    va_list ap;
+    va_start(ap, first);
+    bool more = false;
+    for (const char *c = first; c; c = va_arg(ap, const char *)) {
+        if (more)
+            sb_putc(&sb, ',');
+        more = true;
+        sb_puts(&sb, c);
+    }
+    va_end(ap);
+    sb_puts(&sb, "]}");
+    char *s = tdb_printf(t, "%s", sb.data);
+    sb_free(&sb);
+    return s;
+}

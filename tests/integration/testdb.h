@@ -90,6 +90,8 @@ bool tdb_json_eq(json_object *obj, const char *json_text);
 
 /* A string that lives until tdb_close. */
 char *tdb_printf(struct testdb *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
+char *tdb_batch(struct testdb *t, const char *first, ...);
 
 /* SQL helpers on the test connection (assert success). */
 void tdb_exec(struct testdb *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
