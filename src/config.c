@@ -36,7 +36,7 @@ const struct config_key config_keys[] = {
       "effect of any slow leak. 0 never recycles workers." },
     { "server", "user", CONFIG_STRING, NULL, false,
       "When started as root, switch to this user after opening the listen socket and writing "
-      "the pid file. Unset keeps the user oversyncd was started as." },
+      "the pid file. Required when started as root: oversyncd refuses to run its workers as root." },
     { "server", "group", CONFIG_STRING, NULL, false,
       "When started as root, switch to this group. Unset uses the primary group of user." },
     { "server", "pid_file", CONFIG_STRING, NULL, false,

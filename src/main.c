@@ -51,6 +51,20 @@ static const char *default_config_path(void)
     return access(sys, R_OK) == 0 ? sys : NULL;
 }
 
+/* systemd socket activation (sd_listen_fds(3)): LISTEN_PID names us and LISTEN_FDS counts the
+ * sockets passed from fd 3 on; the first one is ours. */
+static bool systemd_listen_fd(int *fd)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    if (!pid || !fds || atol(pid) != (long)getpid() || atoi(fds) < 1)
+        return false;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    *fd = 3;
+    return true;
+}
+
 static int cmd_token(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -241,16 +255,23 @@ int main(int argc, char **argv)
     if (!metrics_init())
         log_warn("shared memory for metrics unavailable; /metrics shows this worker only");
 
-    if (geteuid() == 0 && !cfg.user)
-        log_warn("running as root without [server] user: workers keep root privileges; set user (and "
-                 "group) to an unprivileged account");
+    if (geteuid() == 0 && !cfg.user) {
+        fprintf(stderr, "oversyncd: refusing to run workers as root: set [server] user (and group) to an "
+                        "unprivileged account; the master binds the socket and then workers switch to it\n");
+        config_free(&cfg);
+        return 1;
+    }
     if (!startup_checks(&cfg)) {
         fprintf(stderr, "oversyncd: refusing to start; see the error above\n");
         return 1;
     }
 
     int listen_fd;
-    if (cfg.listen) {
+    bool activated = systemd_listen_fd(&listen_fd);
+    if (activated) {
+        log_info("using the socket passed by systemd (fd %d)%s", listen_fd,
+                 cfg.listen ? "; [server] listen is ignored" : "");
+    } else if (cfg.listen) {
         listen_fd = listen_socket_open(&cfg, err, sizeof err);
         if (listen_fd < 0) {
             fprintf(stderr, "oversyncd: %s\n", err);
@@ -265,7 +286,7 @@ int main(int argc, char **argv)
     }
 
     int rc;
-    if (listen_fd == 0 && cfg.workers <= 1) {
+    if (listen_fd == 0 && cfg.workers <= 1 && !activated) {
         /* One process serving the inherited socket: the parent (mod_fcgid, lighttpd, spawn-fcgi)
          * manages our life. */
         log_set_role("worker");
