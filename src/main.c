@@ -268,6 +268,7 @@ int main(int argc, char **argv)
 
     int listen_fd;
     bool activated = systemd_listen_fd(&listen_fd);
+    ov.socket_activated = activated;
     if (activated) {
         log_info("using the socket passed by systemd (fd %d)%s", listen_fd,
                  cfg.listen ? "; [server] listen is ignored" : "");
@@ -296,7 +297,8 @@ int main(int argc, char **argv)
         }
         rc = worker_run(listen_fd, &cfg, auth);
     } else {
-        rc = master_run(listen_fd, &ov, &cfg, auth);
+        rc = master_run(listen_fd, &ov, &cfg, auth);   /* frees auth, which a reload replaces */
+        auth = NULL;
     }
     auth_free(auth);
     config_free(&cfg);

@@ -491,8 +491,10 @@ int master_run(int listen_fd, const struct overrides *ov, struct config *cfg, st
     m->nworkers = worker_count(cfg);
     for (int i = 0; i < m->nworkers; i++)
         spawn(m, &m->slots[i]);
-    log_info("oversyncd %s: serving %s with %d worker(s)", PACKAGE_VERSION,
-             cfg->listen ? cfg->listen : "fd 0", m->nworkers);
+    const char *where = ov->socket_activated ? "the socket passed by systemd"
+                        : cfg->listen        ? cfg->listen
+                                             : "fd 0";
+    log_info("oversyncd %s: serving %s with %d worker(s)", PACKAGE_VERSION, where, m->nworkers);
 
     while (!got_term) {
         sigsuspend(&m->waitmask);
@@ -514,9 +516,11 @@ int master_run(int listen_fd, const struct overrides *ov, struct config *cfg, st
     stop_all(m);
     if (m->cfg->pid_file)
         unlink(m->cfg->pid_file);
-    if (m->cfg->listen && strncmp(m->cfg->listen, "unix:", 5) == 0)
+    /* a socket passed by systemd belongs to its .socket unit, whatever [server] listen says */
+    if (m->cfg->listen && !m->ov->socket_activated && strncmp(m->cfg->listen, "unix:", 5) == 0)
         unlink(m->cfg->listen + 5);
     log_info("stopped");
+    auth_free(m->auth);   /* the caller's, or the one a reload put in its place */
     free(m);
     return 0;
 }

@@ -13,6 +13,7 @@ struct overrides {
     const char *config_path;
     const char *listen;      /* NULL = from the file */
     int workers;             /* -1 = from the file */
+    bool socket_activated;   /* serving systemd's socket (fd 3): [server] listen is not ours */
 };
 
 /* Loads, overrides and validates; logs and returns false on error. */
@@ -34,7 +35,8 @@ bool drop_privileges(const struct config *cfg, char *err, size_t errlen);
  * is an error (false). */
 bool startup_checks(const struct config *cfg);
 
-/* Supervises workers on listen_fd; returns the process exit status. */
+/* Supervises workers on listen_fd; returns the process exit status. Takes auth over and frees it
+ * (a reload replaces it); cfg stays the caller's and is updated in place by a reload. */
 int master_run(int listen_fd, const struct overrides *ov, struct config *cfg, struct auth_ctx *auth);
 
 #endif
