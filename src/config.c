@@ -1474,3 +1474,54 @@ void config_write_markdown(FILE *out)
     }
     sb_free(&sb);
 }
+
+/* Text for a roff line: a backslash is written \e, a minus \- (an option or a value to type, not
+ * a typographic hyphen), and a line that would start with a control character is guarded. */
+static void write_roff(FILE *out, const char *text)
+{
+    if (*text == '.' || *text == '\'')
+        fputs("\\&", out);
+    for (const char *p = text; *p; p++) {
+        if (*p == '\\')
+            fputs("\\e", out);
+        else if (*p == '-')
+            fputs("\\-", out);
+        else
+            fputc(*p, out);
+    }
+}
+
+void config_write_man(FILE *out)
+{
+    strbuf_t sb = STRBUF_INIT;
+    for (size_t s = 0; s < N_SECTIONS; s++) {
+        fputs(".SS \"", out);
+        write_roff(out, sections[s].title);
+        fputs("\"\n", out);
+        write_roff(out, sections[s].description);
+        fputs("\n", out);
+        for (size_t i = 0; i < N_KEYS; i++) {
+            const struct config_key *key = &config_keys[i];
+            if (strcmp(key->section, sections[s].name) != 0)
+                continue;
+            sb_reset(&sb);
+            full_description(key, &sb);
+            fputs(".TP\n\\fB", out);
+            write_roff(out, key->name);
+            fputs("\\fR (\\fI", out);
+            write_roff(out, type_name(key));
+            fputs("\\fR, default ", out);
+            if (key->default_value) {
+                fputs("\\fB", out);
+                write_roff(out, key->default_value);
+                fputs("\\fR", out);
+            } else {
+                fputs("unset", out);
+            }
+            fputs(key->reloadable ? ")\n" : "; needs a restart)\n", out);
+            write_roff(out, sb_cstr(&sb));
+            fputs("\n", out);
+        }
+    }
+    sb_free(&sb);
+}

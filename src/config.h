@@ -118,5 +118,7 @@ bool config_parse_bool(const char *s, bool *out);
 void config_write_example(FILE *out);
 /* Writes the Markdown reference table (docs/configuration.md embeds it; a test checks it). */
 void config_write_markdown(FILE *out);
+/* Writes the roff of the key reference (man/oversyncd.conf.5 embeds it; a test checks it). */
+void config_write_man(FILE *out);
 
 #endif

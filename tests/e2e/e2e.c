@@ -743,8 +743,9 @@ static char *find_lighttpd(void)
 }
 
 /* Forks argv[0] (a path) in a process group of its own, standard input from /dev/null, output
- * appended to log_path. It gets SIGTERM if this thread dies. */
-static pid_t spawn_server(char *const argv[], const char *log_path)
+ * appended to log_path, with the environment envp (NULL: ours). It gets SIGTERM if this thread
+ * dies. */
+static pid_t spawn_server_env(char *const argv[], char *const envp[], const char *log_path)
 {
     int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log < 0)
@@ -772,7 +773,10 @@ static pid_t spawn_server(char *const argv[], const char *log_path)
         int null = open("/dev/null", O_RDONLY);
         if (null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
             _exit(126);
-        execv(argv[0], argv);
+        if (envp)
+            execve(argv[0], argv, envp);
+        else
+            execv(argv[0], argv);
         static const char msg[] = "e2e: exec failed\n";
         ssize_t ignored = write(2, msg, sizeof msg - 1);
         (void)ignored;
@@ -781,6 +785,11 @@ static pid_t spawn_server(char *const argv[], const char *log_path)
     setpgid(pid, pid);   /* also from here, so the group exists before we signal it */
     close(log);
     return pid;
+}
+
+static pid_t spawn_server(char *const argv[], const char *log_path)
+{
+    return spawn_server_env(argv, NULL, log_path);
 }
 
 /* Reaps pid if it has exited (within timeout_ms); returns true and its status then. */
@@ -1297,6 +1306,203 @@ void e2e_reload(struct e2e_stack *s)
     kill(s->master, SIGHUP);
 }
 
+/* ----------------------------------------------------------------------- any server */
+
+void e2e_prepare(void)
+{
+    ensure_init();
+    ck_assert_msg(getenv("DATABASE_URL") != NULL,
+                  "DATABASE_URL is not set: run the test under tests/pg.sh (make check does)");
+    ensure_pg_running();
+}
+
+const char *e2e_top_builddir(void)
+{
+    return top_builddir();
+}
+
+const char *e2e_top_srcdir(void)
+{
+    return top_srcdir();
+}
+
+char *e2e_strf(const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(NULL, 0, f, ap);
+    va_end(ap);
+    char *s = xmalloc((size_t)n + 1);
+    va_start(ap, f);
+    vsnprintf(s, (size_t)n + 1, f, ap);
+    va_end(ap);
+    return s;
+}
+
+char *e2e_replace(const char *text, const char *from, const char *to)
+{
+    return replace_all(text, from, to);
+}
+
+bool e2e_write_file(const char *path, const char *text)
+{
+    return write_file(path, text);
+}
+
+bool e2e_file_has(const char *path, const char *needle)
+{
+    return file_has(path, needle);
+}
+
+void e2e_dump_file(const char *title, const char *path)
+{
+    dump_file(title, path);
+}
+
+char *e2e_find_program(const char *env_var, const char *name)
+{
+    const char *env = env_var ? getenv(env_var) : NULL;
+    if (env && *env)
+        return xstrdup(env);
+    char *path = fmt("%s:/usr/sbin:/usr/local/sbin:/sbin:/usr/bin:/bin", env_or("PATH", "/usr/bin:/bin"));
+    char *save = NULL, *result = NULL;
+    for (char *d = strtok_r(path, ":", &save); d && !result; d = strtok_r(NULL, ":", &save)) {
+        char *cand = fmt("%s/%s", *d ? d : ".", name);
+        if (access(cand, X_OK) == 0)
+            result = cand;
+        else
+            free(cand);
+    }
+    free(path);
+    return result;
+}
+
+char *e2e_make_dir(void)
+{
+    ensure_init();
+    const char *tmp = env_or("TMPDIR", "/tmp");
+    if (strlen(tmp) > 50)
+        tmp = "/tmp";   /* sockets below it must fit a sockaddr_un */
+    char *dir = fmt("%s/oversyncd-e2e.XXXXXX", tmp);
+    ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
+    guard_send('D', 0, dir);
+    chmod(dir, 0755);   /* servers running as www-data must reach what is below */
+    return dir;
+}
+
+void e2e_remove_dir(char *dir)
+{
+    if (!dir)
+        return;
+    const char *keep = getenv("E2E_KEEP");
+    if (keep && *keep && strcmp(keep, "0") != 0)
+        fprintf(stderr, "e2e: kept %s\n", dir);
+    else
+        rm_rf(dir);
+    guard_send('d', 0, dir);
+    free(dir);
+}
+
+int e2e_free_port(void)
+{
+    return free_port();
+}
+
+bool e2e_unix_socket_answers(const char *path)
+{
+    return unix_socket_answers(path);
+}
+
+/* Our environment with the changes of env ("NAME=value" sets, "NAME" removes): malloc'd array
+ * of pointers into environ and env. */
+static char **make_environment(const char *const env[])
+{
+    extern char **environ;
+    size_t n = 0, m = 0;
+    while (environ[n])
+        n++;
+    while (env && env[m])
+        m++;
+    char **out = xmalloc(sizeof *out * (n + m + 1));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool overridden = false;
+        for (size_t j = 0; j < m && !overridden; j++) {
+            size_t nl = strcspn(env[j], "=");
+            overridden = strncmp(environ[i], env[j], nl) == 0 && environ[i][nl] == '=';
+        }
+        if (!overridden)
+            out[k++] = environ[i];
+    }
+    for (size_t j = 0; j < m; j++)
+        if (strchr(env[j], '='))
+            out[k++] = (char *)env[j];
+    out[k] = NULL;
+    return out;
+}
+
+pid_t e2e_spawn(char *const argv[], const char *const env[], const char *log_path)
+{
+    ensure_init();
+    char **envp = make_environment(env);
+    pid_t pid = spawn_server_env(argv, envp, log_path);
+    free(envp);
+    ck_assert_msg(pid > 0, "cannot start %s: %s", argv[0], strerror(errno));
+    guard_send('G', pid, NULL);
+    return pid;
+}
+
+bool e2e_reap(pid_t pid, int timeout_ms, int *status)
+{
+    return reap_within(pid, timeout_ms, status);
+}
+
+bool e2e_group_alive(pid_t pgid)
+{
+    return group_alive(pgid);
+}
+
+bool e2e_stop_spawned(pid_t pid, int sig, int grace_ms, int *status)
+{
+    if (status)
+        *status = -1;
+    if (pid <= 0)
+        return true;
+    long deadline = e2e_now_ms() + grace_ms;
+    bool clean = true;
+    int st = -1;
+    kill(pid, sig);
+    if (!reap_within(pid, grace_ms, &st)) {
+        fprintf(stderr, "e2e_stop_spawned: %d did not stop within %d ms; killing its group\n", (int)pid,
+                grace_ms);
+        clean = false;
+        killpg(pid, SIGKILL);
+        reap_within(pid, 2000, &st);
+    }
+    while (group_alive(pid) && e2e_now_ms() < deadline)
+        e2e_sleep_ms(20);
+    if (group_alive(pid)) {
+        fprintf(stderr, "e2e_stop_spawned: processes of group %d outlived it; stopping them\n", (int)pid);
+        clean = false;
+        stop_group(pid, 1000);
+    }
+    guard_send('g', pid, NULL);
+    if (status)
+        *status = st;
+    return clean;
+}
+
+int e2e_children(pid_t parent, pid_t *out, int max)
+{
+    if (parent <= 0)
+        return 0;
+    struct children_query q = { parent, out, max, 0 };
+    each_process(child_of, &q);
+    int n = q.n < max ? q.n : max;
+    qsort(out, (size_t)n, sizeof *out, cmp_pid);
+    return q.n;
+}
+
 /* ---------------------------------------------------------------------------------- HTTP */
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
@@ -1335,7 +1541,32 @@ static void parse_headers(struct e2e_response *r)
     }
 }
 
-static long request(const struct e2e_stack *s, const char *source_ip, const char *method,
+struct upload_src {
+    const char *p;
+    size_t left;
+};
+
+static size_t on_read(char *dest, size_t size, size_t n, void *ud)
+{
+    struct upload_src *src = ud;
+    size_t take = size * n < src->left ? size * n : src->left;
+    if (take > 7919)
+        take = 7919;   /* several chunks of an odd size, as a streaming client sends them */
+    memcpy(dest, src->p, take);
+    src->p += take;
+    src->left -= take;
+    return take;
+}
+
+static bool wants_chunked(const char *const *headers)
+{
+    for (const char *const *p = headers; p && *p; p++)
+        if (strncasecmp(*p, "Transfer-Encoding:", 18) == 0 && strstr(*p + 18, "chunked"))
+            return true;
+    return false;
+}
+
+static long request(int port, const char *source_ip, const char *method,
                     const char *path, const char *const *headers, const char *body, size_t body_len,
                     struct e2e_response *resp)
 {
@@ -1350,7 +1581,8 @@ static long request(const struct e2e_stack *s, const char *source_ip, const char
         resp->store_ = xstrdup("");
         return -1;
     }
-    char *url = fmt("http://127.0.0.1:%d%s", s->port, path);
+    char *url = fmt("http://127.0.0.1:%d%s", port, path);
+    struct upload_src src = { body, body_len };
     char errbuf[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -1370,7 +1602,12 @@ static long request(const struct e2e_stack *s, const char *source_ip, const char
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     else
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
+    if (body && wants_chunked(headers)) {
+        /* No length known up front: libcurl sends the body in chunks. */
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, &src);
+    } else if (body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     }
@@ -1407,13 +1644,25 @@ long e2e_request_ex(const struct e2e_stack *s, const char *method, const char *p
                     const char *const *headers, const char *body, size_t body_len,
                     struct e2e_response *resp)
 {
-    return request(s, NULL, method, path, headers, body, body_len, resp);
+    return request(s->port, NULL, method, path, headers, body, body_len, resp);
+}
+
+long e2e_request_port(int port, const char *method, const char *path, const char *const *headers,
+                      const char *body, size_t body_len, struct e2e_response *resp)
+{
+    return request(port, NULL, method, path, headers, body, body_len, resp);
+}
+
+long e2e_request_port_from(int port, const char *source_ip, const char *method, const char *path,
+                           struct e2e_response *resp)
+{
+    return request(port, source_ip, method, path, NULL, NULL, 0, resp);
 }
 
 long e2e_request_from(const struct e2e_stack *s, const char *source_ip, const char *method,
                       const char *path, struct e2e_response *resp)
 {
-    return request(s, source_ip, method, path, NULL, NULL, 0, resp);
+    return request(s->port, source_ip, method, path, NULL, NULL, 0, resp);
 }
 
 long e2e_request(const struct e2e_stack *s, const char *method, const char *path, const char *token,
@@ -1492,13 +1741,18 @@ double e2e_fetch_metric(const struct e2e_stack *s, const char *series)
 
 char *e2e_token(const struct e2e_stack *s, const char *user, const char *device, const char *ttl)
 {
+    return e2e_token_conf(s->conf, user, device, ttl);
+}
+
+char *e2e_token_conf(const char *conf_path, const char *user, const char *device, const char *ttl)
+{
     char *bin = fmt("%s/oversyncd", top_builddir());
     char *argv[12];
     int a = 0;
     argv[a++] = bin;
     argv[a++] = "token";
     argv[a++] = "-c";
-    argv[a++] = (char *)s->conf;
+    argv[a++] = (char *)conf_path;
     argv[a++] = "--user";
     argv[a++] = (char *)user;
     argv[a++] = "--device";

@@ -113,6 +113,75 @@ void e2e_dump_logs(const struct e2e_stack *s);
  * has no such section, the section is appended. A section header alone adds an empty section. */
 char *e2e_conf_merge(const char *base, const char *ini);
 
+/* ----------------------------------------------------------------------------- any server */
+
+/* For tests that start other servers from other example files (nginx, Apache, spawn-fcgi,
+ * lighttpd with bin-path): the same guarantees as for stacks. A process started with
+ * e2e_spawn() runs in a process group of its own (with everything it starts, unless that leaves
+ * the group) that the guardian stops if the test process ends without e2e_stop_spawned(); a
+ * directory from e2e_make_dir() is removed by the guardian likewise. */
+
+/* What e2e_start() checks first: DATABASE_URL is set, PostgreSQL runs (started again when a
+ * test left it stopped), the guardian and libcurl are ready. */
+void e2e_prepare(void);
+
+const char *e2e_top_builddir(void);   /* $top_builddir, "." when unset */
+const char *e2e_top_srcdir(void);     /* $top_srcdir, else top_builddir */
+
+/* printf into a malloc'd string. */
+__attribute__((format(printf, 1, 2))) char *e2e_strf(const char *fmt, ...);
+
+/* text with every occurrence of from replaced by to (malloc'd). */
+char *e2e_replace(const char *text, const char *from, const char *to);
+
+/* Writes text to path (mode 0644) through a temporary file renamed over it. */
+bool e2e_write_file(const char *path, const char *text);
+
+bool e2e_file_has(const char *path, const char *needle);
+
+/* Prints a file (its last 12000 bytes) to stderr under a title. */
+void e2e_dump_file(const char *title, const char *path);
+
+/* The path of a program: the value of the environment variable env_var when it is set (env_var
+ * may be NULL), else the first executable name in PATH, /usr/sbin, /usr/local/sbin, /sbin,
+ * /usr/bin, /bin. malloc'd; NULL when there is none. */
+char *e2e_find_program(const char *env_var, const char *name);
+
+/* A new temporary directory (mode 0755, short enough for unix sockets below it). malloc'd;
+ * e2e_remove_dir() removes it (E2E_KEEP=1 keeps it) and frees the string. */
+char *e2e_make_dir(void);
+void e2e_remove_dir(char *dir);
+
+/* A loopback TCP port that was free a moment ago (a server may still lose it in a race: retry
+ * when its bind fails). */
+int e2e_free_port(void);
+
+/* Does a connect() to the unix socket at path succeed? */
+bool e2e_unix_socket_answers(const char *path);
+
+/* Starts argv[0] (a path; argv NULL-terminated) in a process group of its own, standard input
+ * from /dev/null, standard output and error appended to log_path, and registers the group with
+ * the guardian. env: NULL-terminated changes to our environment, "NAME=value" to set and
+ * "NAME" to remove a variable (NULL: none). Returns its pid (= its process group); aborts the
+ * test when it cannot be started. */
+pid_t e2e_spawn(char *const argv[], const char *const env[], const char *log_path);
+
+/* Waits up to timeout_ms for pid (a child of ours) to exit and reaps it; false when it is still
+ * running. *status (may be NULL) gets the wait status, -1 when pid was not our child. */
+bool e2e_reap(pid_t pid, int timeout_ms, int *status);
+
+/* Is any process (not a zombie) left in the process group pgid? */
+bool e2e_group_alive(pid_t pgid);
+
+/* Stops what e2e_spawn() started: sig (SIGTERM, SIGQUIT...) to pid, waits up to grace_ms for it
+ * and for every other process of its group to exit; SIGKILL for whatever is left then. Returns
+ * true when everything had exited by itself in time. *status (may be NULL): pid's wait status,
+ * -1 when unknown. */
+bool e2e_stop_spawned(pid_t pid, int sig, int grace_ms, int *status);
+
+/* The live (not zombie) children of parent, ascending, at most max. Returns how many. */
+int e2e_children(pid_t parent, pid_t *out, int max);
+
 /* ----------------------------------------------------------------------------- PostgreSQL */
 
 /* Stops / starts the throwaway cluster of tests/pg.sh (sh $OVERSYNCD_TEST_PGSH stop|start DIR).
@@ -150,16 +219,25 @@ long e2e_request(const struct e2e_stack *s, const char *method, const char *path
 
 /* Same with full control: headers is a NULL-terminated list of "Name: value" lines (NULL for
  * none; "Name:" removes a header libcurl would add); body of body_len bytes (NULL for none) is
- * sent as is, with Content-Type: application/json unless headers set one. */
+ * sent as is, with Content-Type: application/json unless headers set one. With a
+ * "Transfer-Encoding: chunked" header the body is sent in chunks, without Content-Length. */
 long e2e_request_ex(const struct e2e_stack *s, const char *method, const char *path,
                     const char *const *headers, const char *body, size_t body_len,
                     struct e2e_response *resp);
+
+/* e2e_request_ex() to any HTTP server on 127.0.0.1:port (not a stack). */
+long e2e_request_port(int port, const char *method, const char *path, const char *const *headers,
+                      const char *body, size_t body_len, struct e2e_response *resp);
 
 /* A GET/HEAD/DELETE... without body or headers from another local source address, e.g.
  * "127.0.0.2" (any 127.x.y.z reaches the loopback listener): to see what lighttpd does for a
  * client that is not 127.0.0.1. */
 long e2e_request_from(const struct e2e_stack *s, const char *source_ip, const char *method,
                       const char *path, struct e2e_response *resp);
+
+/* e2e_request_from() to any HTTP server on 127.0.0.1:port. */
+long e2e_request_port_from(int port, const char *source_ip, const char *method, const char *path,
+                           struct e2e_response *resp);
 
 void e2e_response_free(struct e2e_response *resp);
 
@@ -194,6 +272,9 @@ const char *e2e_jwt_secret(void);
 /* A token from "oversyncd token -c CONF --user U --device D [--ttl TTL]" (ttl NULL = the
  * command's default, 1h). malloc'd; aborts the test when the command fails. */
 char *e2e_token(const struct e2e_stack *s, const char *user, const char *device, const char *ttl);
+
+/* The same with any configuration file (oversyncd token -c conf_path ...). */
+char *e2e_token_conf(const char *conf_path, const char *user, const char *device, const char *ttl);
 
 /* An HS256 token over any header and payload JSON, signed with secret (computed here; no
  * OpenSSL needed): for hostile tokens (wrong types, missing claims, alg tricks, expired).

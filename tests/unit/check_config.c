@@ -885,12 +885,12 @@ START_TEST(test_example_file_loads)
 }
 END_TEST
 
-START_TEST(test_docs_match)
+/* The part of a shipped file between the lines begin and end must be the writer's output. */
+static void check_embedded(const char *relative, const char *begin, const char *end,
+                           void (*writer)(FILE *), const char *writer_name)
 {
-    static const char begin[] = "<!-- BEGIN GENERATED KEYS -->\n";
-    static const char end[] = "<!-- END GENERATED KEYS -->";
-    char *path = source_path("docs/configuration.md");
-    char *want = generated(config_write_markdown);
+    char *path = source_path(relative);
+    char *want = generated(writer);
     char *have = read_whole(path);
     char *b = strstr(have, begin);
     ck_assert_msg(b != NULL, "%s has no line %s", path, begin);
@@ -909,11 +909,24 @@ START_TEST(test_docs_match)
         e = strstr(b, end);
     }
     *e = '\0';
-    ck_assert_msg(strcmp(b, want) == 0, "the generated part of %s differs from "
-                  "config_write_markdown(); " REGENERATE_HINT, path);
+    ck_assert_msg(strcmp(b, want) == 0, "the generated part of %s differs from %s(); "
+                  REGENERATE_HINT, path, writer_name);
     free(have);
     free(want);
     free(path);
+}
+
+START_TEST(test_docs_match)
+{
+    check_embedded("docs/configuration.md", "<!-- BEGIN GENERATED KEYS -->\n",
+                   "<!-- END GENERATED KEYS -->", config_write_markdown, "config_write_markdown");
+}
+END_TEST
+
+START_TEST(test_man_page_matches)
+{
+    check_embedded("man/oversyncd.conf.5", ".\\\" BEGIN GENERATED KEYS\n",
+                   ".\\\" END GENERATED KEYS", config_write_man, "config_write_man");
 }
 END_TEST
 
@@ -982,6 +995,7 @@ static Suite *docs_suite(void)
     tcase_add_test(tc, test_example_file_matches);
     tcase_add_test(tc, test_example_file_loads);
     tcase_add_test(tc, test_docs_match);
+    tcase_add_test(tc, test_man_page_matches);
     suite_add_tcase(s, tc);
     return s;
 }
