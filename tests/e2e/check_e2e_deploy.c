@@ -189,10 +189,26 @@ static char *make_subdir(const char *dir, const char *name, mode_t mode, const s
     return path;
 }
 
-static char *oversyncd_bin(void)
+/* The built binary, copied into the test's own directory: the web servers run it as www-data,
+ * which may not be able to reach the build tree (a checkout under a 0700 directory). */
+static char *oversyncd_bin(const struct deploy *d)
 {
-    char *bin = e2e_strf("%s/oversyncd", e2e_top_builddir());
-    ck_assert_msg(access(bin, X_OK) == 0, "%s is not built", bin);
+    char *built = e2e_strf("%s/oversyncd", e2e_top_builddir());
+    ck_assert_msg(access(built, X_OK) == 0, "%s is not built", built);
+    char *dir = e2e_strf("%s/bin", d->dir), *bin = e2e_strf("%s/oversyncd", dir);
+    if (access(bin, X_OK) == 0)
+        return bin;
+    ck_assert_msg(mkdir(dir, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", dir, strerror(errno));
+    chmod(dir, 0755);
+    int in = open(built, O_RDONLY), out = open(bin, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    ck_assert_msg(in >= 0 && out >= 0, "copying %s to %s: %s", built, bin, strerror(errno));
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        ck_assert_msg(write(out, buf, (size_t)n) == n, "copying %s: %s", built, strerror(errno));
+    close(in);
+    close(out);
+    chmod(bin, 0755);
     return bin;
 }
 
@@ -561,7 +577,7 @@ static void stop_app(struct deploy *d, const char *log)
 static void lighttpd_bin_path_conf(struct deploy *d)
 {
     const char *file = "examples/lighttpd-bin-path/lighttpd.conf";
-    char *bin = oversyncd_bin();
+    char *bin = oversyncd_bin(d);
     char *run = e2e_strf("%s/run", d->dir), *log = e2e_strf("%s/log", d->dir), *www = e2e_strf("%s/www", d->dir),
          *etc = e2e_strf("%s/etc", d->dir), *port = e2e_strf("server.port = %d", d->port);
     char *t = read_shipped(file);
@@ -688,7 +704,7 @@ static char **spawn_fcgi_command(const struct deploy *d, const char *spawn_fcgi,
     line += strlen("\nExecStart=");
     char *cmd = e2e_strf("%.*s", (int)strcspn(line, "\n"), line);
     free(t);
-    char *bin = oversyncd_bin(), *run = e2e_strf("%s/run", d->dir);
+    char *bin = oversyncd_bin(d), *run = e2e_strf("%s/run", d->dir);
     cmd = subst(cmd, file, "/usr/bin/spawn-fcgi", spawn_fcgi);
     cmd = subst(cmd, file, "/run/oversyncd", run);
     cmd = subst(cmd, file, "/usr/sbin/oversyncd", bin);
@@ -911,7 +927,7 @@ START_TEST(test_apache_proxy_fcgi)
     free(t);
     char *olog = e2e_strf("%s/oversyncd.log", d.dir);
     add_log(&d, "oversyncd", olog);
-    char *bin = oversyncd_bin();
+    char *bin = oversyncd_bin(&d);
     char *oargv[] = { bin, "-c", d.conf, NULL };
     d.app = e2e_spawn(oargv, NULL, olog);
     char *sock = e2e_strf("%s/oversyncd.sock", run);
@@ -1043,7 +1059,7 @@ START_TEST(test_apache_fcgid)
     char *etc0 = make_subdir(prefix, "etc", 0755, NULL);
     char *etc = make_subdir(etc0, "oversyncd", 0755, NULL);
     char *home_slash = e2e_strf("%s/", home);
-    char *bin = oversyncd_bin();
+    char *bin = oversyncd_bin(&d);
 
     const char *file = "examples/apache-fcgid/oversyncd.fcgi";
     char *t = read_shipped(file);
