@@ -28,7 +28,7 @@ const struct config_key config_keys[] = {
       "The --listen option overrides it." },
     { "server", "workers", CONFIG_INT, "0", true,
       "Number of worker processes; each serves one request at a time on its own PostgreSQL "
-      "connection. 0 chooses automatically: the number of CPUs when oversyncd listens on its own "
+      "connection. 0 chooses automatically: four per CPU when oversyncd listens on its own "
       "socket, 1 when it serves on an inherited file descriptor 0 (the web server then decides "
       "how many processes run). The --workers option overrides it." },
     { "server", "max_requests", CONFIG_INT, "0", true,

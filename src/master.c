@@ -220,8 +220,11 @@ static int worker_count(const struct config *cfg)
 {
     if (cfg->workers > 0)
         return cfg->workers > MAX_WORKERS ? MAX_WORKERS : cfg->workers;
+    /* Workers spend most of a request waiting for PostgreSQL: four per CPU keep the database
+     * busy (measured in docs/performance.md: one per CPU left uploads ~30% slower). */
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)(n > MAX_WORKERS ? MAX_WORKERS : n) : 2;
+    n = n > 0 ? 4 * n : 8;
+    return (int)(n > MAX_WORKERS ? MAX_WORKERS : n);
 }
 
 static void spawn(struct master *m, struct slot *s)

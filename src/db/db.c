@@ -96,10 +96,13 @@ PGconn *db_connect_plain(const struct config *cfg, char *err, size_t errlen)
             PQfinish(c);
         return NULL;
     }
-    char sql[256];
+    /* force_custom_plan: every statement is planned for its actual user. A generic plan of the
+     * page query scans the server_id index and filters by user, which costs a user with a small
+     * log a walk past everybody else's rows (measured: 616 ms instead of 1 ms). */
+    char sql[320];
     snprintf(sql, sizeof sql,
              "SET statement_timeout = %ld; SET idle_in_transaction_session_timeout = %ld; "
-             "SET lock_timeout = %ld",
+             "SET lock_timeout = %ld; SET plan_cache_mode = force_custom_plan",
              cfg->statement_timeout_ms, cfg->idle_in_transaction_session_timeout_ms,
              cfg->lock_timeout_ms);
     PGresult *r = PQexec(c, sql);
