@@ -242,7 +242,9 @@ static bool convert(const struct column *col, const struct json_span *v, arena_t
 
 /* UPDATE of the present columns first, INSERT only when no row was there: an INSERT ... ON
  * CONFLICT would check NOT NULL on the proposed row and refuse a partial update. The ON CONFLICT
- * branch only runs when another transaction inserted the row in between. */
+ * branch only runs when another transaction inserted the row in between. The key comes as its own
+ * parameter ($2), so even a generic plan finds the row by the primary key index instead of
+ * joining the whole table with the record. */
 static void upsert_sql(const struct materializer *m, const bool *present, strbuf_t *sql)
 {
     const struct generic *g = m->generic;
@@ -265,10 +267,10 @@ static void upsert_sql(const struct materializer *m, const bool *present, strbuf
     else
         sb_printf(sql,
                   "WITH r AS (SELECT * FROM jsonb_populate_record(NULL::%s, $1::jsonb)),"
-                  " u AS (UPDATE %s t SET %s FROM r WHERE t.\"%s\" = r.\"%s\" RETURNING 1) "
+                  " u AS (UPDATE %s t SET %s FROM r WHERE t.\"%s\" = $2 RETURNING 1) "
                   "INSERT INTO %s (%s) SELECT %s FROM r WHERE NOT EXISTS (SELECT 1 FROM u) "
                   "ON CONFLICT (\"%s\") DO UPDATE SET %s",
-                  m->qtable, m->qtable, from_r.data, pk, pk, m->qtable, cols.data, cols.data, pk,
+                  m->qtable, m->qtable, from_r.data, pk, m->qtable, cols.data, cols.data, pk,
                   from_excluded.data);
     sb_free(&cols);
     sb_free(&from_r);
@@ -348,8 +350,12 @@ enum mat_plan_result generic_plan(struct materializer *m, PGconn *conn, const st
             mask |= UINT64_C(1) << col;
     }
     sb_putc(&obj, '}');
-    plan->nparams = 1;
+    bool updates = false;   /* any column besides the key: the statement then takes the key as $2 */
+    for (int col = 0; col < g->ncols; col++)
+        updates |= present[col] && col != g->pk;
+    plan->nparams = updates ? 2 : 1;
     plan->values[0] = arena_strndup(a, obj.data, obj.len);
+    plan->values[1] = c->pk;
     sb_free(&obj);
     if (!wide) {
         /* copied: the cache array may move when a later change prepares another column set */

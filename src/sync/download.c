@@ -81,7 +81,7 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
      * between wait for the next window. */
     long long window = p->until;
     if (window == 0) {
-        PGresult *r = PQexecPrepared(rq->conn, "sync_highest", 1, user, NULL, NULL, 0);
+        PGresult *r = PQexecParams(rq->conn, sql_highest, 1, NULL, user, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             enum sync_outcome o = failed(rq, r, err, errlen);
             PQclear(r);
@@ -96,8 +96,8 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
     if (window > p->after) {
         const char *vals[7] = { rq->who->user, after, until, p->include_self ? "t" : "f",
                                 rq->who->device, limit, p->schema };
-        r = PQexecPrepared(rq->conn, p->schema ? "sync_download_schema" : "sync_download_all",
-                           p->schema ? 7 : 6, vals, NULL, NULL, 0);
+        r = PQexecParams(rq->conn, p->schema ? sql_download_schema : sql_download_all, p->schema ? 7 : 6, NULL,
+                         vals, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             enum sync_outcome o = failed(rq, r, err, errlen);
             PQclear(r);

@@ -69,6 +69,11 @@ bool sync_schema_discover(struct sync_schema *s, PGconn *conn, char *err, size_t
 bool sync_fk_migrate(const struct config *cfg, PGconn *conn, bool dry_run, strbuf_t *report);
 const struct sync_table *sync_schema_find(const struct sync_schema *s, const char *schema, const char *name);
 
+/* Statements planned per call (see upload.c). */
+extern const char sql_highest[];
+extern const char sql_download_all[];
+extern const char sql_download_schema[];
+
 /* Statements the sync core prepares on every connection. */
 extern const struct db_statement sync_statements[];
 extern const size_t n_sync_statements;
