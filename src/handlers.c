@@ -275,13 +275,6 @@ bool app_db_failed(struct app *app, struct request *req)
     return true;
 }
 
-static double elapsed(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 static void dispatch(struct app *app, struct request *req)
 {
     const struct route *route;
@@ -362,7 +355,7 @@ void app_handle(struct app *app, const struct http_io *io)
         http_error(&req, 500, "internal_error", "internal error (request id %s)", req.request_id);
     }
 
-    double secs = elapsed(&t0);
+    double secs = since(&t0);
     metrics_request(req.route, req.status, secs);
     struct log_request lr = {
         .request_id = req.request_id,

@@ -114,3 +114,23 @@ const char *sb_cstr(strbuf_t *sb)
 {
     return sb->data ? sb->data : "";
 }
+
+void sb_pg_array_str(strbuf_t *sb, const char *s)
+{
+    if (sb->len > 1)
+        sb_putc(sb, ',');
+    sb_putc(sb, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            sb_putc(sb, '\\');
+        sb_putc(sb, *s);
+    }
+    sb_putc(sb, '"');
+}
+
+void str_trim_right(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+        s[--n] = '\0';
+}

@@ -26,5 +26,9 @@ void sb_vprintf(strbuf_t *sb, const char *fmt, va_list ap);
 void sb_json_str(strbuf_t *sb, const char *s);
 void sb_json_strn(strbuf_t *sb, const char *s, size_t n);
 const char *sb_cstr(strbuf_t *sb);           /* "" when empty */
+/* Append s as one quoted element of a PostgreSQL array literal whose '{' is already in sb. */
+void sb_pg_array_str(strbuf_t *sb, const char *s);
+/* Remove trailing new lines and spaces (PostgreSQL's messages end with one). */
+void str_trim_right(char *s);
 
 #endif

@@ -2,6 +2,7 @@
 #include "bootstrap.h"
 #include "../log.h"
 #include "../metrics.h"
+#include "../strbuf.h"
 #include "../xalloc.h"
 
 #include <poll.h>
@@ -73,9 +74,7 @@ void db_free(struct db *db)
 
 static void one_line(char *s)
 {
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
-        s[--n] = '\0';
+    str_trim_right(s);
     for (char *p = s; *p; p++)
         if (*p == '\n')
             *p = ' ';

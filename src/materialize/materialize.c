@@ -1,4 +1,5 @@
 #include "internal.h"
+#include "../strbuf.h"
 #include "../xalloc.h"
 
 #include <stdio.h>
@@ -112,9 +113,7 @@ void materializer_error_text(const PGresult *res, PGconn *conn, char *err, size_
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *msg = primary ? primary : res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
     snprintf(err, errlen, "%s", msg && *msg ? msg : "unknown database error");
-    size_t l = strlen(err);
-    while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
-        err[--l] = '\0';
+    str_trim_right(err);
 }
 
 void materializer_stmt_name(char *out, size_t n, const char *prefix)

@@ -27,27 +27,14 @@ static const char discover_sql[] =
     " WHERE c.contype = 'f'"
     " ORDER BY cn.nspname, cc.relname, c.conname";
 
-static void array_lit(strbuf_t *sb, const char *v)
-{
-    if (sb->len > 1)
-        sb_putc(sb, ',');
-    sb_putc(sb, '"');
-    for (; *v; v++) {
-        if (*v == '"' || *v == '\\')
-            sb_putc(sb, '\\');
-        sb_putc(sb, *v);
-    }
-    sb_putc(sb, '"');
-}
-
 /* {"a","b"} of the registered tables' schemas and names */
 static void registered_arrays(const struct sync_schema *s, strbuf_t *schemas, strbuf_t *names)
 {
     sb_putc(schemas, '{');
     sb_putc(names, '{');
     for (int i = 0; i < s->n_tables; i++) {
-        array_lit(schemas, s->tables[i].schema);
-        array_lit(names, s->tables[i].name);
+        sb_pg_array_str(schemas, s->tables[i].schema);
+        sb_pg_array_str(names, s->tables[i].name);
     }
     sb_putc(schemas, '}');
     sb_putc(names, '}');
@@ -209,8 +196,8 @@ static bool exec_ok(PGconn *conn, const char *sql, strbuf_t *why)
     if (!ok && why) {
         sb_reset(why);
         sb_puts(why, PQresultErrorMessage(r));
-        while (why->len && (why->data[why->len - 1] == '\n' || why->data[why->len - 1] == ' '))
-            why->data[--why->len] = '\0';
+        str_trim_right(why->data);
+        why->len = strlen(why->data);
     }
     PQclear(r);
     return ok;

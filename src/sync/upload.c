@@ -614,19 +614,6 @@ static void array_begin(strbuf_t *sb)
     sb_putc(sb, '{');
 }
 
-static void array_str(strbuf_t *sb, const char *s)
-{
-    if (sb->len > 1)
-        sb_putc(sb, ',');
-    sb_putc(sb, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            sb_putc(sb, '\\');
-        sb_putc(sb, *s);
-    }
-    sb_putc(sb, '"');
-}
-
 static void array_ll(strbuf_t *sb, long long v)
 {
     if (sb->len > 1)
@@ -782,9 +769,7 @@ void sync_pg_error_text(PGconn *conn, const PGresult *res, const char *stage, ch
         snprintf(err, errlen, "%s: connection lost", stage);
     else
         snprintf(err, errlen, "%s: %s", stage, res ? PQresStatus(PQresultStatus(res)) : "no result");
-    size_t l = strlen(err);
-    while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
-        err[--l] = '\0';
+    str_trim_right(err);
 }
 
 static enum sync_outcome db_failure(struct batch *b, const PGresult *res, const char *stage, char *err,
@@ -1029,9 +1014,9 @@ static void key_arrays(struct batch *b, const char **schemas, const char **table
     for (int k = 0; k < b->nkeys; k++) {
         if (want && !want(b, k))
             continue;
-        array_str(&s, b->keys[k].schema);
-        array_str(&t, b->keys[k].table);
-        array_str(&p, b->keys[k].pk);
+        sb_pg_array_str(&s, b->keys[k].schema);
+        sb_pg_array_str(&t, b->keys[k].table);
+        sb_pg_array_str(&p, b->keys[k].pk);
     }
     *schemas = array_end(b, &s);
     *tables = array_end(b, &t);
@@ -1075,7 +1060,7 @@ static struct fk_query *plan_fk_queries(struct batch *b, int *nq)
             for (int i = 0; i < c->nrefs; i++)
                 if (c->refs[i].fk == f) {
                     fq->refs[fq->nrefs++] = &c->refs[i];
-                    array_str(&vals, c->refs[i].value);
+                    sb_pg_array_str(&vals, c->refs[i].value);
                 }
         }
         fq->values = array_end(b, &vals);
@@ -1412,10 +1397,10 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
         const struct change *c = &b->changes[b->order[oi]];
         if (!c->logged)
             continue;
-        array_str(&s, c->schema);
-        array_str(&t, c->table);
-        array_str(&o, c->op_text);
-        array_str(&pk, c->pk);
+        sb_pg_array_str(&s, c->schema);
+        sb_pg_array_str(&t, c->table);
+        sb_pg_array_str(&o, c->op_text);
+        sb_pg_array_str(&pk, c->pk);
         array_ll(&scid, c->scid);
         array_ll(&v, c->new_version);
         array_bool(&fin, c->final);
@@ -1457,12 +1442,12 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
         }
         if (dup)
             continue;
-        array_str(&fs, c->schema);
-        array_str(&ft, c->table);
-        array_str(&fpk, c->pk);
+        sb_pg_array_str(&fs, c->schema);
+        sb_pg_array_str(&ft, c->table);
+        sb_pg_array_str(&fpk, c->pk);
         array_ll(&fv, c->new_version);
-        array_str(&fop, c->op_text);
-        array_str(&fe, c->message ? c->message : "");
+        sb_pg_array_str(&fop, c->op_text);
+        sb_pg_array_str(&fe, c->message ? c->message : "");
         if (nfail++)
             sb_putc(&fpl, ',');
         if (c->op == OP_DELETE)
