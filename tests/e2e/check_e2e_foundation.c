@@ -249,6 +249,50 @@ START_TEST(test_not_found_and_wrong_method)
 }
 END_TEST
 
+/* The retry endpoint refuses a bad failure id with 400 and an exact message, and writes nothing:
+ * the caller's failure list stays empty and no change reaches the log. */
+START_TEST(test_retry_bad_ids)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char *tok = e2e_token(s, "bad-ids", "phone", NULL);
+    struct e2e_response r;
+    static const struct {
+        const char *path, *body, *message;
+    } cases[] = {
+        { "/admin/materialize-failures/retry?id=abc", "", "id must be a positive integer" },
+        { "/admin/materialize-failures/retry?id=0", "", "id must be a positive integer" },
+        { "/admin/materialize-failures/retry?id=-3", "", "id must be a positive integer" },
+        { "/admin/materialize-failures/retry?id=", "", "id must be a positive integer" },
+        { "/admin/materialize-failures/retry", "{\"id\":0}", "id must be a positive integer" },
+        { "/admin/materialize-failures/retry", "{\"id\":\"7\"}", "id must be a positive integer" },
+        { "/admin/materialize-failures/retry", "{\"id\":1.5}", "id must be a positive integer" },
+        { "/admin/materialize-failures/retry", "{}", "id is required (?id=N or {\\\"id\\\": N})" },
+        { "/admin/materialize-failures/retry", "[1]", "the body must be a JSON object like {\\\"id\\\": 42}" },
+        { "/admin/materialize-failures/retry", "{\"id\":", "the body must be a JSON object like {\\\"id\\\": 42}" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        e2e_request(s, "POST", cases[i].path, tok, cases[i].body, &r);
+        ck_assert_msg(r.status == 400, "%s %s: status %ld, body %s", cases[i].path, cases[i].body, r.status, r.body);
+        assert_json(&r);
+        assert_error_body(&r, "invalid_request");
+        char *want = e2e_strf("\"message\":\"%s\"", cases[i].message);
+        ck_assert_msg(e2e_body_has(&r, want), "%s %s: want %s in %s", cases[i].path, cases[i].body, want, r.body);
+        free(want);
+        e2e_response_free(&r);
+    }
+    e2e_request(s, "GET", "/admin/materialize-failures", tok, NULL, &r);
+    e2e_assert_status(&r, 200);
+    ck_assert_str_eq(r.body, "[]");
+    e2e_response_free(&r);
+    e2e_request(s, "GET", "/sync/download?include_self=true", tok, NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"changes\":[]");
+    e2e_response_free(&r);
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
 START_TEST(test_payload_too_large)
 {
     struct e2e_stack *s = e2e_start(&(struct e2e_options){ .oversyncd_conf = "[sync]\nmax_body_bytes = 1kB\n" });
@@ -643,6 +687,7 @@ static Suite *foundation_suite(void)
     tcase_add_test(tc, test_unauthorized);
     tcase_add_test(tc, test_not_found_and_wrong_method);
     tcase_add_test(tc, test_payload_too_large);
+    tcase_add_test(tc, test_retry_bad_ids);
     tcase_add_test(tc, test_health_ready_metrics);
     suite_add_tcase(s, tc);
 
