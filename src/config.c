@@ -137,10 +137,12 @@ const struct config_key config_keys[] = {
       "How changes to this table reach the business table SCHEMA.NAME. none: kept in the sync "
       "tables only. generic: the payload is upserted into the table by matching JSON keys to "
       "columns, and a delete removes the row by primary key. sql:SCHEMA.FUNCTION: calls "
-      "FUNCTION(op text, schema text, tbl text, pk uuid, payload jsonb); an exception becomes "
-      "the change's materialize error. plugin:/path/to/file.so: a shared object implementing "
-      "the interface of the installed header oversyncd/materializer.h, loaded once per worker "
-      "(the path must be absolute)." },
+      "FUNCTION(op text, schema text, tbl text, pk uuid, payload jsonb, user_id text), or the "
+      "same without user_id; an exception becomes the change's materialize error. "
+      "plugin:/path/to/file.so: a shared object implementing the interface of the installed "
+      "header oversyncd/materializer.h, loaded once per worker (the path must be absolute). "
+      "With any materializer but none, each row belongs to the user who created it; other "
+      "users' changes to it are refused (pk_taken)." },
 };
 
 const size_t n_config_keys = sizeof config_keys / sizeof config_keys[0];

@@ -228,6 +228,8 @@ static bool app_db_setup(PGconn *conn, void *ud, char *err, size_t errlen)
     }
     if (!sync_schema_discover(&app->schema, conn, err, errlen))
         return false;
+    if (!sync_ownership_setup(&app->schema, conn, err, errlen))
+        return false;
     for (int i = 0; i < app->schema.n_tables; i++) {
         struct sync_table *t = &app->schema.tables[i];
         /* a materializer that could not load is never silently "none": no service until it can */

@@ -17,7 +17,7 @@ static const double rows_bounds[] = { 0, 1, 10, 50, 100, 250, 500, 1000 };
 #define N_ROWS (sizeof rows_bounds / sizeof rows_bounds[0])
 
 static const char *const invalid_names[INVALID__COUNT] = {
-    "fk_missing", "bad_payload", "precheck_error", "unregistered_table", "internal_error"
+    "fk_missing", "bad_payload", "precheck_error", "unregistered_table", "internal_error", "pk_taken"
 };
 
 struct hist {

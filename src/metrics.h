@@ -15,6 +15,7 @@ enum metric_invalid_reason {
     INVALID_PRECHECK_ERROR,
     INVALID_UNREGISTERED_TABLE,
     INVALID_INTERNAL_ERROR,
+    INVALID_PK_TAKEN,              /* the row belongs to another user (sync.row_owner) */
     INVALID__COUNT
 };
 

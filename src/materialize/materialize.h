@@ -40,7 +40,7 @@ struct mat_plan {
     const char *stmt;          /* prepared statement name, or NULL to send sql */
     const char *sql;
     int nparams;
-    const char *values[5];
+    const char *values[6];
 };
 
 enum mat_plan_result { MAT_PLANNED, MAT_UNCONVERTIBLE, MAT_DB_ERROR };

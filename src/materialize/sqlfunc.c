@@ -1,5 +1,6 @@
-/* sql:<schema.function>: the function is called as f(op, schema, tbl, pk, payload); an exception
- * it raises is the change's materialize error. */
+/* sql:<schema.function>: the function is called as f(op, schema, tbl, pk, payload, user_id) when it
+ * takes the user, else as f(op, schema, tbl, pk, payload); an exception it raises is the change's
+ * materialize error. */
 #include "internal.h"
 #include "../strbuf.h"
 #include "../xalloc.h"
@@ -11,6 +12,7 @@
 struct sqlfunc {
     char *function;          /* schema.function, lower-case */
     char stmt[32];
+    int nargs;               /* 6: it takes the user; 5: the original signature */
 };
 
 struct sqlfunc *sqlfunc_new(const char *function)
@@ -32,19 +34,27 @@ bool sqlfunc_connect(struct materializer *m, PGconn *conn, char *err, size_t err
 {
     struct sqlfunc *f = m->sqlfunc;
     const char *vals[1] = { f->function };
+    /* the six-argument form wins when both exist */
     PGresult *r = PQexecParams(conn,
-                               "SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p "
+                               "SELECT format('%I.%I', n.nspname, p.proname), p.pronargs FROM pg_proc p "
                                "JOIN pg_namespace n ON n.oid = p.pronamespace "
-                               "WHERE n.nspname || '.' || p.proname = $1 AND p.pronargs = 5 "
-                               "AND p.proargtypes = '25 25 25 2950 3802'::oidvector",
+                               "WHERE n.nspname || '.' || p.proname = $1 AND ("
+                               " p.proargtypes = '25 25 25 2950 3802 25'::oidvector OR"
+                               " p.proargtypes = '25 25 25 2950 3802'::oidvector) "
+                               "ORDER BY p.pronargs DESC LIMIT 1",
                                1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        snprintf(err, errlen, "no function %s(op text, schema text, tbl text, pk uuid, payload jsonb)", f->function);
+        snprintf(err, errlen,
+                 "no function %s(op text, schema text, tbl text, pk uuid, payload jsonb, user_id text)"
+                 " or %s(op text, schema text, tbl text, pk uuid, payload jsonb)",
+                 f->function, f->function);
         PQclear(r);
         return false;
     }
+    f->nargs = atoi(PQgetvalue(r, 0, 1));
     strbuf_t sql = STRBUF_INIT;
-    sb_printf(&sql, "SELECT %s($1::text, $2::text, $3::text, $4::uuid, $5::jsonb)", PQgetvalue(r, 0, 0));
+    sb_printf(&sql, "SELECT %s($1::text, $2::text, $3::text, $4::uuid, $5::jsonb%s)", PQgetvalue(r, 0, 0),
+              f->nargs == 6 ? ", $6::text" : "");
     PQclear(r);
     materializer_stmt_name(f->stmt, sizeof f->stmt, "msf");
     r = PQprepare(conn, f->stmt, sql.data, 0, NULL);
@@ -59,10 +69,11 @@ bool sqlfunc_connect(struct materializer *m, PGconn *conn, char *err, size_t err
 void sqlfunc_plan(struct materializer *m, const struct mat_change *c, struct mat_plan *plan)
 {
     plan->stmt = m->sqlfunc->stmt;
-    plan->nparams = 5;
+    plan->nparams = m->sqlfunc->nargs;
     plan->values[0] = c->op;
     plan->values[1] = c->schema;
     plan->values[2] = c->table;
     plan->values[3] = c->pk;
     plan->values[4] = c->is_delete ? NULL : c->payload;
+    plan->values[5] = c->user;
 }

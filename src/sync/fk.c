@@ -27,19 +27,6 @@ static const char discover_sql[] =
     " WHERE c.contype = 'f'"
     " ORDER BY cn.nspname, cc.relname, c.conname";
 
-/* {"a","b"} of the registered tables' schemas and names */
-static void registered_arrays(const struct sync_schema *s, strbuf_t *schemas, strbuf_t *names)
-{
-    sb_putc(schemas, '{');
-    sb_putc(names, '{');
-    for (int i = 0; i < s->n_tables; i++) {
-        sb_pg_array_str(schemas, s->tables[i].schema);
-        sb_pg_array_str(names, s->tables[i].name);
-    }
-    sb_putc(schemas, '}');
-    sb_putc(names, '}');
-}
-
 static enum fk_value_kind kind_of(const char *typname)
 {
     if (strcmp(typname, "uuid") == 0)
@@ -110,7 +97,7 @@ static void rank_tables(struct sync_schema *s)
 bool sync_schema_discover(struct sync_schema *s, PGconn *conn, char *err, size_t errlen)
 {
     strbuf_t schemas = STRBUF_INIT, names = STRBUF_INIT;
-    registered_arrays(s, &schemas, &names);
+    sync_schema_arrays(s, false, &schemas, &names);
     const char *vals[2] = { schemas.data, names.data };
     PGresult *r = PQexecParams(conn, discover_sql, 2, NULL, vals, NULL, NULL, 0);
     sb_free(&schemas);
@@ -271,7 +258,7 @@ bool sync_fk_migrate(const struct config *cfg, PGconn *conn, bool dry_run, strbu
     struct sync_schema s;
     sync_schema_init(&s, cfg);
     strbuf_t schemas = STRBUF_INIT, names = STRBUF_INIT;
-    registered_arrays(&s, &schemas, &names);
+    sync_schema_arrays(&s, false, &schemas, &names);
     const char *vals[2] = { schemas.data, names.data };
     PGresult *r = PQexecParams(conn, pending_sql, 2, NULL, vals, NULL, NULL, 0);
     sb_free(&schemas);

@@ -74,3 +74,17 @@ bool sync_name_ok(const char *s)
             return false;
     return true;
 }
+
+void sync_schema_arrays(const struct sync_schema *s, bool materialized_only, strbuf_t *schemas, strbuf_t *names)
+{
+    sb_putc(schemas, '{');
+    sb_putc(names, '{');
+    for (int i = 0; i < s->n_tables; i++) {
+        if (materialized_only && s->tables[i].conf->materializer == MATERIALIZER_NONE)
+            continue;
+        sb_pg_array_str(schemas, s->tables[i].schema);
+        sb_pg_array_str(names, s->tables[i].name);
+    }
+    sb_putc(schemas, '}');
+    sb_putc(names, '}');
+}

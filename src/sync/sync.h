@@ -67,6 +67,13 @@ bool sync_schema_discover(struct sync_schema *s, PGconn *conn, char *err, size_t
  * With dry_run only reports. Each constraint changes in a transaction of its own; a failure
  * leaves that constraint as it was and is reported. Returns false when any failed. */
 bool sync_fk_migrate(const struct config *cfg, PGconn *conn, bool dry_run, strbuf_t *report);
+/* {"a","b"} arrays of the registered tables' schemas and names (only the materialized ones when
+ * materialized_only), for statements that take the registry as parameters. */
+void sync_schema_arrays(const struct sync_schema *s, bool materialized_only, strbuf_t *schemas, strbuf_t *names);
+/* Row ownership (sql/migrations/0004_row_owner.sql): records which tables are materialized and
+ * adopts the existing rows of a table that just became materialized (the earliest writer of a
+ * key owns it). Idempotent and safe from many workers at once; run after every connect. */
+bool sync_ownership_setup(const struct sync_schema *s, PGconn *conn, char *err, size_t errlen);
 const struct sync_table *sync_schema_find(const struct sync_schema *s, const char *schema, const char *name);
 
 /* Statements planned per call (see upload.c). */

@@ -81,6 +81,11 @@ struct rowkey {
     long long db_version;
     bool db_deleted;
     bool db_exists;
+    /* ownership (materialized tables only): the key's business row is shared by all users */
+    bool guarded;                   /* its table is materialized */
+    bool upserted;                  /* some change of the batch creates or updates it */
+    bool claimed;                   /* this upload claimed it in round trip 1 */
+    bool foreign;                   /* another user owns it */
 };
 
 struct batch {
@@ -245,6 +250,18 @@ static void invalid(struct batch *b, struct change *c, enum metric_invalid_reaso
     c->details = details;
 }
 
+/* invalid with details {"error": message}, the shape of every reason but fk_missing and
+ * unregistered_table */
+static void invalid_error(struct batch *b, struct change *c, enum metric_invalid_reason reason, const char *msg)
+{
+    strbuf_t d = STRBUF_INIT;
+    sb_puts(&d, "{\"error\":");
+    sb_json_str(&d, msg);
+    sb_putc(&d, '}');
+    invalid(b, c, reason, msg, arena_strdup(b->rq->arena, d.data));
+    sb_free(&d);
+}
+
 static void bad_payload(struct batch *b, struct change *c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void bad_payload(struct batch *b, struct change *c, const char *fmt, ...)
@@ -253,12 +270,7 @@ static void bad_payload(struct batch *b, struct change *c, const char *fmt, ...)
     va_start(ap, fmt);
     char *msg = arena_vprintf(b->rq->arena, fmt, ap);
     va_end(ap);
-    strbuf_t d = STRBUF_INIT;
-    sb_puts(&d, "{\"error\":");
-    sb_json_str(&d, msg);
-    sb_putc(&d, '}');
-    invalid(b, c, INVALID_BAD_PAYLOAD, msg, arena_strdup(b->rq->arena, d.data));
-    sb_free(&d);
+    invalid_error(b, c, INVALID_BAD_PAYLOAD, msg);
 }
 
 static bool top_level_key(const struct json_span *obj, const char *name)
@@ -679,6 +691,22 @@ const struct db_statement sync_statements[] = {
       "SELECT k.i FROM unnest($2::uuid[]) WITH ORDINALITY AS k(p, i) "
       "JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = $3 AND m.table_name = $4 "
       "AND m.pk_uuid = k.p AND NOT m.deleted" },
+    /* Claims the keys ($2, $3, $4) for the user; sorted, so that two uploads racing for keys
+     * wait for each other in one order and never deadlock. Returns the ordinals newly claimed. */
+    { "sync_claim_rows",
+      "WITH k AS (SELECT * FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i)),"
+      " ins AS ("
+      "  INSERT INTO sync.row_owner (schema_name, table_name, pk_uuid, user_id)"
+      "  SELECT s, t, p, $1 FROM k ORDER BY s, t, p"
+      "  ON CONFLICT DO NOTHING RETURNING schema_name, table_name, pk_uuid)"
+      "SELECT k.i FROM k JOIN ins ON ins.schema_name = k.s AND ins.table_name = k.t AND ins.pk_uuid = k.p" },
+    { "sync_foreign_rows",
+      "SELECT k.i FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
+      "JOIN sync.row_owner o ON o.schema_name = k.s AND o.table_name = k.t AND o.pk_uuid = k.p "
+      "AND o.user_id <> $1" },
+    { "sync_unclaim_rows",
+      "DELETE FROM sync.row_owner o USING unnest($2::text[], $3::text[], $4::uuid[]) AS k(s, t, p) "
+      "WHERE o.user_id = $1 AND o.schema_name = k.s AND o.table_name = k.t AND o.pk_uuid = k.p" },
     { "sync_row_images",
       "SELECT k.i, s.payload::text "
       "FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
@@ -796,6 +824,15 @@ static void conflict(struct batch *b, struct change *c, const struct rowkey *r)
     c->row_image = !r->exists || r->deleted ? -2 : r->image;
 }
 
+/* The row's key belongs to another user (sync.row_owner): refused, and nothing of that user's row
+ * is shown (no server_row), whatever the change's version. */
+static void pk_taken(struct batch *b, struct change *c)
+{
+    invalid_error(b, c, INVALID_PK_TAKEN,
+                  arena_printf(b->rq->arena, "pk %s of %s.%s is used by another user's row: choose another key",
+                               c->pk, c->schema, c->table));
+}
+
 /* Back to the state of round trip 1, keeping materializer failures: a change that failed to
  * materialize did not happen, so what follows it on the same row or depends on it is judged again. */
 static void classify_reset(struct batch *b)
@@ -830,12 +867,16 @@ static void classify_once(struct batch *b)
         struct rowkey *r = &b->keys[c->key];
         if (c->status == ST_MATERIALIZE_ERROR)
             continue;
-        if (c->op != OP_DELETE && !precheck(b, oi, c))
-            continue;
         if (scid_seen(b, c->scid)) {
             c->status = ST_IDEMPOTENT;
             continue;
         }
+        if (r->foreign) {
+            pk_taken(b, c);
+            continue;
+        }
+        if (c->op != OP_DELETE && !precheck(b, oi, c))
+            continue;
         long long current = r->exists ? r->version : 0;
         if (c->at_current_version)
             c->sv = current;
@@ -944,7 +985,7 @@ static void write_status(struct batch *b, strbuf_t *out, const struct change *c)
     case ST_PENDING:
     default: {
         static const char *const names[INVALID__COUNT] = {
-            "fk_missing", "bad_payload", "precheck_error", "unregistered_table", "internal_error"
+            "fk_missing", "bad_payload", "precheck_error", "unregistered_table", "internal_error", "pk_taken"
         };
         sb_puts(out, "\"invalid\"");
         if (c->message && c->reason != INVALID_FK_MISSING) {
@@ -1023,6 +1064,50 @@ static void key_arrays(struct batch *b, const char **schemas, const char **table
     *pks = array_end(b, &p);
 }
 
+static bool key_guarded(const struct batch *b, int k)
+{
+    return b->keys[k].guarded;
+}
+
+/* keys this upload may create: claimed in round trip 1 */
+static bool key_to_claim(const struct batch *b, int k)
+{
+    return b->keys[k].guarded && b->keys[k].upserted;
+}
+
+/* claimed, yet no change of the batch was written: the claim is given back */
+static bool key_unused_claim(const struct batch *b, int k)
+{
+    if (!b->keys[k].claimed)
+        return false;
+    for (int oi = 0; oi < b->norder; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        if (c->key == k && c->logged)
+            return false;
+    }
+    return true;
+}
+
+/* Marks the keys whose ordinals (1-based, among the keys want selects) res returns. */
+static void mark_keys(struct batch *b, const PGresult *res, bool (*want)(const struct batch *, int),
+                      bool claimed)
+{
+    int *map = arena_calloc(b->rq->arena, (size_t)(b->nkeys ? b->nkeys : 1), sizeof *map);
+    int m = 0;
+    for (int k = 0; k < b->nkeys; k++)
+        if (want(b, k))
+            map[m++] = k;
+    for (int i = 0; i < PQntuples(res); i++) {
+        int j = atoi(PQgetvalue(res, i, 0)) - 1;
+        if (j < 0 || j >= m)
+            continue;
+        if (claimed)
+            b->keys[map[j]].claimed = true;
+        else
+            b->keys[map[j]].foreign = true;
+    }
+}
+
 /* The FK queries of round trip 1: for each foreign key the batch uses, which of its values exist
  * in the parent table (and, for a registered parent kept only in the sidecar — materializer
  * none — which are live rows of this user there). */
@@ -1082,8 +1167,13 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
     for (int i = 0; i < b->norder; i++)
         array_ll(&scids, b->changes[b->order[i]].scid);
     const char *scid_arr = array_end(b, &scids);
-    const char *ks, *kt, *kp;
+    const char *ks, *kt, *kp, *cs, *ct, *cp, *gs, *gt, *gp;
     key_arrays(b, &ks, &kt, &kp, NULL);
+    key_arrays(b, &cs, &ct, &cp, key_to_claim);
+    key_arrays(b, &gs, &gt, &gp, key_guarded);
+    bool guarded = false;
+    for (int k = 0; k < b->nkeys && !guarded; k++)
+        guarded = b->keys[k].guarded;
     char lock_timeout[32];
     snprintf(lock_timeout, sizeof lock_timeout, "%ldms", rq->cfg->lock_timeout_ms);
 
@@ -1100,6 +1190,16 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
                 pipeline_add(&p, "sync_seen_scids", NULL, 3, v_seen) &&
                 pipeline_add(&p, "sync_row_versions", NULL, 4, v_rows) &&
                 pipeline_add(&p, NULL, sql_highest, 1, v_user);
+    /* row ownership: claim what the batch may create, then see which keys are another user's */
+    int slot_claim = -1, slot_foreign = -1;
+    if (sent && guarded) {
+        const char *v_claim[4] = { rq->who->user, cs, ct, cp };
+        const char *v_foreign[4] = { rq->who->user, gs, gt, gp };
+        slot_claim = p.n;
+        slot_foreign = p.n + 1;
+        sent = pipeline_add(&p, "sync_claim_rows", NULL, 4, v_claim) &&
+               pipeline_add(&p, "sync_foreign_rows", NULL, 4, v_foreign);
+    }
     int nq = 0;
     struct fk_query *fq = plan_fk_queries(b, &nq);
     const struct sync_schema *sch = rq->schema;
@@ -1133,6 +1233,10 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
         b->keys[k].db_deleted = PQgetvalue(rows, i, 2)[0] == 't';
     }
     *prev_highest = atoll(PQgetvalue(hi, 0, 0));
+    if (slot_claim >= 0) {
+        mark_keys(b, p.res[slot_claim], key_to_claim, true);
+        mark_keys(b, p.res[slot_foreign], key_guarded, false);
+    }
     for (int i = 0; i < nq; i++) {
         PGresult *ex = p.res[fq[i].slot_exists];
         for (int row = 0; row < PQntuples(ex); row++) {
@@ -1473,6 +1577,15 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
         sent = done ? pipeline_add(&p, "sync_failure_done", NULL, 2, rv)
                     : pipeline_add(&p, "sync_failure_retried", NULL, 3, rv);
     }
+    bool unclaim = false;
+    for (int k = 0; k < b->nkeys && !unclaim; k++)
+        unclaim = key_unused_claim(b, k);
+    if (sent && unclaim) {
+        const char *us, *ut, *up;
+        key_arrays(b, &us, &ut, &up, key_unused_claim);
+        const char *uv[4] = { rq->who->user, us, ut, up };
+        sent = pipeline_add(&p, "sync_unclaim_rows", NULL, 4, uv);
+    }
     sent = sent && pipeline_add(&p, NULL, "COMMIT", 0, NULL);
     bool ok = sent && pipeline_run(&p);
     sb_free(&payloads);
@@ -1513,6 +1626,9 @@ static enum sync_outcome run_batch(struct batch *b, long long *highest, char *er
         if (c->status != ST_PENDING)
             continue;
         c->key = key_of(b, c);
+        struct rowkey *r = &b->keys[c->key];
+        r->guarded = c->tbl->conf->materializer != MATERIALIZER_NONE;
+        r->upserted |= c->op != OP_DELETE;
         b->order[b->norder++] = i;
     }
 

@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -86,6 +87,7 @@ static void build_registry(void)
         ck_assert_msg(t->mat || t->conf->materializer == MATERIALIZER_NONE, "materializer_new: %s", err);
     }
     ck_assert_msg(sync_schema_discover(&T.schema, T.conn, err, sizeof err), "sync_schema_discover: %s", err);
+    ck_assert_msg(sync_ownership_setup(&T.schema, T.conn, err, sizeof err), "sync_ownership_setup: %s", err);
     for (int i = 0; i < T.schema.n_tables; i++) {
         struct sync_table *t = &T.schema.tables[i];
         if (t->mat)
@@ -1369,14 +1371,16 @@ START_TEST(test_verify)
                                  { NULL, MATERIALIZER_NONE, NULL } };
     verify_fails(ghost, "[table business.ghost] materializer: table business.ghost does not exist");
 
-    /* sql: a function that does not exist, or not with the five arguments */
+    /* sql: a function that does not exist, or not with the six or five arguments */
     const struct reg nofn[] = { { "business.notes", MATERIALIZER_SQL, "business.nope" },
                                 { NULL, MATERIALIZER_NONE, NULL } };
     verify_fails(nofn, "[table business.notes] materializer: no function business.nope(op text, schema text, tbl text,"
+                       " pk uuid, payload jsonb, user_id text) or business.nope(op text, schema text, tbl text,"
                        " pk uuid, payload jsonb)");
     const struct reg four[] = { { "business.notes", MATERIALIZER_SQL, "business.four" },
                                 { NULL, MATERIALIZER_NONE, NULL } };
     verify_fails(four, "[table business.notes] materializer: no function business.four(op text, schema text, tbl text,"
+                       " pk uuid, payload jsonb, user_id text) or business.four(op text, schema text, tbl text,"
                        " pk uuid, payload jsonb)");
 
     /* plugin: a path that does not exist, with and without a connection */
@@ -1392,6 +1396,298 @@ START_TEST(test_verify)
                                  { NULL, MATERIALIZER_NONE, NULL } };
     verify_fails(nodoc, "[table business.nodoc] materializer: example_materializer: business.nodoc must be a table"
                         " with columns id uuid (primary key) and doc jsonb");
+}
+END_TEST
+
+/* ======================================================== rows of other users (ownership) */
+
+/* A business row belongs to the user whose sync state holds it: another user's change can neither
+ * alter nor delete it, whatever the materializer kind, and the refusal shows nothing of the row. */
+
+static const char owner_ddl[] =
+    "CREATE SCHEMA business;"
+    "CREATE TABLE business.users (id uuid PRIMARY KEY, name text NOT NULL);"
+    "CREATE TABLE business.posts (id uuid PRIMARY KEY, author_id uuid REFERENCES business.users (id)"
+    "  DEFERRABLE INITIALLY DEFERRED, title text NOT NULL);"
+    "CREATE TABLE business.notes (id uuid PRIMARY KEY, body text);"
+    "CREATE TABLE business.notes_copy (id uuid PRIMARY KEY, op text, body text, src text, who text);"
+    "CREATE FUNCTION business.apply_notes(op text, schema text, tbl text, pk uuid, payload jsonb, user_id text)"
+    " RETURNS void LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    "   IF op = 'DELETE' THEN"
+    "     DELETE FROM business.notes_copy WHERE id = pk;"
+    "   ELSE"
+    "     INSERT INTO business.notes_copy (id, op, body, src, who)"
+    "     VALUES (pk, op, payload ->> 'body', schema || '.' || tbl, user_id)"
+    "     ON CONFLICT (id) DO UPDATE SET op = EXCLUDED.op, body = EXCLUDED.body, who = EXCLUDED.who;"
+    "   END IF;"
+    " END $$;"
+    "CREATE TABLE business.docs (id uuid PRIMARY KEY, doc jsonb NOT NULL);"
+    "CREATE TABLE public.scratch (id uuid PRIMARY KEY);";
+
+/* Assert status i is invalid/pk_taken and says nothing of the other user's row. */
+static void assert_pk_taken(const struct tdb_answer *a, int i, long long scid, const char *secret)
+{
+    json_object *inv = assert_invalid(a, i, scid, "pk_taken");
+    json_object *st = status_at(a, i, scid);
+    ck_assert_msg(!tdb_has(st, "server_row"), "a refusal must not carry server_row: %s", a->body);
+    ck_assert_msg(!tdb_has(st, "new_server_version"), "a refusal must not carry a version: %s", a->body);
+    ck_assert_msg(strstr(tdb_str(st, "message"), "another user") != NULL, "message: %s", a->body);
+    ck_assert_msg(tdb_json_eq(tdb_get(inv, "details"), tdb_printf(&T, "{\"error\":%s}",
+                                                                   json_object_to_json_string(tdb_get(st, "message")))),
+                  "details.error must repeat the message: %s", a->body);
+    if (secret)
+        ck_assert_msg(strstr(a->body, secret) == NULL, "the answer reveals \"%s\": %s", secret, a->body);
+}
+
+static long long owner_rows(const char *user)
+{
+    return tdb_query_ll(&T, "SELECT count(*) FROM sync.row_owner WHERE user_id = '%s'", user);
+}
+
+static void open_owner_db(void)
+{
+    const struct reg regs[] = {
+        { "business.users", MATERIALIZER_GENERIC, NULL },
+        { "business.posts", MATERIALIZER_GENERIC, NULL },
+        { "business.notes", MATERIALIZER_SQL, "business.apply_notes" },
+        { "business.docs", MATERIALIZER_PLUGIN, plugin_path() },
+        { "public.scratch", MATERIALIZER_NONE, NULL },
+        { NULL, MATERIALIZER_NONE, NULL },
+    };
+    open_db(owner_ddl, regs);
+}
+
+/* The attack: bob's INSERT with alice's UUID, then his DELETE at version 1. */
+START_TEST(test_owner_generic)
+{
+    open_owner_db();
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", ROW_A, "{\"name\":\"alice secret\"}"), NULL));
+    assert_applied(a, 0, 1, 1);
+    tdb_answer_free(a);
+    char *before = tdb_snapshot(&T);
+
+    a = tdb_upload_ok(&T, U2, D, batch(ins(1, "users", ROW_A, "{\"name\":\"bob was here\"}"),
+                                       upd(2, "users", ROW_A, 1, "{\"name\":\"bob again\"}"),
+                                       del(3, "users", ROW_A, 1), del(4, "users", ROW_A, 0), NULL));
+    ck_assert(tdb_bool(a->json, "accepted"));
+    assert_pk_taken(a, 0, 1, "alice secret");
+    assert_pk_taken(a, 1, 2, "alice secret");
+    assert_pk_taken(a, 2, 3, "alice secret");
+    assert_pk_taken(a, 3, 4, "alice secret");
+    ck_assert_int_eq(a->counts.invalid[INVALID_PK_TAKEN], 4);
+    ck_assert_int_eq(a->counts.applied, 0);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_query(&T, "SELECT name FROM business.users WHERE id = '%s'", ROW_A), "alice secret");
+    ck_assert_str_eq(tdb_snapshot(&T), before);
+    assert_no_sidecar(U2, ROW_A);
+    ck_assert_int_eq(owner_rows(U2), 0);
+    ck_assert_str_eq(tdb_query(&T, "SELECT user_id FROM sync.row_owner WHERE pk_uuid = '%s'", ROW_A), U);
+
+    /* alice still owns it: update, delete, and after the delete it stays hers */
+    a = tdb_upload_ok(&T, U, D, batch(upd(2, "users", ROW_A, 1, "{\"name\":\"alice 2\"}"), del(3, "users", ROW_A, 2),
+                                      NULL));
+    assert_applied(a, 0, 2, 2);
+    assert_applied(a, 1, 3, 3);
+    tdb_answer_free(a);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.users"), 0);
+    a = tdb_upload_ok(&T, U2, D, batch(ins(5, "users", ROW_A, "{\"name\":\"bob takes over\"}"), NULL));
+    assert_pk_taken(a, 0, 5, NULL);
+    tdb_answer_free(a);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.users"), 0);
+    a = tdb_upload_ok(&T, U, D, batch(upd(4, "users", ROW_A, 3, "{\"name\":\"alice is back\"}"), NULL));
+    assert_applied(a, 0, 4, 4);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_query(&T, "SELECT name FROM business.users WHERE id = '%s'", ROW_A), "alice is back");
+
+    /* a mixed batch: bob's own rows go through beside the refused one */
+    a = tdb_upload_ok(&T, U2, D, batch(ins(6, "users", ROW_B, "{\"name\":\"bob\"}"),
+                                       upd(7, "users", ROW_A, 4, "{\"name\":\"bob\"}"),
+                                       ins(8, "posts", ROW_C, "{\"author_id\":\"" ROW_B "\",\"title\":\"t\"}"), NULL));
+    assert_applied(a, 0, 6, 1);
+    assert_pk_taken(a, 1, 7, "alice is back");
+    assert_applied(a, 2, 8, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(owner_rows(U2), 2);
+}
+END_TEST
+
+/* sql: functions are told the user (sixth argument) and are protected the same way; plugins too. */
+START_TEST(test_owner_sql_and_plugin)
+{
+    open_owner_db();
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "notes", ROW_A, "{\"body\":\"alice note\"}"),
+                                                         ins(2, "docs", ROW_B, "{\"title\":\"alice doc\"}"), NULL));
+    assert_applied(a, 0, 1, 1);
+    assert_applied(a, 1, 2, 1);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_query(&T, "SELECT format('%%s|%%s|%%s', op, body, who) FROM business.notes_copy"
+                                   " WHERE id = '%s'", ROW_A),
+                     "INSERT|alice note|" U);
+    char *before = tdb_snapshot(&T);
+    a = tdb_upload_ok(&T, U2, D2, batch(ins(1, "notes", ROW_A, "{\"body\":\"bob\"}"), del(2, "notes", ROW_A, 1),
+                                        ins(3, "docs", ROW_B, "{\"title\":\"bob\"}"), del(4, "docs", ROW_B, 1), NULL));
+    assert_pk_taken(a, 0, 1, "alice note");
+    assert_pk_taken(a, 1, 2, "alice note");
+    assert_pk_taken(a, 2, 3, "alice doc");
+    assert_pk_taken(a, 3, 4, "alice doc");
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_snapshot(&T), before);
+    ck_assert_str_eq(tdb_query(&T, "SELECT format('%%s|%%s|%%s', op, body, who) FROM business.notes_copy"
+                                   " WHERE id = '%s'", ROW_A),
+                     "INSERT|alice note|" U);
+    ck_assert_str_eq(tdb_query(&T, "SELECT doc ->> 'title' FROM business.docs WHERE id = '%s'", ROW_B), "alice doc");
+    ck_assert_int_eq(owner_rows(U2), 0);
+
+    /* bob's own note: the function sees bob */
+    a = tdb_upload_ok(&T, U2, D2, batch(ins(5, "notes", ROW_C, "{\"body\":\"bob note\"}"), NULL));
+    assert_applied(a, 0, 5, 1);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_query(&T, "SELECT who FROM business.notes_copy WHERE id = '%s'", ROW_C), U2);
+}
+END_TEST
+
+/* A claim that nothing used is given back: a refused change leaves no trace, and the pk stays free. */
+START_TEST(test_owner_unused_claim)
+{
+    open_owner_db();
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
+                                         batch(ins(1, "posts", ROW_A, "{\"author_id\":\"" OTHER "\",\"title\":\"t\"}"),
+                                               ins(2, "users", ROW_B, "{\"nom\":\"no name\"}"), NULL));
+    assert_invalid(a, 0, 1, "fk_missing");
+    assert_mat_error(a, 1, 2, 1, NULL);
+    tdb_answer_free(a);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.row_owner"), 0);
+    a = tdb_upload_ok(&T, U2, D, batch(ins(1, "users", ROW_B, "{\"name\":\"bob\"}"), NULL));
+    assert_applied(a, 0, 1, 1);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_query(&T, "SELECT user_id FROM sync.row_owner WHERE pk_uuid = '%s'", ROW_B), U2);
+}
+END_TEST
+
+/* Tables kept only in the sidecar (materializer none) have no business row to protect: every
+ * user has a namespace of its own there, as in the reference server. */
+START_TEST(test_owner_none_tables_per_user)
+{
+    open_owner_db();
+    const char *c = chg_in(1, "public", "scratch", "INSERT", ROW_A, 0, "{}");
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(c, NULL));
+    assert_applied(a, 0, 1, 1);
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U2, D, batch(c, NULL));
+    assert_applied(a, 0, 1, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.row_owner"), 0);
+}
+END_TEST
+
+/* A database written before ownership existed (or while the table was materializer none): the
+ * first user to have written the row owns it, and the other one is refused from then on. */
+START_TEST(test_owner_adopts_existing_rows)
+{
+    open_owner_db();
+    tdb_exec(&T, "INSERT INTO business.users VALUES ('%s', 'shared')", ROW_A);
+    tdb_exec(&T, "INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version, deleted,"
+                 " updated_at) VALUES ('%s', 'business', 'users', '%s', 1, false, now() - interval '1 day'),"
+                 " ('%s', 'business', 'users', '%s', 1, false, now()),"
+                 " ('%s', 'business', 'users', '%s', 2, false, now())",
+             U2, ROW_A, U, ROW_A, U, ROW_B);
+    tdb_exec(&T, "DELETE FROM sync.row_owner_tables");
+    build_registry();
+    ck_assert_str_eq(tdb_query(&T, "SELECT user_id FROM sync.row_owner WHERE pk_uuid = '%s'", ROW_A), U2);
+    ck_assert_str_eq(tdb_query(&T, "SELECT user_id FROM sync.row_owner WHERE pk_uuid = '%s'", ROW_B), U);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(upd(1, "users", ROW_A, 1, "{\"name\":\"alice\"}"), NULL));
+    assert_pk_taken(a, 0, 1, NULL);
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U2, D, batch(upd(1, "users", ROW_A, 1, "{\"name\":\"bob\"}"), NULL));
+    assert_applied(a, 0, 1, 2);
+    tdb_answer_free(a);
+    /* a second start adopts nothing again: the table is recorded */
+    tdb_exec(&T, "DELETE FROM sync.row_owner WHERE pk_uuid = '%s'", ROW_B);
+    build_registry();
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.row_owner WHERE pk_uuid = '%s'", ROW_B), 0);
+    /* a table that went back to none is forgotten, and adopted again when it is materialized again */
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.row_owner_tables WHERE table_name = 'users'"), 1);
+    T.tables[0].materializer = MATERIALIZER_NONE;
+    build_registry();
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.row_owner_tables WHERE table_name = 'users'"), 0);
+    T.tables[0].materializer = MATERIALIZER_GENERIC;
+    build_registry();
+    ck_assert_str_eq(tdb_query(&T, "SELECT user_id FROM sync.row_owner WHERE pk_uuid = '%s'", ROW_B), U);
+}
+END_TEST
+
+/* Eight users race to create the same row: one gets it, everybody else is refused, and the
+ * business row is the winner's. */
+#define OWNER_RACERS 8
+
+static int owner_racer(int i)
+{
+    build_registry();   /* the child's own connection: materializers prepared on it */
+    char user[16], payload[64];
+    snprintf(user, sizeof user, "racer%d", i);
+    snprintf(payload, sizeof payload, "{\"name\":\"%s\"}", user);
+    struct tdb_answer *a = tdb_upload(&T, user, D, batch(ins(1, "users", ROW_A, payload), NULL));
+    int code = 9;
+    if (a->outcome == SYNC_OK && a->json) {
+        json_object *st = tdb_status(a, 0);
+        if (strcmp(tdb_str(st, "status"), "applied") == 0)
+            code = 0;
+        else if (strcmp(tdb_str(st, "status"), "invalid") == 0 &&
+                 strcmp(tdb_str(tdb_get(st, "invalid"), "reason"), "pk_taken") == 0)
+            code = 1;
+    } else {
+        code = 10 + (int)a->outcome;
+    }
+    tdb_answer_free(a);
+    return code;
+}
+
+START_TEST(test_owner_race)
+{
+    open_owner_db();
+    for (int round = 0; round < 3; round++) {
+        tdb_exec(&T, "TRUNCATE business.users CASCADE; TRUNCATE sync.row_owner, sync.sync_row_meta,"
+                     " sync.sync_state, sync.server_change_log");
+        int gate[2];
+        ck_assert_int_eq(pipe(gate), 0);
+        pid_t pids[OWNER_RACERS];
+        for (int i = 0; i < OWNER_RACERS; i++) {
+            pids[i] = fork();
+            ck_assert_int_ge(pids[i], 0);
+            if (pids[i] == 0) {
+                close(gate[1]);
+                tdb_child_connect(&T);
+                char ch;
+                while (read(gate[0], &ch, 1) > 0)
+                    ;
+                _exit(owner_racer(i));
+            }
+        }
+        close(gate[0]);
+        close(gate[1]);
+        int winner = -1, refused = 0;
+        for (int i = 0; i < OWNER_RACERS; i++) {
+            int st = 0;
+            ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+            ck_assert_msg(code == 0 || code == 1, "racer %d ended with code %d", i, code);
+            if (code == 0) {
+                ck_assert_msg(winner < 0, "two racers applied: %d and %d", winner, i);
+                winner = i;
+            } else {
+                refused++;
+            }
+        }
+        ck_assert_int_ge(winner, 0);
+        ck_assert_int_eq(refused, OWNER_RACERS - 1);
+        char name[16];
+        snprintf(name, sizeof name, "racer%d", winner);
+        ck_assert_str_eq(tdb_query(&T, "SELECT name FROM business.users WHERE id = '%s'", ROW_A), name);
+        ck_assert_str_eq(tdb_query(&T, "SELECT user_id FROM sync.row_owner"), name);
+        ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.sync_row_meta"), 1);
+        ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.server_change_log"), 1);
+    }
 }
 END_TEST
 
@@ -1436,6 +1732,15 @@ static Suite *materialize_suite(void)
 
     tc = tcase("verify");
     tcase_add_test(tc, test_verify);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("ownership");
+    tcase_add_test(tc, test_owner_generic);
+    tcase_add_test(tc, test_owner_sql_and_plugin);
+    tcase_add_test(tc, test_owner_unused_claim);
+    tcase_add_test(tc, test_owner_none_tables_per_user);
+    tcase_add_test(tc, test_owner_adopts_existing_rows);
+    tcase_add_test(tc, test_owner_race);
     suite_add_tcase(s, tc);
     return s;
 }
