@@ -8,6 +8,7 @@
  * algorithm, so an HS256 token can never be checked against an RSA public key's PEM text. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -514,54 +515,81 @@ static bool identity_claim(json_object *payload, const char *name, char dst[IDEN
     return true;
 }
 
-/* Sign of (claim - t), for an integer or fractional NumericDate; false when not a number. */
-static bool numeric_date_cmp(json_object *v, long long t, int *cmp)
+enum numeric_date { DATE_OK, DATE_NOT_A_NUMBER, DATE_OUT_OF_RANGE };
+
+/* Reads a NumericDate (RFC 7519 §2) and sets *cmp to the sign of (claim - t). Fractional seconds
+ * are allowed, as the RFC allows them. NaN, ±Infinity and numbers outside the 64-bit time range
+ * are DATE_OUT_OF_RANGE: json-c accepts the literals NaN and Infinity, reads 1e400 as infinity
+ * and clamps an integer too large for 64 bits to INT64_MIN or INT64_MAX, so those two bounds are
+ * refused as well (a NaN would never compare as expired). */
+static enum numeric_date numeric_date_cmp(json_object *v, long long t, int *cmp)
 {
     if (json_object_is_type(v, json_type_int)) {
         int64_t x = json_object_get_int64(v);
+        if (x == INT64_MIN || x == INT64_MAX)
+            return DATE_OUT_OF_RANGE;
         *cmp = (x > t) - (x < t);
-        return true;
+        return DATE_OK;
     }
     if (json_object_is_type(v, json_type_double)) {
         double x = json_object_get_double(v), y = (double)t;
+        if (!isfinite(x) || x <= -0x1p63 || x >= 0x1p63)
+            return DATE_OUT_OF_RANGE;
         *cmp = (x > y) - (x < y);
-        return true;
+        return DATE_OK;
     }
-    return false;
+    return DATE_NOT_A_NUMBER;
+}
+
+/* Looks up the time claim name; false with the reason in msg when it is present but no usable
+ * NumericDate. *present tells whether it was there, *cmp compares it with t. */
+static bool time_claim(json_object *payload, const char *name, long long t, bool *present,
+                       int *cmp, char *msg, size_t msglen)
+{
+    json_object *v;
+    *present = json_object_object_get_ex(payload, name, &v);
+    if (!*present)
+        return true;
+    switch (numeric_date_cmp(v, t, cmp)) {
+    case DATE_OK:
+        return true;
+    case DATE_NOT_A_NUMBER:
+        snprintf(msg, msglen, "claim %s must be a number", name);
+        return false;
+    default:
+        snprintf(msg, msglen, "claim %s must be a finite number within the 64-bit time range", name);
+        return false;
+    }
 }
 
 static bool check_times(const struct auth_ctx *ctx, json_object *payload, time_t now, char *msg,
                         size_t msglen)
 {
     const long long t = (long long)now;
-    json_object *v;
+    bool present;
     int cmp;
 
-    if (json_object_object_get_ex(payload, "exp", &v)) {
-        if (!numeric_date_cmp(v, t - ctx->leeway_s, &cmp)) {
-            snprintf(msg, msglen, "claim exp must be a number");
-            return false;
-        }
-        if (cmp < 0) {
-            snprintf(msg, msglen, "token expired");
-            return false;
-        }
-    } else if (ctx->require_exp) {
+    if (!time_claim(payload, "exp", t - ctx->leeway_s, &present, &cmp, msg, msglen))
+        return false;
+    if (present && cmp < 0) {
+        snprintf(msg, msglen, "token expired");
+        return false;
+    }
+    if (!present && ctx->require_exp) {
         snprintf(msg, msglen, "missing claim exp");
         return false;
     }
 
-    if (json_object_object_get_ex(payload, "nbf", &v)) {
-        if (!numeric_date_cmp(v, t + ctx->leeway_s, &cmp)) {
-            snprintf(msg, msglen, "claim nbf must be a number");
-            return false;
-        }
-        if (cmp > 0) {
-            snprintf(msg, msglen, "token not yet valid");
-            return false;
-        }
+    if (!time_claim(payload, "nbf", t + ctx->leeway_s, &present, &cmp, msg, msglen))
+        return false;
+    if (present && cmp > 0) {
+        snprintf(msg, msglen, "token not yet valid");
+        return false;
     }
-    return true;
+
+    /* iat is not compared with the clock (a token issued by a host whose clock runs ahead stays
+     * usable), but it must be a real time like the others. */
+    return time_claim(payload, "iat", t, &present, &cmp, msg, msglen);
 }
 
 static bool string_equals(json_object *v, const char *want)

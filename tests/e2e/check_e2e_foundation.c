@@ -205,6 +205,18 @@ START_TEST(test_unauthorized)
     free(h);
     free(none);
 
+    /* Time claims json-c reads as numbers but that are no time: without the range check such a
+     * token would never expire. */
+    static const char *const bad_exp[] = { "NaN", "Infinity", "1e400", "1e300", "99999999999999999999" };
+    for (size_t i = 0; i < sizeof bad_exp / sizeof bad_exp[0]; i++) {
+        snprintf(payload, sizeof payload, "{\"sub\":\"alice\",\"did\":\"phone\",\"exp\":%s}", bad_exp[i]);
+        char *never = e2e_jwt_hs256(secret, NULL, payload);
+        h = bearer(never);
+        check_401(s, bad_exp[i], h, "claim exp must be a finite number within the 64-bit time range");
+        free(h);
+        free(never);
+    }
+
     /* The real thing: a token minted with a one-second lifetime, used once it has run out. */
     char *short_lived = e2e_token(s, "alice", "phone", "1s");
     e2e_sleep_ms(2100);
