@@ -507,10 +507,10 @@ static bool identity_claim(json_object *payload, const char *name, char dst[IDEN
         snprintf(msg, msglen, "claim %s must be a non-empty string", name);
         return false;
     }
-    if (n > IDENTITY_MAX - 1) {
-        snprintf(msg, msglen, "claim %s is longer than %d bytes", name, IDENTITY_MAX - 1);
+    char what[16];
+    snprintf(what, sizeof what, "claim %s", name);
+    if (!identity_check(s, n, what, msg, msglen))
         return false;
-    }
     memcpy(dst, s, n + 1);
     return true;
 }
@@ -780,13 +780,11 @@ char *auth_make_token(const struct config *cfg, const char *user, const char *de
         return NULL;
     }
     const struct { const char *name, *value; } ids[] = { { "user", user }, { "device", device } };
-    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
-        size_t n = ids[i].value ? strlen(ids[i].value) : 0;
-        if (n == 0 || n > IDENTITY_MAX - 1) {
-            snprintf(err, errlen, "%s must be 1 to %d bytes", ids[i].name, IDENTITY_MAX - 1);
+    /* A token the server would refuse is no use: the same check as on verification. */
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (!identity_check(ids[i].value ? ids[i].value : "",
+                            ids[i].value ? strlen(ids[i].value) : 0, ids[i].name, err, errlen))
             return NULL;
-        }
-    }
     const long long now = (long long)time(NULL);
     if (ttl_seconds <= 0 || ttl_seconds > LLONG_MAX - now) {
         snprintf(err, errlen, "token lifetime must be a positive number of seconds");

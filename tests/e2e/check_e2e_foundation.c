@@ -217,6 +217,26 @@ START_TEST(test_unauthorized)
         free(never);
     }
 
+    /* Identities that would authenticate and then fail every query (not UTF-8) or forge a log
+     * line (a newline). */
+    static const struct {
+        const char *sub, *did, *message;
+    } bad_ids[] = {
+        { "al\xff" "ice", "phone", "claim sub is not valid UTF-8" },
+        { "alice\\n2026-01-01T00:00:00.000Z info forged", "phone", "claim sub contains a control character" },
+        { "alice", "\\u001b[2J", "claim did contains a control character" },
+    };
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+        snprintf(payload, sizeof payload, "{\"sub\":\"%s\",\"did\":\"%s\",\"exp\":%ld}", bad_ids[i].sub,
+                 bad_ids[i].did, now + 600);
+        char *bad_id = e2e_jwt_hs256(secret, NULL, payload);
+        h = bearer(bad_id);
+        check_401(s, bad_ids[i].message, h, bad_ids[i].message);
+        free(h);
+        free(bad_id);
+    }
+    ck_assert(!e2e_file_has(e2e_oversyncd_log_path(s), "info forged"));
+
     /* The real thing: a token minted with a one-second lifetime, used once it has run out. */
     char *short_lived = e2e_token(s, "alice", "phone", "1s");
     e2e_sleep_ms(2100);

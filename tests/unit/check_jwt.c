@@ -522,6 +522,33 @@ static const struct row rows[] = {
       SIG_SECRET, 0, "claim did must be a non-empty string" },
     { "did a boolean", CFG_HS, H256, "{\"sub\":\"alice\",\"did\":true,\"exp\":1700000600}",
       SIG_SECRET, 0, "claim did must be a non-empty string" },
+    /* valid UTF-8 without control characters (the same check as trusted_header's, tested in
+     * full there) */
+    { "sub not UTF-8", CFG_HS, H256, "{\"sub\":\"al\xffice\",\"did\":\"dev-1\",\"exp\":1700000600}",
+      SIG_SECRET, 0, "claim sub is not valid UTF-8" },
+    { "sub an overlong '/'", CFG_HS, H256,
+      "{\"sub\":\"\xc0\xaf\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub is not valid UTF-8" },
+    { "sub an encoded surrogate", CFG_HS, H256,
+      "{\"sub\":\"\xed\xa0\x80\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub is not valid UTF-8" },
+    { "sub past U+10FFFF", CFG_HS, H256,
+      "{\"sub\":\"\xf4\x90\x80\x80\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub is not valid UTF-8" },
+    { "sub with a newline", CFG_HS, H256,
+      "{\"sub\":\"alice\\ninfo forged\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub contains a control character" },
+    { "sub with DEL", CFG_HS, H256, "{\"sub\":\"alice\\u007f\",\"did\":\"dev-1\",\"exp\":1700000600}",
+      SIG_SECRET, 0, "claim sub contains a control character" },
+    { "sub with a C1 control (NEL)", CFG_HS, H256,
+      "{\"sub\":\"alice\\u0085\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub contains a control character" },
+    { "did with an escape sequence", CFG_HS, H256,
+      "{\"sub\":\"alice\",\"did\":\"\\u001b[31m\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim did contains a control character" },
+    { "did truncated UTF-8", CFG_HS, H256,
+      "{\"sub\":\"alice\",\"did\":\"dev\xe2\x82\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim did is not valid UTF-8" },
 
     /* iss / aud */
     { "iss and aud match", CFG_HS_ISSAUD, H256, P_ISSAUD("\"" ISS "\"", "\"" AUD "\""),
@@ -722,6 +749,26 @@ START_TEST(test_identity_length)
     snprintf(payload, sizeof payload, "{\"sub\":\"s\",\"did\":\"%s\",\"exp\":1700000600}", name);
     tok = hand_token(H256, payload, SIG_SECRET, 0);
     expect_verify(ctx, tok, "claim did is longer than 255 bytes", "long did");
+    free(tok);
+    auth_free(ctx);
+}
+END_TEST
+
+/* Any valid UTF-8 without control characters is an identity, as sent. */
+START_TEST(test_identity_utf8)
+{
+    struct auth_ctx *ctx = ctx_for(CFG_HS);
+    const char *user = "Zo\xc3\xab \xe2\x82\xac \xf0\x9f\x98\x80 \xe7\x94\xa8\xe6\x88\xb7";
+    const char *device = "\xc2\xa0\xef\xbf\xbd\xf4\x8f\xbf\xbf";
+    char payload[256];
+    snprintf(payload, sizeof payload, "{\"sub\":\"%s\",\"did\":\"%s\",\"exp\":1700000600}", user,
+             device);
+    char *tok = hand_token(H256, payload, SIG_SECRET, 0);
+    struct identity id;
+    char msg[256] = "";
+    ck_assert_msg(auth_jwt_verify(ctx, tok, NOW, &id, msg, sizeof msg), "%s", msg);
+    ck_assert_str_eq(id.user, user);
+    ck_assert_str_eq(id.device, device);
     free(tok);
     auth_free(ctx);
 }
@@ -1147,6 +1194,75 @@ START_TEST(test_trusted_header)
 }
 END_TEST
 
+/* The identity check shared by both authenticators: UTF-8 as RFC 3629 defines it (no overlong
+ * forms, no surrogates, nothing past U+10FFFF) and no C0, DEL or C1 control character. */
+static const struct {
+    const char *value;
+    const char *problem;     /* NULL = accepted */
+} identities[] = {
+    { "bob", NULL },
+    { "user@example.com", NULL },
+    { "with space and \"quotes\" = fine", NULL },
+    { "~", NULL },
+    { "caf\xc3\xa9", NULL },                      /* U+00E9 */
+    { "\xc2\xa0", NULL },                         /* U+00A0, just after the C1 block */
+    { "\xe2\x82\xac", NULL },                     /* U+20AC */
+    { "\xed\x9f\xbf", NULL },                     /* U+D7FF, just before the surrogates */
+    { "\xee\x80\x80", NULL },                     /* U+E000, just after them */
+    { "\xef\xbf\xbd", NULL },                     /* U+FFFD */
+    { "\xf0\x9f\x98\x80", NULL },                 /* U+1F600 */
+    { "\xf4\x8f\xbf\xbf", NULL },                 /* U+10FFFF, the last code point */
+    { "\xff", "is not valid UTF-8" },
+    { "\xfe", "is not valid UTF-8" },
+    { "a\x80" "b", "is not valid UTF-8" },         /* a continuation byte alone */
+    { "\xc0\xaf", "is not valid UTF-8" },           /* overlong '/' */
+    { "\xc1\xbf", "is not valid UTF-8" },           /* overlong U+007F */
+    { "\xe0\x80\xaf", "is not valid UTF-8" },       /* overlong, 3 bytes */
+    { "\xe0\x9f\xbf", "is not valid UTF-8" },       /* overlong U+07FF */
+    { "\xf0\x80\x80\xaf", "is not valid UTF-8" },   /* overlong, 4 bytes */
+    { "\xf0\x8f\xbf\xbf", "is not valid UTF-8" },   /* overlong U+FFFF */
+    { "\xed\xa0\x80", "is not valid UTF-8" },       /* U+D800 */
+    { "\xed\xbf\xbf", "is not valid UTF-8" },       /* U+DFFF */
+    { "\xf4\x90\x80\x80", "is not valid UTF-8" },   /* U+110000 */
+    { "\xf5\x80\x80\x80", "is not valid UTF-8" },
+    { "\xf8\x88\x80\x80\x80", "is not valid UTF-8" }, /* the old 5-byte form */
+    { "\xc3", "is not valid UTF-8" },               /* cut at the end */
+    { "\xe2\x82", "is not valid UTF-8" },
+    { "\xf0\x9f\x98", "is not valid UTF-8" },
+    { "a\xc3(b", "is not valid UTF-8" },            /* cut in the middle */
+    { "\xe2\x28\xa1", "is not valid UTF-8" },
+    { "a\nb", "contains a control character" },
+    { "a\rb", "contains a control character" },
+    { "a\tb", "contains a control character" },
+    { "\x01", "contains a control character" },
+    { "\x1f", "contains a control character" },
+    { "\x1b[31m", "contains a control character" },
+    { "del\x7f", "contains a control character" },
+    { "\xc2\x80", "contains a control character" },  /* U+0080 */
+    { "\xc2\x85", "contains a control character" },  /* U+0085 NEL */
+    { "\xc2\x9f", "contains a control character" },  /* U+009F */
+};
+
+START_TEST(test_trusted_identity_check)
+{
+    struct auth_ctx *ctx = trusted_ctx();
+    const char *value = identities[_i].value, *problem = identities[_i].problem;
+    char expect[128];
+
+    const struct kv as_user[] = {
+        { "REMOTE_USER", value }, { "HTTP_X_DEVICE_ID", "phone-2" }, { NULL, NULL } };
+    snprintf(expect, sizeof expect, "trusted user parameter REMOTE_USER %s", problem ? problem : "");
+    expect_trusted(ctx, as_user, problem ? expect : NULL, value, "phone-2");
+
+    const struct kv as_device[] = {
+        { "REMOTE_USER", "bob" }, { "HTTP_X_DEVICE_ID", value }, { NULL, NULL } };
+    snprintf(expect, sizeof expect, "trusted device parameter HTTP_X_DEVICE_ID %s",
+             problem ? problem : "");
+    expect_trusted(ctx, as_device, problem ? expect : NULL, "bob", value);
+    auth_free(ctx);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ auth_make_token */
 
 START_TEST(test_make_token_round_trip)
@@ -1242,6 +1358,12 @@ START_TEST(test_make_token_errors)
     err[0] = '\0';
     ck_assert_ptr_null(auth_make_token(&t.c, "alice", "", 60, err, sizeof err));
     ck_assert_msg(strstr(err, "device"), "%s", err);
+    err[0] = '\0';
+    ck_assert_ptr_null(auth_make_token(&t.c, "alice\nbob", "dev-1", 60, err, sizeof err));
+    ck_assert_str_eq(err, "user contains a control character");
+    err[0] = '\0';
+    ck_assert_ptr_null(auth_make_token(&t.c, "alice", "dev\xff", 60, err, sizeof err));
+    ck_assert_str_eq(err, "device is not valid UTF-8");
 }
 END_TEST
 
@@ -1258,6 +1380,7 @@ static Suite *jwt_suite(void)
     tcase_add_test(tc, test_non_canonical_base64);
     tcase_add_test(tc, test_oversized);
     tcase_add_test(tc, test_identity_length);
+    tcase_add_test(tc, test_identity_utf8);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("signed by libjwt");
@@ -1282,6 +1405,8 @@ static Suite *auth_suite(void)
     tc = tcase_create("auth_authenticate");
     tcase_add_test(tc, test_authorization_header);
     tcase_add_test(tc, test_trusted_header);
+    tcase_add_loop_test(tc, test_trusted_identity_check, 0,
+                        (int)(sizeof identities / sizeof identities[0]));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("auth_make_token");
