@@ -325,6 +325,60 @@ START_TEST(test_retry_bad_ids)
 }
 END_TEST
 
+/* A malformed query parameter is refused with 400 naming it, on every route that reads one:
+ * "schema=pub%00lic" was read as "pub" and a bad escape was taken raw. Nothing is written.
+ * The shipped lighttpd.conf already refuses encoded control characters itself (an HTML 400) and
+ * rewrites a bad escape to %25, but nginx and Apache pass both on as they come: this lighttpd
+ * (no URL normalization, control characters allowed) does too, so oversyncd sees them. */
+START_TEST(test_malformed_query)
+{
+    struct e2e_stack *s = e2e_start(&(struct e2e_options){
+        .lighttpd_conf = "server.http-parseopts := ( \"header-strict\" => \"enable\", \"host-strict\" => \"enable\", "
+                         "\"url-normalize\" => \"disable\", \"url-ctrls-reject\" => \"disable\" )\n" });
+    char *tok = e2e_token(s, "bad-query", "phone", NULL);
+    struct e2e_response r;
+#define NUL_BYTE(p) "query parameter " p " is malformed: %00 (a NUL byte) is not allowed"
+#define BAD_ESCAPE(p) "query parameter " p " is malformed: a bad percent escape (% must be followed by two hex digits)"
+    static const struct {
+        const char *method, *path, *message;
+    } cases[] = {
+        { "GET", "/sync/download?schema=pub%00lic", NUL_BYTE("schema") },
+        { "GET", "/sync/download?after=0%00", NUL_BYTE("after") },
+        { "GET", "/sync/download?limit=%zz", BAD_ESCAPE("limit") },
+        { "GET", "/sync/download?include_self=true%", BAD_ESCAPE("include_self") },
+        { "GET", "/sync/download?until=%4", BAD_ESCAPE("until") },
+        { "GET", "/admin/materialize-failures?schema=pub%00lic", NUL_BYTE("schema") },
+        { "GET", "/admin/materialize-failures?table=%zzusers", BAD_ESCAPE("table") },
+        { "POST", "/admin/materialize-failures/retry?id=1%00", NUL_BYTE("id") },
+        { "POST", "/admin/materialize-failures/retry?id=%", BAD_ESCAPE("id") },
+    };
+#undef NUL_BYTE
+#undef BAD_ESCAPE
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        e2e_request(s, cases[i].method, cases[i].path, tok, strcmp(cases[i].method, "POST") == 0 ? "" : NULL, &r);
+        ck_assert_msg(r.status == 400, "%s: status %ld, body %s", cases[i].path, r.status, r.body);
+        const char *type = e2e_header(&r, "Content-Type");
+        ck_assert_msg(type && strcmp(type, "application/json") == 0, "%s: Content-Type %s, body %s",
+                      cases[i].path, type ? type : "(absent)", r.body);
+        char *want = e2e_strf("{\"error\":\"invalid_request\",\"message\":\"%s\"}", cases[i].message);
+        ck_assert_msg(strcmp(r.body, want) == 0, "%s: want %s, got %s", cases[i].path, want, r.body);
+        free(want);
+        e2e_response_free(&r);
+    }
+    /* the well-formed spelling of the same parameter is served */
+    e2e_request(s, "GET", "/sync/download?schema=pub%6Cic&include_self=true", tok, NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"changes\":[]");
+    e2e_response_free(&r);
+    e2e_request(s, "GET", "/admin/materialize-failures", tok, NULL, &r);
+    e2e_assert_status(&r, 200);
+    ck_assert_str_eq(r.body, "[]");
+    e2e_response_free(&r);
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
 START_TEST(test_payload_too_large)
 {
     struct e2e_stack *s = e2e_start(&(struct e2e_options){ .oversyncd_conf = "[sync]\nmax_body_bytes = 1kB\n" });
@@ -720,6 +774,7 @@ static Suite *foundation_suite(void)
     tcase_add_test(tc, test_not_found_and_wrong_method);
     tcase_add_test(tc, test_payload_too_large);
     tcase_add_test(tc, test_retry_bad_ids);
+    tcase_add_test(tc, test_malformed_query);
     tcase_add_test(tc, test_health_ready_metrics);
     suite_add_tcase(s, tc);
 
