@@ -37,8 +37,6 @@
 #define MAX_KEY_FILE_BYTES (64 * 1024)
 /* RFC 7518 §3.3. */
 #define MIN_RSA_BITS 2048
-/* RFC 7518 §3.2 asks for a key at least as long as the hash output. */
-#define MIN_SECRET_BYTES 32
 /* ES256 signatures are JOSE r||s, each a 32-byte big-endian integer (RFC 7518 §3.4). */
 #define ES256_COORD_BYTES 32
 
@@ -61,6 +59,11 @@ const char *jwt_alg_name(enum jwt_alg alg)
 {
     return alg_names[alg];
 }
+
+/* RFC 7518 §3.2: an HMAC key at least as long as the hash output. */
+static const size_t min_secret_bytes[JWT_N_ALGS] = {
+    [JWT_HS256] = 32, [JWT_HS384] = 48, [JWT_HS512] = 64,
+};
 
 static bool alg_is_hmac(enum jwt_alg alg)
 {
@@ -273,9 +276,14 @@ bool auth_jwt_setup(struct auth_ctx *ctx, const struct config *cfg, char *err, s
         }
         ctx->secret_len = strlen(cfg->jwt_secret);
         ctx->secret = (unsigned char *)xstrndup(cfg->jwt_secret, ctx->secret_len);
-        if (ctx->secret_len < MIN_SECRET_BYTES)
-            log_warn("auth: jwt_secret is only %zu bytes; use at least %d random bytes",
-                     ctx->secret_len, MIN_SECRET_BYTES);
+        /* A warning, not an error: a deployment that works today keeps working. */
+        for (int i = 0; i < JWT_N_ALGS; i++)
+            if (ctx->alg_allowed[i] && ctx->secret_len < min_secret_bytes[i])
+                log_warn("auth: jwt_secret has %zu bytes, fewer than the %zu that RFC 7518 "
+                         "(section 3.2) asks for %s: use a random secret of at least %zu bytes, "
+                         "or remove %s from jwt_algorithms",
+                         ctx->secret_len, min_secret_bytes[i], alg_names[i], min_secret_bytes[i],
+                         alg_names[i]);
     }
 
     if ((want_rsa || want_ec) && cfg->n_jwt_public_key_files <= 0) {

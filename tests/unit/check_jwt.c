@@ -16,6 +16,8 @@
 #include <openssl/pem.h>
 
 #include "auth/auth.h"
+#include "capture.h"
+#include "config.h"
 
 #define NOW 1700000000L
 #define LEEWAY 30L
@@ -895,6 +897,104 @@ END_TEST
 
 /* ------------------------------------------------------------------ auth_new */
 
+/* The configuration's defaults (with a secret) accept all three HMAC algorithms, as go-oversync
+ * does, and nothing else. */
+START_TEST(test_default_algorithms)
+{
+    struct config cfg;
+    char err[512] = "";
+    ck_assert_msg(config_load(&cfg, NULL, err, sizeof err), "%s", err);
+    free(cfg.jwt_secret);
+    cfg.jwt_secret = strdup(SECRET);
+    struct auth_ctx *ctx = auth_new(&cfg, err, sizeof err);
+    ck_assert_msg(ctx != NULL, "%s", err);
+    const struct {
+        const char *header;
+        int sha;
+    } ok[] = { { H256, 256 }, { H384, 384 }, { H512, 512 } };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char *tok = hand_token(ok[i].header, P_OK, SIG_SECRET, ok[i].sha);
+        expect_verify(ctx, tok, NULL, ok[i].header);
+        free(tok);
+    }
+    char *tok = pk_token(JWT_ALG_RS256, &rsa_a, NULL);
+    expect_verify(ctx, tok, "algorithm RS256 not allowed", "RS256 by default");
+    free(tok);
+    auth_free(ctx);
+    config_free(&cfg);
+}
+END_TEST
+
+/* How many times the log says the secret is too short for alg, given what auth_new wrote. */
+static int short_secret_warnings(const char *log, const char *alg)
+{
+    char needle[32];
+    snprintf(needle, sizeof needle, "asks for %s:", alg);
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* RFC 7518 §3.2: an HMAC key at least as long as the hash. A shorter secret still works, with one
+ * warning per configured algorithm it is too short for, when the configuration is loaded. */
+START_TEST(test_short_secret_warnings)
+{
+    static const struct {
+        size_t secret_len;
+        const char *algs;        /* comma-separated */
+        int hs256, hs384, hs512; /* warnings expected */
+    } cases[] = {
+        { 20, "HS256,HS384,HS512", 1, 1, 1 },
+        { 31, "HS256,HS384,HS512", 1, 1, 1 },
+        { 32, "HS256,HS384,HS512", 0, 1, 1 },
+        { 47, "HS256,HS384,HS512", 0, 1, 1 },
+        { 48, "HS256,HS384,HS512", 0, 0, 1 },
+        { 63, "HS256,HS384,HS512", 0, 0, 1 },
+        { 64, "HS256,HS384,HS512", 0, 0, 0 },
+        { 100, "HS256,HS384,HS512", 0, 0, 0 },
+        { 40, "HS256", 0, 0, 0 },
+        { 20, "HS512,HS512", 0, 0, 1 },
+        { 40, "HS384,RS256", 0, 1, 0 },
+    };
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct tcfg t;
+        tcfg_init(&t);
+        char algs[64];
+        snprintf(algs, sizeof algs, "%s", cases[i].algs);
+        for (char *save = NULL, *a = strtok_r(algs, ",", &save); a; a = strtok_r(NULL, ",", &save))
+            tcfg_alg(&t, a);
+        if (strstr(cases[i].algs, "RS256"))
+            tcfg_key(&t, NULL, rsa_a.pub_path);
+        char secret[128];
+        memset(secret, 's', cases[i].secret_len);
+        secret[cases[i].secret_len] = '\0';
+        t.c.jwt_secret = secret;
+
+        struct capture c;
+        capture_start(&c);
+        char err[512] = "";
+        struct auth_ctx *ctx = auth_new(&t.c, err, sizeof err);
+        char *log = capture_end(&c);
+        ck_assert_msg(ctx != NULL, "%s", err);
+        ck_assert_msg(short_secret_warnings(log, "HS256") == cases[i].hs256 &&
+                          short_secret_warnings(log, "HS384") == cases[i].hs384 &&
+                          short_secret_warnings(log, "HS512") == cases[i].hs512,
+                      "secret of %zu bytes, %s: %s", cases[i].secret_len, cases[i].algs, log);
+        /* a warning, with the sizes, and never the secret itself */
+        if (cases[i].hs256 + cases[i].hs384 + cases[i].hs512 > 0) {
+            char has[64];
+            snprintf(has, sizeof has, "jwt_secret has %zu bytes", cases[i].secret_len);
+            ck_assert_msg(strstr(log, " warn ") && strstr(log, has), "%s", log);
+            ck_assert_msg(!strstr(log, "ssssssssssssssssssss"), "the secret is logged: %s", log);
+        }
+        free(log);
+        auth_free(ctx);
+    }
+}
+END_TEST
+
 static void expect_new_fails(const struct tcfg *t, const char *needle1, const char *needle2)
 {
     char err[512] = "";
@@ -1400,6 +1500,8 @@ static Suite *auth_suite(void)
     TCase *tc = tcase_create("auth_new");
     tcase_add_test(tc, test_new_errors);
     tcase_add_test(tc, test_new_ok);
+    tcase_add_test(tc, test_default_algorithms);
+    tcase_add_test(tc, test_short_secret_warnings);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("auth_authenticate");
