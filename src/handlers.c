@@ -10,9 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+/* The body of go-oversync's /health, which monitors look for. */
 static void handle_health(struct app *app, struct request *req)
 {
-    http_json_text(req, 200, "{\"status\":\"ok\"}");
+    http_json_text(req, 200, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}");
 }
 
 static void handle_ready(struct app *app, struct request *req)

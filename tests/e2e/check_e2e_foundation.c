@@ -447,7 +447,7 @@ START_TEST(test_health_ready_metrics)
     e2e_request(s, "GET", "/health", NULL, NULL, &r);
     e2e_assert_status(&r, 200);
     assert_json(&r);
-    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    ck_assert_str_eq(r.body, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}");
     e2e_response_free(&r);
 
     e2e_request(s, "GET", "/ready", NULL, NULL, &r);
@@ -516,7 +516,7 @@ START_TEST(test_worker_killed)
     ck_assert_int_eq(kill(victim, SIGKILL), 0);
     long t0 = e2e_now_ms();
     struct e2e_response r;
-    bool health = e2e_wait_answer(s, "GET", "/health", NULL, 200, "{\"status\":\"ok\"}", 2000, &r);
+    bool health = e2e_wait_answer(s, "GET", "/health", NULL, 200, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}", 2000, &r);
     e2e_response_free(&r);
     bool sync = e2e_wait_answer(s, "GET", "/sync/schema-version", tok, 200, "{\"schema_version\":1}", 2000, &r);
     e2e_response_free(&r);
@@ -750,7 +750,7 @@ START_TEST(test_sigterm)
         e2e_response_free(&r);
         e2e_sleep_ms(20);
     }
-    e2e_assert_body_has(&r, "{\"status\":\"ok\"}");
+    e2e_assert_body_has(&r, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}");
     e2e_response_free(&r);
     took = e2e_now_ms() - t0;
     ck_assert_msg(took < 5000, "lighttpd took %ld ms to use the restarted oversyncd", took);
