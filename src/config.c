@@ -77,17 +77,21 @@ const struct config_key config_keys[] = {
       "trusted_device_param); use it only when nothing but that web server can reach "
       "oversyncd's socket." },
     { "auth", "jwt_secret", CONFIG_STRING, NULL, true,
-      "Shared secret for the HMAC algorithms (HS256, HS384, HS512); use at least 32 random "
-      "bytes. The environment variable JWT_SECRET overrides it. Prefer JWT_SECRET or "
-      "jwt_secret_file, which keep the secret out of this file." },
+      "Shared secret for the HMAC algorithms (HS256, HS384, HS512). RFC 7518 asks for at least "
+      "32 random bytes for HS256, 48 for HS384 and 64 for HS512; a shorter secret works, with a "
+      "warning at start-up for each configured algorithm it is too short for. The environment "
+      "variable JWT_SECRET overrides it. Prefer JWT_SECRET or jwt_secret_file, which keep the "
+      "secret out of this file." },
     { "auth", "jwt_secret_file", CONFIG_STRING, NULL, true,
       "File holding the HMAC secret; one trailing newline is ignored, and the file must not be "
       "empty. It is read at start-up and on every reload. Cannot be combined with jwt_secret; "
       "JWT_SECRET in the environment takes precedence over it." },
-    { "auth", "jwt_algorithms", CONFIG_LIST, "HS256", true,
+    { "auth", "jwt_algorithms", CONFIG_LIST, "HS256,HS384,HS512", true,
       "Comma-separated signing algorithms that are accepted. This list, never the token's "
       "header, decides the algorithm: a token signed any other way, or with alg none, is "
-      "rejected. The HS algorithms need a secret; RS256 and ES256 need jwt_public_key_files." },
+      "rejected. The HS algorithms need a secret; RS256 and ES256 need jwt_public_key_files. "
+      "The default accepts the three HMAC algorithms with the shared secret, as go-oversync "
+      "does; oversyncd token signs with the first HS algorithm listed." },
     { "auth", "jwt_public_key_files", CONFIG_LIST, NULL, true,
       "Comma-separated PEM public key files for RS256 and ES256, each written kid=path or just "
       "path. With several keys, the kid header of a token selects its key, which allows key "

@@ -10,9 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+/* The body of go-oversync's /health, which monitors look for. */
 static void handle_health(struct app *app, struct request *req)
 {
-    http_json_text(req, 200, "{\"status\":\"ok\"}");
+    http_json_text(req, 200, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}");
 }
 
 static void handle_ready(struct app *app, struct request *req)
@@ -99,11 +100,13 @@ static void handle_download(struct app *app, struct request *req)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    static const char *const names[] = { "after", "limit", "schema", "include_self", "until" };
+    const char *q[sizeof names / sizeof names[0]];
+    if (!http_query_params(req, sizeof names / sizeof names[0], names, q))
+        return;
     struct download_params p;
     char err[512];
-    if (!download_params_parse(http_query_param(req, "after"), http_query_param(req, "limit"),
-                               http_query_param(req, "schema"), http_query_param(req, "include_self"),
-                               http_query_param(req, "until"), &p, err, sizeof err)) {
+    if (!download_params_parse(q[0], q[1], q[2], q[3], q[4], &p, err, sizeof err)) {
         http_error(req, 400, "invalid_request", "%s", err);
         return;
     }
@@ -123,11 +126,14 @@ static void handle_download(struct app *app, struct request *req)
 
 static void handle_list_failures(struct app *app, struct request *req)
 {
+    static const char *const names[] = { "schema", "table", "limit" };
+    const char *q[sizeof names / sizeof names[0]];
+    if (!http_query_params(req, sizeof names / sizeof names[0], names, q))
+        return;
     const char *schema, *table;
     int limit;
     char err[512];
-    if (!failures_params_parse(http_query_param(req, "schema"), http_query_param(req, "table"),
-                               http_query_param(req, "limit"), &schema, &table, &limit, err, sizeof err)) {
+    if (!failures_params_parse(q[0], q[1], q[2], &schema, &table, &limit, err, sizeof err)) {
         http_error(req, 400, "invalid_request", "%s", err);
         return;
     }
@@ -142,10 +148,9 @@ static void handle_list_failures(struct app *app, struct request *req)
     sb_free(&out);
 }
 
-/* The failure id: ?id=N or a body {"id": N}; a positive integer either way. */
-static bool retry_id(struct request *req, long long *id, char *err, size_t errlen)
+/* The failure id: ?id=N or a body {"id": N}; a positive integer either way. q: the query's id. */
+static bool retry_id(struct request *req, const char *q, long long *id, char *err, size_t errlen)
 {
-    const char *q = http_query_param(req, "id");
     if (q) {
         size_t n = strlen(q);
         if (n == 0 || n > 18 || strspn(q, "0123456789") != n || (*id = atoll(q)) < 1) {
@@ -176,9 +181,13 @@ static bool retry_id(struct request *req, long long *id, char *err, size_t errle
 
 static void handle_retry_failure(struct app *app, struct request *req)
 {
+    static const char *const names[] = { "id" };
+    const char *q;
+    if (!http_query_params(req, 1, names, &q))
+        return;
     long long id;
     char err[512];
-    if (!retry_id(req, &id, err, sizeof err)) {
+    if (!retry_id(req, q, &id, err, sizeof err)) {
         http_error(req, 400, "invalid_request", "%s", err);
         return;
     }

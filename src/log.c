@@ -60,19 +60,52 @@ static void timestamp(char *buf, size_t n)
     snprintf(buf + k, n - k, ".%03ldZ", (long)(tv.tv_usec / 1000));
 }
 
+/* Appends s so that no byte below 0x20 and no DEL reaches the log as such, whatever its source
+ * (a user id, a path, a database message): a value can neither start a forged line nor send a
+ * terminal escape sequence. They become \n, \r, \t, else \u00XX in JSON lines and \xXX in text
+ * lines. quoted: between double quotes, with " and \ escaped too (a JSON string, or a quoted
+ * text value). */
+static void put_escaped(strbuf_t *sb, const char *s, bool quoted)
+{
+    if (quoted)
+        sb_putc(sb, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char c = *p;
+        if (c == '\n')
+            sb_puts(sb, "\\n");
+        else if (c == '\r')
+            sb_puts(sb, "\\r");
+        else if (c == '\t')
+            sb_puts(sb, "\\t");
+        else if ((c < 0x20 || c == 0x7f) && format == LOG_FORMAT_JSON)
+            sb_printf(sb, "\\u%04x", c);
+        else if (c < 0x20 || c == 0x7f)
+            sb_printf(sb, "\\x%02x", c);
+        else if (quoted && (c == '"' || c == '\\'))
+            sb_printf(sb, "\\%c", c);
+        else
+            sb_putc(sb, (char)c);
+    }
+    if (quoted)
+        sb_putc(sb, '"');
+}
+
 static void line_start(strbuf_t *sb, enum log_level level, const char *msg)
 {
     char ts[40];
     timestamp(ts, sizeof ts);
-    if (format == LOG_FORMAT_JSON) {
+    const bool json = format == LOG_FORMAT_JSON;
+    if (json)
         sb_printf(sb, "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"role\":", ts, level_names[level],
                   (int)getpid());
-        sb_json_str(sb, role);
+    else
+        sb_printf(sb, "%s %s ", ts, level_names[level]);
+    put_escaped(sb, role, json);
+    if (json)
         sb_puts(sb, ",\"msg\":");
-        sb_json_str(sb, msg);
-    } else {
-        sb_printf(sb, "%s %s %s[%d] %s", ts, level_names[level], role, (int)getpid(), msg);
-    }
+    else
+        sb_printf(sb, "[%d] ", (int)getpid());
+    put_escaped(sb, msg, json);
 }
 
 static void line_end(strbuf_t *sb)
@@ -111,15 +144,14 @@ static void field_str(strbuf_t *sb, const char *key, const char *val)
         return;
     if (format == LOG_FORMAT_JSON) {
         sb_printf(sb, ",\"%s\":", key);
-        sb_json_str(sb, val);
-    } else {
-        bool quote = val[0] == '\0' || strpbrk(val, " \"=") != NULL;
-        sb_printf(sb, " %s=", key);
-        if (quote)
-            sb_json_str(sb, val);
-        else
-            sb_puts(sb, val);
+        put_escaped(sb, val, true);
+        return;
     }
+    bool quote = val[0] == '\0' || strpbrk(val, " \"=") != NULL;
+    for (const unsigned char *p = (const unsigned char *)val; *p && !quote; p++)
+        quote = *p < 0x20 || *p == 0x7f;
+    sb_printf(sb, " %s=", key);
+    put_escaped(sb, val, quote);
 }
 
 void log_request(const struct log_request *r)

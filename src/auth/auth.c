@@ -1,6 +1,7 @@
 /* Authenticator dispatch and the Authorization header (RFC 6750 §2.1: "Bearer" 1*SP token). */
 #include "auth.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,66 @@ void auth_free(struct auth_ctx *ctx)
     auth_jwt_cleanup(ctx);
     auth_trusted_cleanup(ctx);
     free(ctx);
+}
+
+/* Decodes the UTF-8 sequence at p (before end) into *cp; its length, or 0 when it is not valid
+ * RFC 3629 UTF-8 (a stray continuation byte, a cut sequence, an overlong form, a surrogate, a
+ * code point past U+10FFFF). */
+static size_t utf8_decode(const unsigned char *p, const unsigned char *end, uint32_t *cp)
+{
+    static const uint32_t min_cp[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+    size_t n;
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    }
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        n = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        n = 3;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if ((size_t)(end - p) < n)
+        return 0;
+    uint32_t c = p[0] & (0x7F >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        c = c << 6 | (p[i] & 0x3F);
+    }
+    if (c < min_cp[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+bool identity_check(const char *s, size_t n, const char *what, char *msg, size_t msglen)
+{
+    if (n == 0) {
+        snprintf(msg, msglen, "%s is empty", what);
+        return false;
+    }
+    if (n > IDENTITY_MAX - 1) {
+        snprintf(msg, msglen, "%s is longer than %d bytes", what, IDENTITY_MAX - 1);
+        return false;
+    }
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        uint32_t cp;
+        size_t len = utf8_decode(p, end, &cp);
+        if (len == 0) {
+            snprintf(msg, msglen, "%s is not valid UTF-8", what);
+            return false;
+        }
+        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
+            snprintf(msg, msglen, "%s contains a control character", what);
+            return false;
+        }
+        p += len;
+    }
+    return true;
 }
 
 /* Extracts the token from an Authorization value, or NULL with the reason in msg. */

@@ -34,6 +34,14 @@ bool auth_authenticate(const struct auth_ctx *ctx, auth_param_fn param, void *ud
 bool auth_jwt_verify(const struct auth_ctx *ctx, const char *token, time_t now,
                      struct identity *out, char *msg, size_t msglen);
 
+/* The check every user and device id passes, whichever authenticator supplied it (n bytes, any
+ * NUL already refused): 1 to IDENTITY_MAX - 1 bytes of valid UTF-8 (RFC 3629: no overlong form,
+ * no surrogate, nothing past U+10FFFF) without a control character (U+0000-U+001F and
+ * U+007F-U+009F), so that PostgreSQL accepts it as text and no log line can be forged with it.
+ * false with "<what> is empty", "... is longer than 255 bytes", "... is not valid UTF-8" or
+ * "... contains a control character" in msg. */
+bool identity_check(const char *s, size_t n, const char *what, char *msg, size_t msglen);
+
 /* A token signed with the configured HMAC secret (first configured HS* algorithm), for
  * `oversyncd token`. malloc'd; NULL with the reason in err. */
 char *auth_make_token(const struct config *cfg, const char *user, const char *device,

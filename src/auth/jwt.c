@@ -8,6 +8,7 @@
  * algorithm, so an HS256 token can never be checked against an RSA public key's PEM text. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +37,6 @@
 #define MAX_KEY_FILE_BYTES (64 * 1024)
 /* RFC 7518 §3.3. */
 #define MIN_RSA_BITS 2048
-/* RFC 7518 §3.2 asks for a key at least as long as the hash output. */
-#define MIN_SECRET_BYTES 32
 /* ES256 signatures are JOSE r||s, each a 32-byte big-endian integer (RFC 7518 §3.4). */
 #define ES256_COORD_BYTES 32
 
@@ -60,6 +59,11 @@ const char *jwt_alg_name(enum jwt_alg alg)
 {
     return alg_names[alg];
 }
+
+/* RFC 7518 §3.2: an HMAC key at least as long as the hash output. */
+static const size_t min_secret_bytes[JWT_N_ALGS] = {
+    [JWT_HS256] = 32, [JWT_HS384] = 48, [JWT_HS512] = 64,
+};
 
 static bool alg_is_hmac(enum jwt_alg alg)
 {
@@ -272,9 +276,14 @@ bool auth_jwt_setup(struct auth_ctx *ctx, const struct config *cfg, char *err, s
         }
         ctx->secret_len = strlen(cfg->jwt_secret);
         ctx->secret = (unsigned char *)xstrndup(cfg->jwt_secret, ctx->secret_len);
-        if (ctx->secret_len < MIN_SECRET_BYTES)
-            log_warn("auth: jwt_secret is only %zu bytes; use at least %d random bytes",
-                     ctx->secret_len, MIN_SECRET_BYTES);
+        /* A warning, not an error: a deployment that works today keeps working. */
+        for (int i = 0; i < JWT_N_ALGS; i++)
+            if (ctx->alg_allowed[i] && ctx->secret_len < min_secret_bytes[i])
+                log_warn("auth: jwt_secret has %zu bytes, fewer than the %zu that RFC 7518 "
+                         "(section 3.2) asks for %s: use a random secret of at least %zu bytes, "
+                         "or remove %s from jwt_algorithms",
+                         ctx->secret_len, min_secret_bytes[i], alg_names[i], min_secret_bytes[i],
+                         alg_names[i]);
     }
 
     if ((want_rsa || want_ec) && cfg->n_jwt_public_key_files <= 0) {
@@ -506,62 +515,89 @@ static bool identity_claim(json_object *payload, const char *name, char dst[IDEN
         snprintf(msg, msglen, "claim %s must be a non-empty string", name);
         return false;
     }
-    if (n > IDENTITY_MAX - 1) {
-        snprintf(msg, msglen, "claim %s is longer than %d bytes", name, IDENTITY_MAX - 1);
+    char what[16];
+    snprintf(what, sizeof what, "claim %s", name);
+    if (!identity_check(s, n, what, msg, msglen))
         return false;
-    }
     memcpy(dst, s, n + 1);
     return true;
 }
 
-/* Sign of (claim - t), for an integer or fractional NumericDate; false when not a number. */
-static bool numeric_date_cmp(json_object *v, long long t, int *cmp)
+enum numeric_date { DATE_OK, DATE_NOT_A_NUMBER, DATE_OUT_OF_RANGE };
+
+/* Reads a NumericDate (RFC 7519 §2) and sets *cmp to the sign of (claim - t). Fractional seconds
+ * are allowed, as the RFC allows them. NaN, ±Infinity and numbers outside the 64-bit time range
+ * are DATE_OUT_OF_RANGE: json-c accepts the literals NaN and Infinity, reads 1e400 as infinity
+ * and clamps an integer too large for 64 bits to INT64_MIN or INT64_MAX, so those two bounds are
+ * refused as well (a NaN would never compare as expired). */
+static enum numeric_date numeric_date_cmp(json_object *v, long long t, int *cmp)
 {
     if (json_object_is_type(v, json_type_int)) {
         int64_t x = json_object_get_int64(v);
+        if (x == INT64_MIN || x == INT64_MAX)
+            return DATE_OUT_OF_RANGE;
         *cmp = (x > t) - (x < t);
-        return true;
+        return DATE_OK;
     }
     if (json_object_is_type(v, json_type_double)) {
         double x = json_object_get_double(v), y = (double)t;
+        if (!isfinite(x) || x <= -0x1p63 || x >= 0x1p63)
+            return DATE_OUT_OF_RANGE;
         *cmp = (x > y) - (x < y);
-        return true;
+        return DATE_OK;
     }
-    return false;
+    return DATE_NOT_A_NUMBER;
+}
+
+/* Looks up the time claim name; false with the reason in msg when it is present but no usable
+ * NumericDate. *present tells whether it was there, *cmp compares it with t. */
+static bool time_claim(json_object *payload, const char *name, long long t, bool *present,
+                       int *cmp, char *msg, size_t msglen)
+{
+    json_object *v;
+    *present = json_object_object_get_ex(payload, name, &v);
+    if (!*present)
+        return true;
+    switch (numeric_date_cmp(v, t, cmp)) {
+    case DATE_OK:
+        return true;
+    case DATE_NOT_A_NUMBER:
+        snprintf(msg, msglen, "claim %s must be a number", name);
+        return false;
+    default:
+        snprintf(msg, msglen, "claim %s must be a finite number within the 64-bit time range", name);
+        return false;
+    }
 }
 
 static bool check_times(const struct auth_ctx *ctx, json_object *payload, time_t now, char *msg,
                         size_t msglen)
 {
     const long long t = (long long)now;
-    json_object *v;
+    bool present;
     int cmp;
 
-    if (json_object_object_get_ex(payload, "exp", &v)) {
-        if (!numeric_date_cmp(v, t - ctx->leeway_s, &cmp)) {
-            snprintf(msg, msglen, "claim exp must be a number");
-            return false;
-        }
-        if (cmp < 0) {
-            snprintf(msg, msglen, "token expired");
-            return false;
-        }
-    } else if (ctx->require_exp) {
+    if (!time_claim(payload, "exp", t - ctx->leeway_s, &present, &cmp, msg, msglen))
+        return false;
+    if (present && cmp < 0) {
+        snprintf(msg, msglen, "token expired");
+        return false;
+    }
+    if (!present && ctx->require_exp) {
         snprintf(msg, msglen, "missing claim exp");
         return false;
     }
 
-    if (json_object_object_get_ex(payload, "nbf", &v)) {
-        if (!numeric_date_cmp(v, t + ctx->leeway_s, &cmp)) {
-            snprintf(msg, msglen, "claim nbf must be a number");
-            return false;
-        }
-        if (cmp > 0) {
-            snprintf(msg, msglen, "token not yet valid");
-            return false;
-        }
+    if (!time_claim(payload, "nbf", t + ctx->leeway_s, &present, &cmp, msg, msglen))
+        return false;
+    if (present && cmp > 0) {
+        snprintf(msg, msglen, "token not yet valid");
+        return false;
     }
-    return true;
+
+    /* iat is not compared with the clock (a token issued by a host whose clock runs ahead stays
+     * usable), but it must be a real time like the others. */
+    return time_claim(payload, "iat", t, &present, &cmp, msg, msglen);
 }
 
 static bool string_equals(json_object *v, const char *want)
@@ -752,13 +788,11 @@ char *auth_make_token(const struct config *cfg, const char *user, const char *de
         return NULL;
     }
     const struct { const char *name, *value; } ids[] = { { "user", user }, { "device", device } };
-    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
-        size_t n = ids[i].value ? strlen(ids[i].value) : 0;
-        if (n == 0 || n > IDENTITY_MAX - 1) {
-            snprintf(err, errlen, "%s must be 1 to %d bytes", ids[i].name, IDENTITY_MAX - 1);
+    /* A token the server would refuse is no use: the same check as on verification. */
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (!identity_check(ids[i].value ? ids[i].value : "",
+                            ids[i].value ? strlen(ids[i].value) : 0, ids[i].name, err, errlen))
             return NULL;
-        }
-    }
     const long long now = (long long)time(NULL);
     if (ttl_seconds <= 0 || ttl_seconds > LLONG_MAX - now) {
         snprintf(err, errlen, "token lifetime must be a positive number of seconds");

@@ -39,15 +39,10 @@ static bool take(auth_param_fn param, void *ud, const char *name, const char *wh
         return false;
     }
     size_t n = strlen(v);
-    if (n == 0) {
-        snprintf(msg, msglen, "trusted %s parameter %s is empty", what, name);
+    char label[160];
+    snprintf(label, sizeof label, "trusted %s parameter %s", what, name);
+    if (!identity_check(v, n, label, msg, msglen))
         return false;
-    }
-    if (n > IDENTITY_MAX - 1) {
-        snprintf(msg, msglen, "trusted %s parameter %s is longer than %d bytes", what, name,
-                 IDENTITY_MAX - 1);
-        return false;
-    }
     memcpy(dst, v, n + 1);
     return true;
 }

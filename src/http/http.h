@@ -82,8 +82,11 @@ void http_request_init(struct request *req, const struct http_io *io, arena_t *a
  * than max_bytes (+1 to detect the overflow). false with *too_large set, or on a read error. */
 bool http_read_body(struct request *req, long max_bytes, bool *too_large);
 
-/* Query string: value of the first occurrence of name, percent-decoded, or NULL. */
-const char *http_query_param(struct request *req, const char *name);
+/* Reads the query parameters names[0..n-1]: values[i] gets the first occurrence of names[i],
+ * percent-decoded, or NULL when it is absent. A value that http_url_decode refuses is never read
+ * as something else (cut at a NUL, or taken raw): the request is answered 400 invalid_request
+ * naming the parameter, and false returned. */
+bool http_query_params(struct request *req, size_t n, const char *const names[], const char *values[]);
 
 /* Answers. extra_headers: zero or more complete "Name: value\r\n" lines, or NULL. */
 void http_respond(struct request *req, int status, const char *content_type,
@@ -97,7 +100,9 @@ void http_error_headers(struct request *req, int status, const char *code, const
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 const char *http_status_text(int status);
 
-/* Percent-decode in place semantics: returns a new arena string, NULL on a bad escape. */
-char *http_url_decode(arena_t *arena, const char *s, size_t len);
+/* Percent-decodes len bytes of s ('+' is a space) into a new arena string. NULL when s holds a
+ * bad escape ('%' not followed by two hex digits) or %00, which no C string can carry; *why (when
+ * why is not NULL) then says which. */
+char *http_url_decode(arena_t *arena, const char *s, size_t len, const char **why);
 
 #endif

@@ -247,7 +247,7 @@ static int hexdigit(int c)
     return -1;
 }
 
-char *http_url_decode(arena_t *arena, const char *s, size_t len)
+char *http_url_decode(arena_t *arena, const char *s, size_t len, const char **why)
 {
     char *out = arena_alloc(arena, len + 1);
     size_t o = 0;
@@ -255,11 +255,15 @@ char *http_url_decode(arena_t *arena, const char *s, size_t len)
         if (s[i] == '+') {
             out[o++] = ' ';
         } else if (s[i] == '%') {
-            if (i + 2 >= len)
+            int hi = i + 2 < len ? hexdigit((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < len ? hexdigit((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi | lo) == 0) {
+                if (why)
+                    *why = hi < 0 || lo < 0
+                               ? "a bad percent escape (% must be followed by two hex digits)"
+                               : "%00 (a NUL byte) is not allowed";
                 return NULL;
-            int hi = hexdigit((unsigned char)s[i + 1]), lo = hexdigit((unsigned char)s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return NULL;
+            }
             out[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else {
@@ -270,27 +274,39 @@ char *http_url_decode(arena_t *arena, const char *s, size_t len)
     return out;
 }
 
-const char *http_query_param(struct request *req, const char *name)
+/* The raw value of the first occurrence of name (*len bytes, not terminated), or NULL. */
+static const char *query_raw(const char *query, const char *name, size_t *len)
 {
     size_t nl = strlen(name);
-    const char *p = req->query;
+    const char *p = query;
     while (*p) {
         size_t seg = strcspn(p, "&");
         const char *eq = memchr(p, '=', seg);
         size_t kl = eq ? (size_t)(eq - p) : seg;
         if (kl == nl && memcmp(p, name, nl) == 0) {
-            if (!eq)
-                return "";
-            const char *v = eq + 1;
-            size_t vl = seg - kl - 1;
-            char *d = http_url_decode(req->arena, v, vl);
-            return d ? d : arena_strndup(req->arena, v, vl);
+            *len = eq ? seg - kl - 1 : 0;
+            return eq ? eq + 1 : p + seg;
         }
         p += seg;
         if (*p == '&')
             p++;
     }
     return NULL;
+}
+
+bool http_query_params(struct request *req, size_t n, const char *const names[], const char *values[])
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *raw = query_raw(req->query, names[i], &len), *why = NULL;
+        values[i] = raw ? http_url_decode(req->arena, raw, len, &why) : NULL;
+        if (raw && !values[i]) {
+            http_error(req, 400, "invalid_request", "query parameter %s is malformed: %s", names[i],
+                       why);
+            return false;
+        }
+    }
+    return true;
 }
 
 const char *http_status_text(int status)

@@ -91,7 +91,7 @@ check "systemd-socket-activate created the socket" test -S "$sock"
 # This first request waits in the socket's backlog while oversyncd starts.
 out=$(fcgi GET /health)
 check "GET /health answers 200 (got: $out)" has "$out" '^Status: 200'
-check "GET /health answers {\"status\":\"ok\"}" has "$out" '"status":"ok"'
+check "GET /health answers {\"status\":\"healthy\",\"service\":\"oversyncd\"}" has "$out" '{"status":"healthy","service":"oversyncd"}'
 check "oversyncd logs that it serves the socket passed by systemd" \
     grep -q 'using the socket passed by systemd (fd 3); \[server\] listen is ignored' "$tmp/oversyncd.log"
 check "systemd-socket-activate became oversyncd (same pid)" \

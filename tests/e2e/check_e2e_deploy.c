@@ -322,14 +322,14 @@ static bool port_taken(const struct deploy *d)
     return false;
 }
 
-/* Waits until GET /health answers oversyncd's 200 {"status":"ok"} through the web server.
+/* Waits until GET /health answers oversyncd's 200 {"status":"healthy",...} through the web server.
  * Returns 1 then, 0 when the time ran out, -1 when the web server exited (reaped). */
 static int wait_health(struct deploy *d, long deadline)
 {
     for (;;) {
         struct e2e_response r;
         e2e_request_port(d->port, "GET", "/health", NULL, NULL, 0, &r);
-        bool ok = r.status == 200 && e2e_body_has(&r, "{\"status\":\"ok\"}") && e2e_header(&r, "X-Request-Id");
+        bool ok = r.status == 200 && e2e_body_has(&r, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}") && e2e_header(&r, "X-Request-Id");
         e2e_response_free(&r);
         if (ok)
             return 1;

@@ -205,6 +205,38 @@ START_TEST(test_unauthorized)
     free(h);
     free(none);
 
+    /* Time claims json-c reads as numbers but that are no time: without the range check such a
+     * token would never expire. */
+    static const char *const bad_exp[] = { "NaN", "Infinity", "1e400", "1e300", "99999999999999999999" };
+    for (size_t i = 0; i < sizeof bad_exp / sizeof bad_exp[0]; i++) {
+        snprintf(payload, sizeof payload, "{\"sub\":\"alice\",\"did\":\"phone\",\"exp\":%s}", bad_exp[i]);
+        char *never = e2e_jwt_hs256(secret, NULL, payload);
+        h = bearer(never);
+        check_401(s, bad_exp[i], h, "claim exp must be a finite number within the 64-bit time range");
+        free(h);
+        free(never);
+    }
+
+    /* Identities that would authenticate and then fail every query (not UTF-8) or forge a log
+     * line (a newline). */
+    static const struct {
+        const char *sub, *did, *message;
+    } bad_ids[] = {
+        { "al\xff" "ice", "phone", "claim sub is not valid UTF-8" },
+        { "alice\\n2026-01-01T00:00:00.000Z info forged", "phone", "claim sub contains a control character" },
+        { "alice", "\\u001b[2J", "claim did contains a control character" },
+    };
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+        snprintf(payload, sizeof payload, "{\"sub\":\"%s\",\"did\":\"%s\",\"exp\":%ld}", bad_ids[i].sub,
+                 bad_ids[i].did, now + 600);
+        char *bad_id = e2e_jwt_hs256(secret, NULL, payload);
+        h = bearer(bad_id);
+        check_401(s, bad_ids[i].message, h, bad_ids[i].message);
+        free(h);
+        free(bad_id);
+    }
+    ck_assert(!e2e_file_has(e2e_oversyncd_log_path(s), "info forged"));
+
     /* The real thing: a token minted with a one-second lifetime, used once it has run out. */
     char *short_lived = e2e_token(s, "alice", "phone", "1s");
     e2e_sleep_ms(2100);
@@ -293,6 +325,60 @@ START_TEST(test_retry_bad_ids)
 }
 END_TEST
 
+/* A malformed query parameter is refused with 400 naming it, on every route that reads one:
+ * "schema=pub%00lic" was read as "pub" and a bad escape was taken raw. Nothing is written.
+ * The shipped lighttpd.conf already refuses encoded control characters itself (an HTML 400) and
+ * rewrites a bad escape to %25, but nginx and Apache pass both on as they come: this lighttpd
+ * (no URL normalization, control characters allowed) does too, so oversyncd sees them. */
+START_TEST(test_malformed_query)
+{
+    struct e2e_stack *s = e2e_start(&(struct e2e_options){
+        .lighttpd_conf = "server.http-parseopts := ( \"header-strict\" => \"enable\", \"host-strict\" => \"enable\", "
+                         "\"url-normalize\" => \"disable\", \"url-ctrls-reject\" => \"disable\" )\n" });
+    char *tok = e2e_token(s, "bad-query", "phone", NULL);
+    struct e2e_response r;
+#define NUL_BYTE(p) "query parameter " p " is malformed: %00 (a NUL byte) is not allowed"
+#define BAD_ESCAPE(p) "query parameter " p " is malformed: a bad percent escape (% must be followed by two hex digits)"
+    static const struct {
+        const char *method, *path, *message;
+    } cases[] = {
+        { "GET", "/sync/download?schema=pub%00lic", NUL_BYTE("schema") },
+        { "GET", "/sync/download?after=0%00", NUL_BYTE("after") },
+        { "GET", "/sync/download?limit=%zz", BAD_ESCAPE("limit") },
+        { "GET", "/sync/download?include_self=true%", BAD_ESCAPE("include_self") },
+        { "GET", "/sync/download?until=%4", BAD_ESCAPE("until") },
+        { "GET", "/admin/materialize-failures?schema=pub%00lic", NUL_BYTE("schema") },
+        { "GET", "/admin/materialize-failures?table=%zzusers", BAD_ESCAPE("table") },
+        { "POST", "/admin/materialize-failures/retry?id=1%00", NUL_BYTE("id") },
+        { "POST", "/admin/materialize-failures/retry?id=%", BAD_ESCAPE("id") },
+    };
+#undef NUL_BYTE
+#undef BAD_ESCAPE
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        e2e_request(s, cases[i].method, cases[i].path, tok, strcmp(cases[i].method, "POST") == 0 ? "" : NULL, &r);
+        ck_assert_msg(r.status == 400, "%s: status %ld, body %s", cases[i].path, r.status, r.body);
+        const char *type = e2e_header(&r, "Content-Type");
+        ck_assert_msg(type && strcmp(type, "application/json") == 0, "%s: Content-Type %s, body %s",
+                      cases[i].path, type ? type : "(absent)", r.body);
+        char *want = e2e_strf("{\"error\":\"invalid_request\",\"message\":\"%s\"}", cases[i].message);
+        ck_assert_msg(strcmp(r.body, want) == 0, "%s: want %s, got %s", cases[i].path, want, r.body);
+        free(want);
+        e2e_response_free(&r);
+    }
+    /* the well-formed spelling of the same parameter is served */
+    e2e_request(s, "GET", "/sync/download?schema=pub%6Cic&include_self=true", tok, NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"changes\":[]");
+    e2e_response_free(&r);
+    e2e_request(s, "GET", "/admin/materialize-failures", tok, NULL, &r);
+    e2e_assert_status(&r, 200);
+    ck_assert_str_eq(r.body, "[]");
+    e2e_response_free(&r);
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
 START_TEST(test_payload_too_large)
 {
     struct e2e_stack *s = e2e_start(&(struct e2e_options){ .oversyncd_conf = "[sync]\nmax_body_bytes = 1kB\n" });
@@ -361,7 +447,7 @@ START_TEST(test_health_ready_metrics)
     e2e_request(s, "GET", "/health", NULL, NULL, &r);
     e2e_assert_status(&r, 200);
     assert_json(&r);
-    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    ck_assert_str_eq(r.body, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}");
     e2e_response_free(&r);
 
     e2e_request(s, "GET", "/ready", NULL, NULL, &r);
@@ -430,7 +516,7 @@ START_TEST(test_worker_killed)
     ck_assert_int_eq(kill(victim, SIGKILL), 0);
     long t0 = e2e_now_ms();
     struct e2e_response r;
-    bool health = e2e_wait_answer(s, "GET", "/health", NULL, 200, "{\"status\":\"ok\"}", 2000, &r);
+    bool health = e2e_wait_answer(s, "GET", "/health", NULL, 200, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}", 2000, &r);
     e2e_response_free(&r);
     bool sync = e2e_wait_answer(s, "GET", "/sync/schema-version", tok, 200, "{\"schema_version\":1}", 2000, &r);
     e2e_response_free(&r);
@@ -664,7 +750,7 @@ START_TEST(test_sigterm)
         e2e_response_free(&r);
         e2e_sleep_ms(20);
     }
-    e2e_assert_body_has(&r, "{\"status\":\"ok\"}");
+    e2e_assert_body_has(&r, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}");
     e2e_response_free(&r);
     took = e2e_now_ms() - t0;
     ck_assert_msg(took < 5000, "lighttpd took %ld ms to use the restarted oversyncd", took);
@@ -688,6 +774,7 @@ static Suite *foundation_suite(void)
     tcase_add_test(tc, test_not_found_and_wrong_method);
     tcase_add_test(tc, test_payload_too_large);
     tcase_add_test(tc, test_retry_bad_ids);
+    tcase_add_test(tc, test_malformed_query);
     tcase_add_test(tc, test_health_ready_metrics);
     suite_add_tcase(s, tc);
 

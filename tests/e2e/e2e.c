@@ -1099,7 +1099,7 @@ struct e2e_stack *e2e_start(const struct e2e_options *opts)
     struct e2e_response r;
     for (;;) {
         e2e_request(s, "GET", "/health", NULL, NULL, &r);
-        bool ok = r.status == 200 && e2e_body_has(&r, "{\"status\":\"ok\"}");
+        bool ok = r.status == 200 && e2e_body_has(&r, "{\"status\":\"healthy\",\"service\":\"oversyncd\"}");
         long status = r.status;
         char body[200];
         snprintf(body, sizeof body, "%s", r.body);

@@ -62,8 +62,8 @@ struct e2e_options {
 struct e2e_stack;
 
 /* Starts oversyncd, waits until its socket accepts connections, starts lighttpd, and waits until
- * GET /health answers 200 {"status":"ok"} through lighttpd. opts may be NULL. Never returns NULL:
- * a failure aborts the test. */
+ * GET /health answers 200 {"status":"healthy","service":"oversyncd"} through lighttpd. opts may
+ * be NULL. Never returns NULL: a failure aborts the test. */
 struct e2e_stack *e2e_start(const struct e2e_options *opts);
 
 /* Stops lighttpd and oversyncd (SIGTERM, then SIGKILL after a grace period), waits for them and

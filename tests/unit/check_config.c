@@ -98,9 +98,12 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg.auth_mode, AUTH_MODE_JWT);
     ck_assert_ptr_null(cfg.jwt_secret);
     ck_assert_ptr_null(cfg.jwt_secret_file);
-    ck_assert_int_eq(cfg.n_jwt_algorithms, 1);
+    /* as go-oversync: every HMAC algorithm with the shared secret */
+    ck_assert_int_eq(cfg.n_jwt_algorithms, 3);
     ck_assert_str_eq(cfg.jwt_algorithms[0], "HS256");
-    ck_assert_ptr_null(cfg.jwt_algorithms[1]);
+    ck_assert_str_eq(cfg.jwt_algorithms[1], "HS384");
+    ck_assert_str_eq(cfg.jwt_algorithms[2], "HS512");
+    ck_assert_ptr_null(cfg.jwt_algorithms[3]);
     ck_assert_int_eq(cfg.n_jwt_public_key_files, 0);
     ck_assert_ptr_null(cfg.jwt_public_key_files);
     ck_assert_ptr_null(cfg.jwt_issuer);

@@ -920,16 +920,25 @@ static void query_teardown(struct query_ctx *c)
     arena_free(c->a);
 }
 
+/* The value of one parameter, which must be well-formed (NULL when absent). */
+static const char *query_value(struct query_ctx *c, const char *name)
+{
+    const char *v = "garbage";
+    ck_assert_msg(http_query_params(&c->req, 1, &name, &v), "%s refused", name);
+    ck_assert_msg(!c->req.responded, "%s: answered", name);
+    return v;
+}
+
 START_TEST(test_query_basic)
 {
     struct query_ctx c;
     query_setup(&c, "since=42&limit=100");
-    ck_assert_str_eq(http_query_param(&c.req, "since"), "42");
-    ck_assert_str_eq(http_query_param(&c.req, "limit"), "100");
-    ck_assert_ptr_null(http_query_param(&c.req, "absent"));
-    ck_assert_ptr_null(http_query_param(&c.req, "sinc"));
-    ck_assert_ptr_null(http_query_param(&c.req, "since="));
-    ck_assert_ptr_null(http_query_param(&c.req, "42"));
+    ck_assert_str_eq(query_value(&c, "since"), "42");
+    ck_assert_str_eq(query_value(&c, "limit"), "100");
+    ck_assert_ptr_null(query_value(&c, "absent"));
+    ck_assert_ptr_null(query_value(&c, "sinc"));
+    ck_assert_ptr_null(query_value(&c, "since="));
+    ck_assert_ptr_null(query_value(&c, "42"));
     query_teardown(&c);
 }
 END_TEST
@@ -938,14 +947,14 @@ START_TEST(test_query_first_wins)
 {
     struct query_ctx c;
     query_setup(&c, "a=1&b=2&a=3");
-    ck_assert_str_eq(http_query_param(&c.req, "a"), "1");
-    ck_assert_str_eq(http_query_param(&c.req, "b"), "2");
+    ck_assert_str_eq(query_value(&c, "a"), "1");
+    ck_assert_str_eq(query_value(&c, "b"), "2");
     query_teardown(&c);
 
     /* a key that is a prefix of another is not confused with it */
     query_setup(&c, "ab=1&a=2");
-    ck_assert_str_eq(http_query_param(&c.req, "a"), "2");
-    ck_assert_str_eq(http_query_param(&c.req, "ab"), "1");
+    ck_assert_str_eq(query_value(&c, "a"), "2");
+    ck_assert_str_eq(query_value(&c, "ab"), "1");
     query_teardown(&c);
 }
 END_TEST
@@ -954,11 +963,11 @@ START_TEST(test_query_decoding)
 {
     struct query_ctx c;
     query_setup(&c, "name=John%20Doe&q=a+b&mixed=%41%62c+%2B&eq=x%3Dy&raw=b=c");
-    ck_assert_str_eq(http_query_param(&c.req, "name"), "John Doe");
-    ck_assert_str_eq(http_query_param(&c.req, "q"), "a b");
-    ck_assert_str_eq(http_query_param(&c.req, "mixed"), "Abc +");
-    ck_assert_str_eq(http_query_param(&c.req, "eq"), "x=y");
-    ck_assert_str_eq(http_query_param(&c.req, "raw"), "b=c");
+    ck_assert_str_eq(query_value(&c, "name"), "John Doe");
+    ck_assert_str_eq(query_value(&c, "q"), "a b");
+    ck_assert_str_eq(query_value(&c, "mixed"), "Abc +");
+    ck_assert_str_eq(query_value(&c, "eq"), "x=y");
+    ck_assert_str_eq(query_value(&c, "raw"), "b=c");
     query_teardown(&c);
 }
 END_TEST
@@ -967,18 +976,18 @@ START_TEST(test_query_key_without_value)
 {
     struct query_ctx c;
     query_setup(&c, "flag&x=1&empty=");
-    const char *v = http_query_param(&c.req, "flag");
+    const char *v = query_value(&c, "flag");
     ck_assert_ptr_nonnull(v);
     ck_assert_str_eq(v, "");
-    ck_assert_str_eq(http_query_param(&c.req, "x"), "1");
-    v = http_query_param(&c.req, "empty");
+    ck_assert_str_eq(query_value(&c, "x"), "1");
+    v = query_value(&c, "empty");
     ck_assert_ptr_nonnull(v);
     ck_assert_str_eq(v, "");
     query_teardown(&c);
 
     query_setup(&c, "&&x=1&");
-    ck_assert_str_eq(http_query_param(&c.req, "x"), "1");
-    ck_assert_ptr_null(http_query_param(&c.req, "y"));
+    ck_assert_str_eq(query_value(&c, "x"), "1");
+    ck_assert_ptr_null(query_value(&c, "y"));
     query_teardown(&c);
 }
 END_TEST
@@ -987,30 +996,87 @@ START_TEST(test_query_empty_or_absent)
 {
     struct query_ctx c;
     query_setup(&c, NULL);
-    ck_assert_ptr_null(http_query_param(&c.req, "a"));
+    ck_assert_ptr_null(query_value(&c, "a"));
     query_teardown(&c);
     query_setup(&c, "");
-    ck_assert_ptr_null(http_query_param(&c.req, "a"));
+    ck_assert_ptr_null(query_value(&c, "a"));
     query_teardown(&c);
 }
 END_TEST
 
-START_TEST(test_query_bad_escapes)
+#define BAD_ESCAPE(name) \
+    "query parameter " name " is malformed: a bad percent escape (% must be followed by two hex digits)"
+#define NUL_BYTE(name) "query parameter " name " is malformed: %00 (a NUL byte) is not allowed"
+
+/* A malformed value is never read as something else (cut at the NUL, or taken raw): the request
+ * is answered 400 invalid_request naming the parameter. */
+static const struct {
+    const char *qs;
+    const char *names;      /* the parameters read, separated by commas */
+    const char *message;
+} malformed_queries[] = {
+    { "schema=pub%00lic", "schema", NUL_BYTE("schema") },
+    { "schema=%00", "schema", NUL_BYTE("schema") },
+    { "after=0&limit=10&schema=public%00", "after,limit,schema", NUL_BYTE("schema") },
+    { "a=%zz", "a", BAD_ESCAPE("a") },
+    { "a=%4", "a", BAD_ESCAPE("a") },
+    { "a=%", "a", BAD_ESCAPE("a") },
+    { "a=%%", "a", BAD_ESCAPE("a") },
+    { "a=%%41", "a", BAD_ESCAPE("a") },
+    { "a=x%4&b=1", "b,a", BAD_ESCAPE("a") },
+    { "a=%g1", "a", BAD_ESCAPE("a") },
+    { "a=%1", "a", BAD_ESCAPE("a") },
+    { "after=1&limit=%zz&schema=%00", "after,limit,schema", BAD_ESCAPE("limit") },
+};
+
+START_TEST(test_query_malformed)
 {
-    /* must not crash or read past the end; whatever comes back is a valid string or NULL */
-    static const char *const qs[] = { "a=%zz", "a=%4", "a=%", "a=%%", "a=x%4&b=1", "a=%g1", "a=%1" };
-    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
-        struct query_ctx c;
-        query_setup(&c, qs[i]);
-        const char *v = http_query_param(&c.req, "a");
-        if (v)
-            ck_assert_uint_le(strlen(v), strlen(qs[i]));
-        query_teardown(&c);
-    }
     struct query_ctx c;
-    query_setup(&c, "a=x%4&b=1");
-    (void)http_query_param(&c.req, "a");
-    ck_assert_str_eq(http_query_param(&c.req, "b"), "1");
+    query_setup(&c, malformed_queries[_i].qs);
+    char names_buf[64];
+    snprintf(names_buf, sizeof names_buf, "%s", malformed_queries[_i].names);
+    const char *names[4], *values[4];
+    size_t n = 0;
+    for (char *save = NULL, *t = strtok_r(names_buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        names[n++] = t;
+    ck_assert(!http_query_params(&c.req, n, names, values));
+    ck_assert(c.req.responded);
+    ck_assert_int_eq(c.req.status, 400);
+    ck_assert_str_eq(c.req.error_code, "invalid_request");
+    const char *out = sb_cstr(&c.f.out);
+    ck_assert_msg(strncmp(out, "Status: 400 Bad Request\r\n", 25) == 0, "%s", out);
+    const char *body = strstr(out, "\r\n\r\n");
+    ck_assert_ptr_nonnull(body);
+    char want[256];
+    snprintf(want, sizeof want, "{\"error\":\"invalid_request\",\"message\":\"%s\"}",
+             malformed_queries[_i].message);
+    ck_assert_str_eq(body + 4, want);
+    query_teardown(&c);
+}
+END_TEST
+
+/* Only the parameters read are checked, and only their first occurrence. */
+START_TEST(test_query_malformed_elsewhere)
+{
+    struct query_ctx c;
+    query_setup(&c, "a=1&b=%zz&c=%00&a=%00");
+    ck_assert_str_eq(query_value(&c, "a"), "1");
+    ck_assert_ptr_null(query_value(&c, "d"));
+    query_teardown(&c);
+
+    /* an escaped '%' followed by "00" is text, not a NUL */
+    query_setup(&c, "a=%2500&b=%2");
+    ck_assert_str_eq(query_value(&c, "a"), "%00");
+    query_teardown(&c);
+
+    /* all values of a successful call are filled, absent ones with NULL */
+    query_setup(&c, "after=5&schema=pub");
+    const char *names[] = { "after", "limit", "schema" }, *values[3];
+    ck_assert(http_query_params(&c.req, 3, names, values));
+    ck_assert_str_eq(values[0], "5");
+    ck_assert_ptr_null(values[1]);
+    ck_assert_str_eq(values[2], "pub");
+    ck_assert(!c.req.responded);
     query_teardown(&c);
 }
 END_TEST
@@ -1018,33 +1084,41 @@ END_TEST
 START_TEST(test_url_decode)
 {
     arena_t *a = arena_new(0);
-    const char *s;
-    s = http_url_decode(a, "%41%42", 6);
+    const char *s, *why = NULL;
+    s = http_url_decode(a, "%41%42", 6, NULL);
     ck_assert_ptr_nonnull(s);
     ck_assert_str_eq(s, "AB");
-    s = http_url_decode(a, "a+b", 3);
+    s = http_url_decode(a, "a+b", 3, NULL);
     ck_assert_str_eq(s, "a b");
-    s = http_url_decode(a, "%4a%4A%2f", 9);
+    s = http_url_decode(a, "%4a%4A%2f", 9, NULL);
     ck_assert_str_eq(s, "JJ/");
-    s = http_url_decode(a, "plain", 5);
+    s = http_url_decode(a, "plain", 5, NULL);
     ck_assert_str_eq(s, "plain");
-    s = http_url_decode(a, "", 0);
+    s = http_url_decode(a, "", 0, NULL);
     ck_assert_ptr_nonnull(s);
     ck_assert_str_eq(s, "");
-    s = http_url_decode(a, "%C3%A9", 6);
+    s = http_url_decode(a, "%C3%A9", 6, NULL);
     ck_assert_str_eq(s, "\xc3\xa9");
+    s = http_url_decode(a, "%01%7f%ff", 9, NULL);
+    ck_assert_str_eq(s, "\x01\x7f\xff");
     /* only len bytes are decoded */
-    s = http_url_decode(a, "abcdef", 3);
+    s = http_url_decode(a, "abcdef", 3, NULL);
     ck_assert_str_eq(s, "abc");
 
-    ck_assert_ptr_null(http_url_decode(a, "%", 1));
-    ck_assert_ptr_null(http_url_decode(a, "%4", 2));
-    ck_assert_ptr_null(http_url_decode(a, "ab%4", 4));
-    ck_assert_ptr_null(http_url_decode(a, "%zz", 3));
-    ck_assert_ptr_null(http_url_decode(a, "%4g", 3));
-    ck_assert_ptr_null(http_url_decode(a, "%g4", 3));
+    static const char *const bad[] = { "%", "%4", "ab%4", "%zz", "%4g", "%g4" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        ck_assert_ptr_null(http_url_decode(a, bad[i], strlen(bad[i]), &why));
+        ck_assert_str_eq(why, "a bad percent escape (% must be followed by two hex digits)");
+        ck_assert_ptr_null(http_url_decode(a, bad[i], strlen(bad[i]), NULL));
+    }
     /* an escape cut by len is bad even if the bytes after len would complete it */
-    ck_assert_ptr_null(http_url_decode(a, "%41", 2));
+    ck_assert_ptr_null(http_url_decode(a, "%41", 2, NULL));
+    /* a NUL would cut the C string: "pub%00lic" must not become "pub" */
+    why = NULL;
+    ck_assert_ptr_null(http_url_decode(a, "pub%00lic", 9, &why));
+    ck_assert_str_eq(why, "%00 (a NUL byte) is not allowed");
+    ck_assert_ptr_null(http_url_decode(a, "%00", 3, NULL));
     arena_free(a);
 }
 END_TEST
@@ -1058,7 +1132,9 @@ static Suite *query_suite(void)
     tcase_add_test(tc, test_query_decoding);
     tcase_add_test(tc, test_query_key_without_value);
     tcase_add_test(tc, test_query_empty_or_absent);
-    tcase_add_test(tc, test_query_bad_escapes);
+    tcase_add_loop_test(tc, test_query_malformed, 0,
+                        (int)(sizeof malformed_queries / sizeof malformed_queries[0]));
+    tcase_add_test(tc, test_query_malformed_elsewhere);
     tcase_add_test(tc, test_url_decode);
     suite_add_tcase(s, tc);
     return s;

@@ -16,6 +16,8 @@
 #include <openssl/pem.h>
 
 #include "auth/auth.h"
+#include "capture.h"
+#include "config.h"
 
 #define NOW 1700000000L
 #define LEEWAY 30L
@@ -446,6 +448,60 @@ static const struct row rows[] = {
     { "nbf a string", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"nbf\":\"now\"}", SIG_SECRET, 0,
       "claim nbf must be a number" },
 
+    /* Time claims that are numbers to json-c but no usable time: NaN never compares, json-c reads
+     * 1e400 as infinity and clamps integers past 64 bits to INT64_MIN/INT64_MAX. */
+#define BAD_TIME(c) "claim " c " must be a finite number within the 64-bit time range"
+    { "exp NaN", CFG_HS, H256, "{" ID ",\"exp\":NaN}", SIG_SECRET, 0, BAD_TIME("exp") },
+    { "exp Infinity", CFG_HS, H256, "{" ID ",\"exp\":Infinity}", SIG_SECRET, 0, BAD_TIME("exp") },
+    { "exp -Infinity", CFG_HS, H256, "{" ID ",\"exp\":-Infinity}", SIG_SECRET, 0,
+      BAD_TIME("exp") },
+    { "exp 1e400", CFG_HS, H256, "{" ID ",\"exp\":1e400}", SIG_SECRET, 0, BAD_TIME("exp") },
+    { "exp -1e400", CFG_HS, H256, "{" ID ",\"exp\":-1e400}", SIG_SECRET, 0, BAD_TIME("exp") },
+    { "exp 1e300", CFG_HS, H256, "{" ID ",\"exp\":1e300}", SIG_SECRET, 0, BAD_TIME("exp") },
+    { "exp 2^63 as a double", CFG_HS, H256, "{" ID ",\"exp\":9223372036854775808.0}", SIG_SECRET,
+      0, BAD_TIME("exp") },
+    { "exp past 64 bits", CFG_HS, H256, "{" ID ",\"exp\":99999999999999999999}", SIG_SECRET, 0,
+      BAD_TIME("exp") },
+    { "exp UINT64_MAX", CFG_HS, H256, "{" ID ",\"exp\":18446744073709551615}", SIG_SECRET, 0,
+      BAD_TIME("exp") },
+    { "exp INT64_MAX", CFG_HS, H256, "{" ID ",\"exp\":9223372036854775807}", SIG_SECRET, 0,
+      BAD_TIME("exp") },
+    { "exp below -2^63", CFG_HS, H256, "{" ID ",\"exp\":-99999999999999999999}", SIG_SECRET, 0,
+      BAD_TIME("exp") },
+    { "exp NaN, not required", CFG_HS_NOEXP, H256, "{" ID ",\"exp\":NaN}", SIG_SECRET, 0,
+      BAD_TIME("exp") },
+    { "nbf NaN", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"nbf\":NaN}", SIG_SECRET, 0,
+      BAD_TIME("nbf") },
+    { "nbf -Infinity", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"nbf\":-Infinity}", SIG_SECRET,
+      0, BAD_TIME("nbf") },
+    { "nbf -1e400", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"nbf\":-1e400}", SIG_SECRET, 0,
+      BAD_TIME("nbf") },
+    { "nbf below -2^63", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"nbf\":-99999999999999999999}",
+      SIG_SECRET, 0, BAD_TIME("nbf") },
+    { "iat NaN", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"iat\":NaN}", SIG_SECRET, 0,
+      BAD_TIME("iat") },
+    { "iat Infinity", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"iat\":Infinity}", SIG_SECRET, 0,
+      BAD_TIME("iat") },
+    { "iat 1e400", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"iat\":1e400}", SIG_SECRET, 0,
+      BAD_TIME("iat") },
+    { "iat past 64 bits", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"iat\":99999999999999999999}",
+      SIG_SECRET, 0, BAD_TIME("iat") },
+    { "iat a string", CFG_HS, H256, "{" ID ",\"exp\":1700000600,\"iat\":\"yesterday\"}",
+      SIG_SECRET, 0, "claim iat must be a number" },
+    /* In range: accepted, fractional seconds included (RFC 7519 §2 NumericDate). */
+    { "exp a whole number written as a double", CFG_HS, H256, "{" ID ",\"exp\":1.7000006e9}",
+      SIG_SECRET, 0, NULL },
+    { "exp far in the future", CFG_HS, H256, "{" ID ",\"exp\":9223372036854775806}", SIG_SECRET, 0,
+      NULL },
+    { "exp the largest double below 2^63", CFG_HS, H256, "{" ID ",\"exp\":9223372036854774784.0}",
+      SIG_SECRET, 0, NULL },
+    { "iat in the future is not checked", CFG_HS, H256,
+      "{" ID ",\"exp\":1700000600,\"iat\":1800000000}", SIG_SECRET, 0, NULL },
+    { "fractional iat and nbf", CFG_HS, H256,
+      "{" ID ",\"exp\":1700000600,\"iat\":1699999999.25,\"nbf\":1699999999.25}", SIG_SECRET, 0,
+      NULL },
+#undef BAD_TIME
+
     /* sub / did */
     { "sub missing", CFG_HS, H256, "{\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
       "missing claim sub" },
@@ -468,6 +524,33 @@ static const struct row rows[] = {
       SIG_SECRET, 0, "claim did must be a non-empty string" },
     { "did a boolean", CFG_HS, H256, "{\"sub\":\"alice\",\"did\":true,\"exp\":1700000600}",
       SIG_SECRET, 0, "claim did must be a non-empty string" },
+    /* valid UTF-8 without control characters (the same check as trusted_header's, tested in
+     * full there) */
+    { "sub not UTF-8", CFG_HS, H256, "{\"sub\":\"al\xffice\",\"did\":\"dev-1\",\"exp\":1700000600}",
+      SIG_SECRET, 0, "claim sub is not valid UTF-8" },
+    { "sub an overlong '/'", CFG_HS, H256,
+      "{\"sub\":\"\xc0\xaf\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub is not valid UTF-8" },
+    { "sub an encoded surrogate", CFG_HS, H256,
+      "{\"sub\":\"\xed\xa0\x80\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub is not valid UTF-8" },
+    { "sub past U+10FFFF", CFG_HS, H256,
+      "{\"sub\":\"\xf4\x90\x80\x80\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub is not valid UTF-8" },
+    { "sub with a newline", CFG_HS, H256,
+      "{\"sub\":\"alice\\ninfo forged\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub contains a control character" },
+    { "sub with DEL", CFG_HS, H256, "{\"sub\":\"alice\\u007f\",\"did\":\"dev-1\",\"exp\":1700000600}",
+      SIG_SECRET, 0, "claim sub contains a control character" },
+    { "sub with a C1 control (NEL)", CFG_HS, H256,
+      "{\"sub\":\"alice\\u0085\",\"did\":\"dev-1\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim sub contains a control character" },
+    { "did with an escape sequence", CFG_HS, H256,
+      "{\"sub\":\"alice\",\"did\":\"\\u001b[31m\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim did contains a control character" },
+    { "did truncated UTF-8", CFG_HS, H256,
+      "{\"sub\":\"alice\",\"did\":\"dev\xe2\x82\",\"exp\":1700000600}", SIG_SECRET, 0,
+      "claim did is not valid UTF-8" },
 
     /* iss / aud */
     { "iss and aud match", CFG_HS_ISSAUD, H256, P_ISSAUD("\"" ISS "\"", "\"" AUD "\""),
@@ -673,6 +756,26 @@ START_TEST(test_identity_length)
 }
 END_TEST
 
+/* Any valid UTF-8 without control characters is an identity, as sent. */
+START_TEST(test_identity_utf8)
+{
+    struct auth_ctx *ctx = ctx_for(CFG_HS);
+    const char *user = "Zo\xc3\xab \xe2\x82\xac \xf0\x9f\x98\x80 \xe7\x94\xa8\xe6\x88\xb7";
+    const char *device = "\xc2\xa0\xef\xbf\xbd\xf4\x8f\xbf\xbf";
+    char payload[256];
+    snprintf(payload, sizeof payload, "{\"sub\":\"%s\",\"did\":\"%s\",\"exp\":1700000600}", user,
+             device);
+    char *tok = hand_token(H256, payload, SIG_SECRET, 0);
+    struct identity id;
+    char msg[256] = "";
+    ck_assert_msg(auth_jwt_verify(ctx, tok, NOW, &id, msg, sizeof msg), "%s", msg);
+    ck_assert_str_eq(id.user, user);
+    ck_assert_str_eq(id.device, device);
+    free(tok);
+    auth_free(ctx);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ libjwt-signed tokens */
 
 START_TEST(test_libjwt_hmac)
@@ -793,6 +896,104 @@ START_TEST(test_mixed_families)
 END_TEST
 
 /* ------------------------------------------------------------------ auth_new */
+
+/* The configuration's defaults (with a secret) accept all three HMAC algorithms, as go-oversync
+ * does, and nothing else. */
+START_TEST(test_default_algorithms)
+{
+    struct config cfg;
+    char err[512] = "";
+    ck_assert_msg(config_load(&cfg, NULL, err, sizeof err), "%s", err);
+    free(cfg.jwt_secret);
+    cfg.jwt_secret = strdup(SECRET);
+    struct auth_ctx *ctx = auth_new(&cfg, err, sizeof err);
+    ck_assert_msg(ctx != NULL, "%s", err);
+    const struct {
+        const char *header;
+        int sha;
+    } ok[] = { { H256, 256 }, { H384, 384 }, { H512, 512 } };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char *tok = hand_token(ok[i].header, P_OK, SIG_SECRET, ok[i].sha);
+        expect_verify(ctx, tok, NULL, ok[i].header);
+        free(tok);
+    }
+    char *tok = pk_token(JWT_ALG_RS256, &rsa_a, NULL);
+    expect_verify(ctx, tok, "algorithm RS256 not allowed", "RS256 by default");
+    free(tok);
+    auth_free(ctx);
+    config_free(&cfg);
+}
+END_TEST
+
+/* How many times the log says the secret is too short for alg, given what auth_new wrote. */
+static int short_secret_warnings(const char *log, const char *alg)
+{
+    char needle[32];
+    snprintf(needle, sizeof needle, "asks for %s:", alg);
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* RFC 7518 §3.2: an HMAC key at least as long as the hash. A shorter secret still works, with one
+ * warning per configured algorithm it is too short for, when the configuration is loaded. */
+START_TEST(test_short_secret_warnings)
+{
+    static const struct {
+        size_t secret_len;
+        const char *algs;        /* comma-separated */
+        int hs256, hs384, hs512; /* warnings expected */
+    } cases[] = {
+        { 20, "HS256,HS384,HS512", 1, 1, 1 },
+        { 31, "HS256,HS384,HS512", 1, 1, 1 },
+        { 32, "HS256,HS384,HS512", 0, 1, 1 },
+        { 47, "HS256,HS384,HS512", 0, 1, 1 },
+        { 48, "HS256,HS384,HS512", 0, 0, 1 },
+        { 63, "HS256,HS384,HS512", 0, 0, 1 },
+        { 64, "HS256,HS384,HS512", 0, 0, 0 },
+        { 100, "HS256,HS384,HS512", 0, 0, 0 },
+        { 40, "HS256", 0, 0, 0 },
+        { 20, "HS512,HS512", 0, 0, 1 },
+        { 40, "HS384,RS256", 0, 1, 0 },
+    };
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct tcfg t;
+        tcfg_init(&t);
+        char algs[64];
+        snprintf(algs, sizeof algs, "%s", cases[i].algs);
+        for (char *save = NULL, *a = strtok_r(algs, ",", &save); a; a = strtok_r(NULL, ",", &save))
+            tcfg_alg(&t, a);
+        if (strstr(cases[i].algs, "RS256"))
+            tcfg_key(&t, NULL, rsa_a.pub_path);
+        char secret[128];
+        memset(secret, 's', cases[i].secret_len);
+        secret[cases[i].secret_len] = '\0';
+        t.c.jwt_secret = secret;
+
+        struct capture c;
+        capture_start(&c);
+        char err[512] = "";
+        struct auth_ctx *ctx = auth_new(&t.c, err, sizeof err);
+        char *log = capture_end(&c);
+        ck_assert_msg(ctx != NULL, "%s", err);
+        ck_assert_msg(short_secret_warnings(log, "HS256") == cases[i].hs256 &&
+                          short_secret_warnings(log, "HS384") == cases[i].hs384 &&
+                          short_secret_warnings(log, "HS512") == cases[i].hs512,
+                      "secret of %zu bytes, %s: %s", cases[i].secret_len, cases[i].algs, log);
+        /* a warning, with the sizes, and never the secret itself */
+        if (cases[i].hs256 + cases[i].hs384 + cases[i].hs512 > 0) {
+            char has[64];
+            snprintf(has, sizeof has, "jwt_secret has %zu bytes", cases[i].secret_len);
+            ck_assert_msg(strstr(log, " warn ") && strstr(log, has), "%s", log);
+            ck_assert_msg(!strstr(log, "ssssssssssssssssssss"), "the secret is logged: %s", log);
+        }
+        free(log);
+        auth_free(ctx);
+    }
+}
+END_TEST
 
 static void expect_new_fails(const struct tcfg *t, const char *needle1, const char *needle2)
 {
@@ -1093,6 +1294,75 @@ START_TEST(test_trusted_header)
 }
 END_TEST
 
+/* The identity check shared by both authenticators: UTF-8 as RFC 3629 defines it (no overlong
+ * forms, no surrogates, nothing past U+10FFFF) and no C0, DEL or C1 control character. */
+static const struct {
+    const char *value;
+    const char *problem;     /* NULL = accepted */
+} identities[] = {
+    { "bob", NULL },
+    { "user@example.com", NULL },
+    { "with space and \"quotes\" = fine", NULL },
+    { "~", NULL },
+    { "caf\xc3\xa9", NULL },                      /* U+00E9 */
+    { "\xc2\xa0", NULL },                         /* U+00A0, just after the C1 block */
+    { "\xe2\x82\xac", NULL },                     /* U+20AC */
+    { "\xed\x9f\xbf", NULL },                     /* U+D7FF, just before the surrogates */
+    { "\xee\x80\x80", NULL },                     /* U+E000, just after them */
+    { "\xef\xbf\xbd", NULL },                     /* U+FFFD */
+    { "\xf0\x9f\x98\x80", NULL },                 /* U+1F600 */
+    { "\xf4\x8f\xbf\xbf", NULL },                 /* U+10FFFF, the last code point */
+    { "\xff", "is not valid UTF-8" },
+    { "\xfe", "is not valid UTF-8" },
+    { "a\x80" "b", "is not valid UTF-8" },         /* a continuation byte alone */
+    { "\xc0\xaf", "is not valid UTF-8" },           /* overlong '/' */
+    { "\xc1\xbf", "is not valid UTF-8" },           /* overlong U+007F */
+    { "\xe0\x80\xaf", "is not valid UTF-8" },       /* overlong, 3 bytes */
+    { "\xe0\x9f\xbf", "is not valid UTF-8" },       /* overlong U+07FF */
+    { "\xf0\x80\x80\xaf", "is not valid UTF-8" },   /* overlong, 4 bytes */
+    { "\xf0\x8f\xbf\xbf", "is not valid UTF-8" },   /* overlong U+FFFF */
+    { "\xed\xa0\x80", "is not valid UTF-8" },       /* U+D800 */
+    { "\xed\xbf\xbf", "is not valid UTF-8" },       /* U+DFFF */
+    { "\xf4\x90\x80\x80", "is not valid UTF-8" },   /* U+110000 */
+    { "\xf5\x80\x80\x80", "is not valid UTF-8" },
+    { "\xf8\x88\x80\x80\x80", "is not valid UTF-8" }, /* the old 5-byte form */
+    { "\xc3", "is not valid UTF-8" },               /* cut at the end */
+    { "\xe2\x82", "is not valid UTF-8" },
+    { "\xf0\x9f\x98", "is not valid UTF-8" },
+    { "a\xc3(b", "is not valid UTF-8" },            /* cut in the middle */
+    { "\xe2\x28\xa1", "is not valid UTF-8" },
+    { "a\nb", "contains a control character" },
+    { "a\rb", "contains a control character" },
+    { "a\tb", "contains a control character" },
+    { "\x01", "contains a control character" },
+    { "\x1f", "contains a control character" },
+    { "\x1b[31m", "contains a control character" },
+    { "del\x7f", "contains a control character" },
+    { "\xc2\x80", "contains a control character" },  /* U+0080 */
+    { "\xc2\x85", "contains a control character" },  /* U+0085 NEL */
+    { "\xc2\x9f", "contains a control character" },  /* U+009F */
+};
+
+START_TEST(test_trusted_identity_check)
+{
+    struct auth_ctx *ctx = trusted_ctx();
+    const char *value = identities[_i].value, *problem = identities[_i].problem;
+    char expect[128];
+
+    const struct kv as_user[] = {
+        { "REMOTE_USER", value }, { "HTTP_X_DEVICE_ID", "phone-2" }, { NULL, NULL } };
+    snprintf(expect, sizeof expect, "trusted user parameter REMOTE_USER %s", problem ? problem : "");
+    expect_trusted(ctx, as_user, problem ? expect : NULL, value, "phone-2");
+
+    const struct kv as_device[] = {
+        { "REMOTE_USER", "bob" }, { "HTTP_X_DEVICE_ID", value }, { NULL, NULL } };
+    snprintf(expect, sizeof expect, "trusted device parameter HTTP_X_DEVICE_ID %s",
+             problem ? problem : "");
+    expect_trusted(ctx, as_device, problem ? expect : NULL, "bob", value);
+    auth_free(ctx);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ auth_make_token */
 
 START_TEST(test_make_token_round_trip)
@@ -1188,6 +1458,12 @@ START_TEST(test_make_token_errors)
     err[0] = '\0';
     ck_assert_ptr_null(auth_make_token(&t.c, "alice", "", 60, err, sizeof err));
     ck_assert_msg(strstr(err, "device"), "%s", err);
+    err[0] = '\0';
+    ck_assert_ptr_null(auth_make_token(&t.c, "alice\nbob", "dev-1", 60, err, sizeof err));
+    ck_assert_str_eq(err, "user contains a control character");
+    err[0] = '\0';
+    ck_assert_ptr_null(auth_make_token(&t.c, "alice", "dev\xff", 60, err, sizeof err));
+    ck_assert_str_eq(err, "device is not valid UTF-8");
 }
 END_TEST
 
@@ -1204,6 +1480,7 @@ static Suite *jwt_suite(void)
     tcase_add_test(tc, test_non_canonical_base64);
     tcase_add_test(tc, test_oversized);
     tcase_add_test(tc, test_identity_length);
+    tcase_add_test(tc, test_identity_utf8);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("signed by libjwt");
@@ -1223,11 +1500,15 @@ static Suite *auth_suite(void)
     TCase *tc = tcase_create("auth_new");
     tcase_add_test(tc, test_new_errors);
     tcase_add_test(tc, test_new_ok);
+    tcase_add_test(tc, test_default_algorithms);
+    tcase_add_test(tc, test_short_secret_warnings);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("auth_authenticate");
     tcase_add_test(tc, test_authorization_header);
     tcase_add_test(tc, test_trusted_header);
+    tcase_add_loop_test(tc, test_trusted_identity_check, 0,
+                        (int)(sizeof identities / sizeof identities[0]));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("auth_make_token");

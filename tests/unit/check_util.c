@@ -1,4 +1,4 @@
-/* Unit tests for the core utilities: arena, strbuf, uuid, log level parsing, ct_equal. */
+/* Unit tests for the core utilities: arena, strbuf, uuid, log levels and line escaping, ct_equal. */
 #include <check.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "capture.h"
 #include "log.h"
 #include "strbuf.h"
 #include "uuid.h"
@@ -704,6 +705,105 @@ START_TEST(test_log_enabled)
 }
 END_TEST
 
+/* One log_request() line in the given format, with user and device as given. */
+static char *request_line(enum log_format format, const char *user, const char *device)
+{
+    log_setup(LOG_INFO, format);
+    struct log_request r = { .request_id = "0123456789abcdef", .method = "GET",
+                             .path = "/sync/download", .route = "/sync/download", .user = user,
+                             .device = device, .status = 200, .duration_ms = 1.5, .error = NULL };
+    struct capture c;
+    capture_start(&c);
+    log_request(&r);
+    char *line = capture_end(&c);
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    return line;
+}
+
+static char *msg_line(enum log_format format, const char *msg)
+{
+    log_setup(LOG_INFO, format);
+    struct capture c;
+    capture_start(&c);
+    log_info("%s", msg);
+    char *line = capture_end(&c);
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    return line;
+}
+
+/* Exactly one line, and no byte below 0x20 or DEL in it but its final newline. */
+static void assert_one_clean_line(const char *line)
+{
+    size_t n = strlen(line);
+    ck_assert_msg(n > 0 && line[n - 1] == '\n', "no final newline: %s", line);
+    for (size_t i = 0; i + 1 < n; i++)
+        ck_assert_msg((unsigned char)line[i] >= 0x20 && (unsigned char)line[i] != 0x7f,
+                      "byte 0x%02x at %zu of %s", (unsigned char)line[i], i, line);
+}
+
+static void assert_has(const char *line, const char *fragment)
+{
+    ck_assert_msg(strstr(line, fragment) != NULL, "%s lacks %s", line, fragment);
+}
+
+START_TEST(test_log_text_escapes_values)
+{
+    char *line = request_line(LOG_FORMAT_TEXT, "alice\n2026-01-01T00:00:00.000Z info forged",
+                              "\x1b[31mred\x7f");
+    assert_one_clean_line(line);
+    assert_has(line, " user=\"alice\\n2026-01-01T00:00:00.000Z info forged\" ");
+    assert_has(line, " device=\"\\x1b[31mred\\x7f\" ");
+    free(line);
+
+    /* no space, quote or '=': still quoted once it holds a control byte */
+    line = request_line(LOG_FORMAT_TEXT, "a\rb", "tab\there");
+    assert_one_clean_line(line);
+    assert_has(line, " user=\"a\\rb\" device=\"tab\\there\" ");
+    free(line);
+
+    /* every control byte and DEL, one at a time */
+    for (int b = 1; b < 0x80; b = b == 0x1f ? 0x7f : b + 1) {
+        char user[4] = { 'u', (char)b, 'v', '\0' };
+        line = request_line(LOG_FORMAT_TEXT, user, "d");
+        assert_one_clean_line(line);
+        free(line);
+    }
+
+    /* plain values stay as they were; quotes and backslashes inside quotes are escaped */
+    line = request_line(LOG_FORMAT_TEXT, "alice", "phone-1");
+    assert_one_clean_line(line);
+    assert_has(line, " user=alice device=phone-1 status=200 ");
+    free(line);
+    line = request_line(LOG_FORMAT_TEXT, "a \"b\" \\c", "x=y");
+    assert_has(line, " user=\"a \\\"b\\\" \\\\c\" device=\"x=y\" ");
+    free(line);
+}
+END_TEST
+
+START_TEST(test_log_text_escapes_message)
+{
+    char *line = msg_line(LOG_FORMAT_TEXT, "first\nsecond\r\tthird\x1b[0m\x7f");
+    assert_one_clean_line(line);
+    assert_has(line, " first\\nsecond\\r\\tthird\\x1b[0m\\x7f\n");
+    free(line);
+}
+END_TEST
+
+START_TEST(test_log_json_escapes)
+{
+    char *line = request_line(LOG_FORMAT_JSON, "alice\nbob", "\x1b[31m\x7f\x01\"\\");
+    assert_one_clean_line(line);
+    assert_has(line, ",\"user\":\"alice\\nbob\",");
+    assert_has(line, ",\"device\":\"\\u001b[31m\\u007f\\u0001\\\"\\\\\",");
+    free(line);
+
+    line = msg_line(LOG_FORMAT_JSON, "first\nsecond\x1b\x7f");
+    assert_one_clean_line(line);
+    assert_has(line, ",\"msg\":\"first\\nsecond\\u001b\\u007f\"}\n");
+    free(line);
+}
+END_TEST
+
 START_TEST(test_ct_equal)
 {
     ck_assert(ct_equal("secret", "secret", 6));
@@ -756,6 +856,9 @@ static Suite *misc_suite(void)
     tcase_add_test(tc, test_log_level_parse);
     tcase_add_test(tc, test_log_level_name);
     tcase_add_test(tc, test_log_enabled);
+    tcase_add_test(tc, test_log_text_escapes_values);
+    tcase_add_test(tc, test_log_text_escapes_message);
+    tcase_add_test(tc, test_log_json_escapes);
     tcase_add_test(tc, test_ct_equal);
     tcase_add_test(tc, test_xalloc);
     suite_add_tcase(s, tc);
