@@ -512,7 +512,7 @@ static void smoke(struct deploy *d)
         len += (size_t)snprintf(big + len, cap - len,
                                 "%s{\"source_change_id\":%d,\"schema\":\"business\",\"table\":\"users\","
                                 "\"op\":\"INSERT\",\"pk\":\"%s\",\"server_version\":0,\"payload\":{\"id\":\"%s\","
-                                "\"name\":\"",
+                                "\"email\":\"big@example.com\",\"name\":\"",
                                 i ? "," : "", 100 + i, pk, pk);
         memset(big + len, 'a' + i, BIG_NAME_BYTES);
         len += BIG_NAME_BYTES;

@@ -416,6 +416,78 @@ START_TEST(test_health_ready_metrics)
 }
 END_TEST
 
+/* The shipped oversyncd.conf materializes the example business tables (sql/examples/business.sql)
+ * with the generic materializer: the reference client's payloads land in business.*. */
+START_TEST(test_materializes_business_tables)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char user[64];
+    snprintf(user, sizeof user, "mat-%x", (unsigned)getpid() ^ (unsigned)time(NULL));
+    char *tok = e2e_token(s, user, "phone", NULL);
+    unsigned tag = ((unsigned)getpid() * 2654435761u) ^ (unsigned)time(NULL);
+    char pu[40], pp[40], pf[40], pr[40];
+    snprintf(pu, sizeof pu, "%08x-0000-4000-8000-0000000000a1", tag);
+    snprintf(pp, sizeof pp, "%08x-0000-4000-8000-0000000000a2", tag);
+    snprintf(pf, sizeof pf, "%08x-0000-4000-8000-0000000000a3", tag);
+    snprintf(pr, sizeof pr, "%08x-0000-4000-8000-0000000000a4", tag);
+    char *q = e2e_strf("SELECT encode(decode(replace('%s', '-', ''), 'hex'), 'base64')", pf);
+    char *file_b64 = e2e_psql(q);
+    ck_assert(file_b64 != NULL);
+    free(q);
+    /* as the reference client sends them: a child before its parent, Unix seconds, base64 */
+    char *body = e2e_strf(
+        "{\"last_server_seq_seen\":0,\"changes\":["
+        "{\"source_change_id\":1,\"schema\":\"business\",\"table\":\"posts\",\"op\":\"INSERT\",\"pk\":\"%s\","
+        "\"server_version\":0,\"payload\":{\"id\":\"%s\",\"title\":\"Hello\",\"content\":\"first post\","
+        "\"author_id\":\"%s\",\"created_at\":1754636460,\"updated_at\":1754636460}},"
+        "{\"source_change_id\":2,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\",\"pk\":\"%s\","
+        "\"server_version\":0,\"payload\":{\"id\":\"%s\",\"name\":\"Ada\",\"email\":\"ada@example.com\","
+        "\"created_at\":1754636460,\"updated_at\":1754636460}},"
+        "{\"source_change_id\":3,\"schema\":\"business\",\"table\":\"files\",\"op\":\"INSERT\",\"pk\":\"%s\","
+        "\"server_version\":0,\"payload\":{\"id\":\"%s\",\"name\":\"a.txt\",\"data\":\"aGVsbG8=\"}},"
+        "{\"source_change_id\":4,\"schema\":\"business\",\"table\":\"file_reviews\",\"op\":\"INSERT\",\"pk\":\"%s\","
+        "\"server_version\":0,\"payload\":{\"id\":\"%s\",\"review\":\"fine\",\"file_id\":\"%s\"}}]}",
+        pp, pp, pu, pu, pu, pf, file_b64, pr, pr, file_b64);
+    struct e2e_response r;
+    e2e_request(s, "POST", "/sync/upload", tok, body, &r);
+    e2e_assert_status(&r, 200);
+    for (int scid = 1; scid <= 4; scid++) {
+        char want[96];
+        snprintf(want, sizeof want, "{\"source_change_id\":%d,\"status\":\"applied\",\"new_server_version\":1}", scid);
+        e2e_assert_body_has(&r, want);
+    }
+    e2e_response_free(&r);
+    q = e2e_strf("SELECT u.name || ' ' || u.email || ' ' || to_char(u.created_at AT TIME ZONE 'UTC', 'HH24:MI:SS')"
+                 " || ' | ' || p.title || ' ' || p.author_id || ' | ' || encode(f.data, 'escape')"
+                 " || ' | ' || r.review || ' ' || r.file_id"
+                 " FROM business.users u, business.posts p, business.files f, business.file_reviews r"
+                 " WHERE u.id = '%s' AND p.id = '%s' AND f.id = '%s' AND r.id = '%s'", pu, pp, pf, pr);
+    char *rows = e2e_psql(q);
+    char *want = e2e_strf("Ada ada@example.com 07:01:00 | Hello %s | hello | fine %s", pu, pf);
+    ck_assert_msg(rows && strcmp(rows, want) == 0, "business tables: got \"%s\", want \"%s\"", rows ? rows : "(psql failed)",
+                  want);
+    free(q), free(rows), free(want);
+
+    /* A delete reaches the business table too (children first). */
+    free(body);
+    body = e2e_strf("{\"changes\":["
+                    "{\"source_change_id\":5,\"schema\":\"business\",\"table\":\"files\",\"op\":\"DELETE\",\"pk\":\"%s\","
+                    "\"server_version\":1},"
+                    "{\"source_change_id\":6,\"schema\":\"business\",\"table\":\"file_reviews\",\"op\":\"DELETE\","
+                    "\"pk\":\"%s\",\"server_version\":1}]}", pf, pr);
+    e2e_request(s, "POST", "/sync/upload", tok, body, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "{\"source_change_id\":5,\"status\":\"applied\",\"new_server_version\":2}");
+    e2e_assert_body_has(&r, "{\"source_change_id\":6,\"status\":\"applied\",\"new_server_version\":2}");
+    e2e_response_free(&r);
+    q = e2e_strf("SELECT count(*) FROM business.files WHERE id = '%s'", pf);
+    rows = e2e_psql(q);
+    ck_assert_msg(rows && strcmp(rows, "0") == 0, "the deleted file is still in business.files (%s)", rows ? rows : "?");
+    free(q), free(rows), free(body), free(file_b64), free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
 /* --------------------------------------------------------------------------- processes */
 
 START_TEST(test_worker_killed)
@@ -689,6 +761,7 @@ static Suite *foundation_suite(void)
     tcase_add_test(tc, test_payload_too_large);
     tcase_add_test(tc, test_retry_bad_ids);
     tcase_add_test(tc, test_health_ready_metrics);
+    tcase_add_test(tc, test_materializes_business_tables);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("processes");
