@@ -528,6 +528,83 @@ START_TEST(test_worker_killed)
 }
 END_TEST
 
+/* A worker killed in the middle of a request: the request is lost, and lighttpd answers it with
+ * its own HTML 500 ("unexpected end-of-file (perhaps the fastcgi process died)" in its error log).
+ * The upload wrote nothing, so the client's retry of the same batch applies it
+ * (lighttpd-example/README.md, docs/operations.md). */
+struct upload_call {
+    const struct e2e_stack *s;
+    const char *tok, *body;
+    struct e2e_response r;
+};
+
+static void *upload_thread(void *arg)
+{
+    struct upload_call *c = arg;
+    e2e_request(c->s, "POST", "/sync/upload", c->tok, c->body, &c->r);
+    return NULL;
+}
+
+START_TEST(test_worker_killed_mid_request)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char user[64];
+    snprintf(user, sizeof user, "midreq-%x", (unsigned)getpid() ^ (unsigned)time(NULL));
+    char *tok = e2e_token(s, user, "phone", NULL);
+    unsigned tag = ((unsigned)getpid() * 2654435761u) ^ (unsigned)time(NULL);
+    char pk[40];
+    snprintf(pk, sizeof pk, "%08x-0000-4000-8000-0000000000b1", tag);
+    char *body = e2e_strf("{\"changes\":[{\"source_change_id\":1,\"schema\":\"business\",\"table\":\"users\","
+                          "\"op\":\"INSERT\",\"pk\":\"%s\",\"server_version\":0,"
+                          "\"payload\":{\"id\":\"%s\",\"name\":\"Ada\",\"email\":\"ada@example.com\"}}]}", pk, pk);
+
+    /* Hold the user's upload lock for a while, so that the upload waits inside a worker. */
+    char *holder_log = e2e_strf("%s/psql-holder.log", e2e_dir(s));
+    pid_t holder = e2e_hold_upload_lock(user, 3, holder_log);
+    pthread_t th;
+    struct upload_call call = { .s = s, .tok = tok, .body = body };
+    ck_assert_int_eq(pthread_create(&th, NULL, upload_thread, &call), 0);
+    ck_assert_msg(e2e_wait_upload_waiting(5000), "the upload does not wait for the lock");
+
+    /* The upload is inside one of the workers: kill them all. */
+    pid_t workers[16];
+    int n = e2e_worker_pids(s, workers, 16);
+    ck_assert_int_eq(n, SHIPPED_WORKERS);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(kill(workers[i], SIGKILL), 0);
+    pthread_join(th, NULL);
+    ck_assert_msg(call.r.status == 500, "a request whose worker was killed: HTTP %ld %s", call.r.status, call.r.body);
+    const char *type = e2e_header(&call.r, "Content-Type");
+    ck_assert_msg(type && strncmp(type, "text/html", 9) == 0, "lighttpd's 500 has Content-Type %s", type ? type : "-");
+    ck_assert_msg(e2e_header(&call.r, "X-Request-Id") == NULL, "the 500 came from oversyncd");
+    e2e_response_free(&call.r);
+
+    /* The client retries the same batch: nothing of the first attempt was written, so the retry
+     * is applied as new (version 1), once the lock is free and the workers are back. */
+    bool applied = false;
+    struct e2e_response r;
+    long deadline = e2e_now_ms() + 15000;
+    while (!applied && e2e_now_ms() < deadline) {
+        e2e_request(s, "POST", "/sync/upload", tok, body, &r);
+        applied = r.status == 200;
+        if (applied)
+            e2e_assert_body_has(&r, "{\"source_change_id\":1,\"status\":\"applied\",\"new_server_version\":1}");
+        e2e_response_free(&r);
+        if (!applied)
+            e2e_sleep_ms(100);
+    }
+    ck_assert_msg(applied, "the retry was not answered 200 within 15 s");
+    char *q = e2e_strf("SELECT count(*) FROM sync.server_change_log WHERE user_id = '%s'", user);
+    char *count = e2e_psql(q);
+    ck_assert_msg(count && strcmp(count, "1") == 0, "%s change-log rows after the retry", count ? count : "?");
+    free(q), free(count);
+
+    e2e_stop_spawned(holder, SIGTERM, 5000, NULL);
+    free(holder_log), free(body), free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
 START_TEST(test_database_outage)
 {
     struct e2e_stack *s = e2e_start(NULL);
@@ -767,6 +844,7 @@ static Suite *foundation_suite(void)
     tc = tcase_create("processes");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_worker_killed);
+    tcase_add_test(tc, test_worker_killed_mid_request);
     tcase_add_test(tc, test_database_outage);
     tcase_add_test(tc, test_reload_under_load);
     tcase_add_test(tc, test_sigterm);

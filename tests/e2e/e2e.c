@@ -789,6 +789,48 @@ void e2e_business_tables(void)
     free(file);
 }
 
+/* Advisory locks of the uploads' lock space (pg_advisory_xact_lock(1870030713, hashtext(user))),
+ * granted or waited for; -1 when psql fails. */
+static int upload_locks(bool granted)
+{
+    char *n = e2e_psql(granted ? "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                 " AND classid = 1870030713 AND objsubid = 2 AND granted"
+                               : "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                 " AND classid = 1870030713 AND objsubid = 2 AND NOT granted");
+    int v = n ? atoi(n) : -1;
+    free(n);
+    return v;
+}
+
+pid_t e2e_hold_upload_lock(const char *user, int seconds, const char *log_path)
+{
+    int before = upload_locks(true);
+    char *psql = e2e_find_program("PSQL", "psql");
+    ck_assert_msg(psql != NULL, "psql not found");
+    char *sql = fmt("SELECT pg_advisory_lock(1870030713, hashtext('%s')); SELECT pg_sleep(%d)", user, seconds);
+    char *argv[] = { psql, "-X", "-q", "-c", sql, NULL };
+    pid_t pid = e2e_spawn(argv, NULL, log_path);
+    free(sql);
+    free(psql);
+    long deadline = e2e_now_ms() + 5000;
+    while (upload_locks(true) <= before) {
+        ck_assert_msg(e2e_now_ms() < deadline, "psql did not take the upload lock of %s (see %s)", user, log_path);
+        e2e_sleep_ms(20);
+    }
+    return pid;
+}
+
+bool e2e_wait_upload_waiting(int timeout_ms)
+{
+    long deadline = e2e_now_ms() + timeout_ms;
+    while (upload_locks(false) < 1) {
+        if (e2e_now_ms() >= deadline)
+            return false;
+        e2e_sleep_ms(20);
+    }
+    return true;
+}
+
 static char *find_lighttpd(void)
 {
     const char *env = getenv("LIGHTTPD");

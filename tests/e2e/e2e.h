@@ -201,6 +201,15 @@ char *e2e_psql(const char *sql);
  * e2e_prepare() call it, since oversyncd refuses to start when a generic table is missing. */
 void e2e_business_tables(void);
 
+/* To catch a worker in the middle of a request: takes the upload lock of user (the advisory
+ * lock every upload of that user takes first) in a psql process that holds it for seconds, and
+ * returns once it is held. The psql process is started with e2e_spawn() (output to log_path):
+ * stop it with e2e_stop_spawned() to release the lock early. */
+pid_t e2e_hold_upload_lock(const char *user, int seconds, const char *log_path);
+
+/* Waits up to timeout_ms until some upload waits for an upload lock; false when none does. */
+bool e2e_wait_upload_waiting(int timeout_ms);
+
 /* ------------------------------------------------------------------------------------ HTTP */
 
 #define E2E_MAX_HEADERS 64
