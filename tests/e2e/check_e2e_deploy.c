@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -512,7 +513,7 @@ static void smoke(struct deploy *d)
         len += (size_t)snprintf(big + len, cap - len,
                                 "%s{\"source_change_id\":%d,\"schema\":\"business\",\"table\":\"users\","
                                 "\"op\":\"INSERT\",\"pk\":\"%s\",\"server_version\":0,\"payload\":{\"id\":\"%s\","
-                                "\"name\":\"",
+                                "\"email\":\"big@example.com\",\"name\":\"",
                                 i ? "," : "", 100 + i, pk, pk);
         memset(big + len, 'a' + i, BIG_NAME_BYTES);
         len += BIG_NAME_BYTES;
@@ -549,6 +550,73 @@ static void smoke(struct deploy *d)
 
     free(phone);
     free(laptop);
+}
+
+/* A worker killed in the middle of a request (docs/operations.md, "When a worker dies"): the web
+ * server answers that request itself, with its own HTML page and status (want), never with
+ * oversyncd's JSON. find lists the oversyncd processes that may be serving it; all are killed.
+ * The user's upload lock is held meanwhile, so that the upload is surely inside one of them. */
+struct midreq_call {
+    struct deploy *d;
+    const char *tok, *body;
+    struct e2e_response r;
+};
+
+static void *midreq_upload(void *arg)
+{
+    struct midreq_call *c = arg;
+    request(c->d, "POST", "/sync/upload", c->tok, c->body, false, &c->r);
+    return NULL;
+}
+
+typedef int (*find_procs_fn)(const struct deploy *d, pid_t *out, int max);
+
+static int killed_mid_request(struct deploy *d, const char *server, long want, find_procs_fn find, pid_t *killed,
+                              int max_killed)
+{
+    unsigned tag = ((unsigned)getpid() * 2654435761u) ^ (unsigned)time(NULL);
+    char user[96], pk[40];
+    snprintf(user, sizeof user, "deploy-%s-midreq-%08x", d->mode, tag);
+    snprintf(pk, sizeof pk, "%08x-0000-4000-8000-0000000000c1", tag);
+    char *tok = e2e_token_conf(d->conf, user, "phone", NULL);
+    char *body = e2e_strf("{\"changes\":[{\"source_change_id\":1,\"schema\":\"business\",\"table\":\"users\","
+                          "\"op\":\"INSERT\",\"pk\":\"%s\",\"server_version\":0,"
+                          "\"payload\":{\"id\":\"%s\",\"name\":\"Ada\",\"email\":\"ada@example.com\"}}]}", pk, pk);
+    char *log = e2e_strf("%s/psql-holder.log", d->dir);
+    pid_t holder = e2e_hold_upload_lock(user, 5, log);
+    pthread_t th;
+    struct midreq_call call = { .d = d, .tok = tok, .body = body };
+    d_assert(d, pthread_create(&th, NULL, midreq_upload, &call) == 0, "pthread_create");
+    bool waiting = e2e_wait_upload_waiting(5000);
+    pid_t procs[64];
+    int n = find(d, procs, 64);
+    for (int i = 0; i < n && i < 64; i++) {
+        kill(procs[i], SIGKILL);
+        if (killed && i < max_killed)
+            killed[i] = procs[i];
+    }
+    pthread_join(th, NULL);
+    e2e_stop_spawned(holder, SIGTERM, 5000, NULL);
+    d_assert(d, waiting, "the upload never waited for the lock");
+    d_assert(d, n > 0, "no oversyncd process to kill");
+    const char *type = e2e_header(&call.r, "Content-Type");
+    d_assert(d, call.r.status == want && type && strncmp(type, "text/html", 9) == 0 &&
+                    !e2e_header(&call.r, "X-Request-Id"),
+             "a request whose oversyncd process was killed: expected %s's own HTML %ld, got HTTP %ld (%s) %.300s",
+             server, want, call.r.status, type ? type : "no Content-Type", call.r.body);
+    e2e_response_free(&call.r);
+    free(tok), free(body), free(log);
+    return n;
+}
+
+static int children_of_app(const struct deploy *d, pid_t *out, int max)
+{
+    return e2e_children(d->app, out, max);
+}
+
+static int children_of_web(const struct deploy *d, pid_t *out, int max)
+{
+    return e2e_children(d->web, out, max);
 }
 
 /* Stops the web server: everything it started must be gone within the grace period. */
@@ -683,6 +751,9 @@ START_TEST(test_lighttpd_bin_path)
             e2e_sleep_ms(50);
     }
     d_assert(&d, ok >= 2 * BIN_PATH_PROCS, "lighttpd does not answer through oversyncd after the kill");
+
+    /* A request whose process is killed gets lighttpd's own HTML 500. */
+    killed_mid_request(&d, "lighttpd", 500, children_of_web, NULL, 0);
 
     /* lighttpd stops its oversyncd processes with itself (SIGTERM); they exit by themselves. */
     stop_web(&d, "lighttpd", SIGTERM);
@@ -868,6 +939,10 @@ START_TEST(test_nginx_spawn_fcgi)
     d_status(&d, &r, 200, "GET /health after the kill");
     e2e_response_free(&r);
 
+    /* A request whose worker is killed gets nginx's own HTML 502 ("upstream prematurely closed
+     * connection while reading response header from upstream"). */
+    killed_mid_request(&d, "nginx", 502, children_of_app, NULL, 0);
+
     stop_web(&d, "nginx", SIGQUIT);   /* nginx's graceful stop */
     stop_app(&d, olog);                /* what systemd does: SIGTERM to the main process */
 
@@ -967,6 +1042,10 @@ START_TEST(test_apache_proxy_fcgi)
     e2e_response_free(&r);
     free(tok);
 
+    /* A request whose worker is killed gets Apache's own HTML 503 (AH01067 "Failed to read
+     * FastCGI header"). */
+    killed_mid_request(&d, "Apache mod_proxy_fcgi", 503, children_of_app, NULL, 0);
+
     stop_web(&d, "Apache", SIGTERM);
     stop_app(&d, olog);
 
@@ -1031,6 +1110,11 @@ static int fcgid_processes(pid_t apache, pid_t *out, int max)
         }
     }
     return found;
+}
+
+static int fcgid_of_web(const struct deploy *d, pid_t *out, int max)
+{
+    return fcgid_processes(d->web, out, max);
 }
 
 START_TEST(test_apache_fcgid)
@@ -1127,8 +1211,19 @@ START_TEST(test_apache_fcgid)
     e2e_response_free(&r);
     free(tok);
 
+    /* A request whose process is killed gets Apache's own HTML 500 ("End of script output before
+     * headers"). mod_fcgid starts a new process for the next request. */
+    pid_t killed[64];
+    int nkilled = killed_mid_request(&d, "Apache mod_fcgid", 500, fcgid_of_web, killed, 64);
+    tok = e2e_token_conf(d.conf, "deploy-fcgid-after-kill", "phone", NULL);
+    request(&d, "GET", "/sync/schema-version", tok, NULL, false, &r);
+    d_status(&d, &r, 200, "GET /sync/schema-version after the kill");
+    e2e_response_free(&r);
+    free(tok);
+
     /* Apache's stop takes the remaining oversyncd processes along. Every process mod_fcgid saw
-     * end (idle or at the stop) exited by itself with status 0: never killed by a signal. */
+     * end (idle or at the stop) exited by itself with status 0: never killed by a signal, except
+     * those the test killed. */
     stop_web(&d, "Apache", SIGTERM);
     char *log = e2e_read_file(aerr);
     d_assert(&d, log != NULL, "cannot read %s", aerr);
@@ -1136,7 +1231,13 @@ START_TEST(test_apache_fcgid)
     for (const char *line = log; line && *line;) {
         size_t len = strcspn(line, "\n");
         char *one = e2e_strf("%.*s", (int)len, line);
-        if (strstr(one, "mod_fcgid: process ") && strstr(one, " exit(")) {
+        bool ours = false;   /* killed above */
+        for (int k = 0; k < nkilled && k < 64; k++) {
+            char mark[32];
+            snprintf(mark, sizeof mark, "(%d) exit(", (int)killed[k]);
+            ours |= strstr(one, mark) != NULL;
+        }
+        if (!ours && strstr(one, "mod_fcgid: process ") && strstr(one, " exit(")) {
             ends++;
             if (strstr(one, "terminated by calling exit(), return code: 0"))
                 clean++;

@@ -502,6 +502,78 @@ START_TEST(test_health_ready_metrics)
 }
 END_TEST
 
+/* The shipped oversyncd.conf materializes the example business tables (sql/examples/business.sql)
+ * with the generic materializer: the reference client's payloads land in business.*. */
+START_TEST(test_materializes_business_tables)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char user[64];
+    snprintf(user, sizeof user, "mat-%x", (unsigned)getpid() ^ (unsigned)time(NULL));
+    char *tok = e2e_token(s, user, "phone", NULL);
+    unsigned tag = ((unsigned)getpid() * 2654435761u) ^ (unsigned)time(NULL);
+    char pu[40], pp[40], pf[40], pr[40];
+    snprintf(pu, sizeof pu, "%08x-0000-4000-8000-0000000000a1", tag);
+    snprintf(pp, sizeof pp, "%08x-0000-4000-8000-0000000000a2", tag);
+    snprintf(pf, sizeof pf, "%08x-0000-4000-8000-0000000000a3", tag);
+    snprintf(pr, sizeof pr, "%08x-0000-4000-8000-0000000000a4", tag);
+    char *q = e2e_strf("SELECT encode(decode(replace('%s', '-', ''), 'hex'), 'base64')", pf);
+    char *file_b64 = e2e_psql(q);
+    ck_assert(file_b64 != NULL);
+    free(q);
+    /* as the reference client sends them: a child before its parent, Unix seconds, base64 */
+    char *body = e2e_strf(
+        "{\"last_server_seq_seen\":0,\"changes\":["
+        "{\"source_change_id\":1,\"schema\":\"business\",\"table\":\"posts\",\"op\":\"INSERT\",\"pk\":\"%s\","
+        "\"server_version\":0,\"payload\":{\"id\":\"%s\",\"title\":\"Hello\",\"content\":\"first post\","
+        "\"author_id\":\"%s\",\"created_at\":1754636460,\"updated_at\":1754636460}},"
+        "{\"source_change_id\":2,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\",\"pk\":\"%s\","
+        "\"server_version\":0,\"payload\":{\"id\":\"%s\",\"name\":\"Ada\",\"email\":\"ada@example.com\","
+        "\"created_at\":1754636460,\"updated_at\":1754636460}},"
+        "{\"source_change_id\":3,\"schema\":\"business\",\"table\":\"files\",\"op\":\"INSERT\",\"pk\":\"%s\","
+        "\"server_version\":0,\"payload\":{\"id\":\"%s\",\"name\":\"a.txt\",\"data\":\"aGVsbG8=\"}},"
+        "{\"source_change_id\":4,\"schema\":\"business\",\"table\":\"file_reviews\",\"op\":\"INSERT\",\"pk\":\"%s\","
+        "\"server_version\":0,\"payload\":{\"id\":\"%s\",\"review\":\"fine\",\"file_id\":\"%s\"}}]}",
+        pp, pp, pu, pu, pu, pf, file_b64, pr, pr, file_b64);
+    struct e2e_response r;
+    e2e_request(s, "POST", "/sync/upload", tok, body, &r);
+    e2e_assert_status(&r, 200);
+    for (int scid = 1; scid <= 4; scid++) {
+        char want[96];
+        snprintf(want, sizeof want, "{\"source_change_id\":%d,\"status\":\"applied\",\"new_server_version\":1}", scid);
+        e2e_assert_body_has(&r, want);
+    }
+    e2e_response_free(&r);
+    q = e2e_strf("SELECT u.name || ' ' || u.email || ' ' || to_char(u.created_at AT TIME ZONE 'UTC', 'HH24:MI:SS')"
+                 " || ' | ' || p.title || ' ' || p.author_id || ' | ' || encode(f.data, 'escape')"
+                 " || ' | ' || r.review || ' ' || r.file_id"
+                 " FROM business.users u, business.posts p, business.files f, business.file_reviews r"
+                 " WHERE u.id = '%s' AND p.id = '%s' AND f.id = '%s' AND r.id = '%s'", pu, pp, pf, pr);
+    char *rows = e2e_psql(q);
+    char *want = e2e_strf("Ada ada@example.com 07:01:00 | Hello %s | hello | fine %s", pu, pf);
+    ck_assert_msg(rows && strcmp(rows, want) == 0, "business tables: got \"%s\", want \"%s\"", rows ? rows : "(psql failed)",
+                  want);
+    free(q), free(rows), free(want);
+
+    /* A delete reaches the business table too (children first). */
+    free(body);
+    body = e2e_strf("{\"changes\":["
+                    "{\"source_change_id\":5,\"schema\":\"business\",\"table\":\"files\",\"op\":\"DELETE\",\"pk\":\"%s\","
+                    "\"server_version\":1},"
+                    "{\"source_change_id\":6,\"schema\":\"business\",\"table\":\"file_reviews\",\"op\":\"DELETE\","
+                    "\"pk\":\"%s\",\"server_version\":1}]}", pf, pr);
+    e2e_request(s, "POST", "/sync/upload", tok, body, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "{\"source_change_id\":5,\"status\":\"applied\",\"new_server_version\":2}");
+    e2e_assert_body_has(&r, "{\"source_change_id\":6,\"status\":\"applied\",\"new_server_version\":2}");
+    e2e_response_free(&r);
+    q = e2e_strf("SELECT count(*) FROM business.files WHERE id = '%s'", pf);
+    rows = e2e_psql(q);
+    ck_assert_msg(rows && strcmp(rows, "0") == 0, "the deleted file is still in business.files (%s)", rows ? rows : "?");
+    free(q), free(rows), free(body), free(file_b64), free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
 /* --------------------------------------------------------------------------- processes */
 
 START_TEST(test_worker_killed)
@@ -538,6 +610,83 @@ START_TEST(test_worker_killed)
     ck_assert(wait_metric_at_least(s, "oversyncd_worker_restarts_total", 1, 2000));
     ck_assert_msg(e2e_fetch_metric(s, "oversyncd_worker_restarts_total") == 1, "restarts_total is not 1");
     free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
+/* A worker killed in the middle of a request: the request is lost, and lighttpd answers it with
+ * its own HTML 500 ("unexpected end-of-file (perhaps the fastcgi process died)" in its error log).
+ * The upload wrote nothing, so the client's retry of the same batch applies it
+ * (lighttpd-example/README.md, docs/operations.md). */
+struct upload_call {
+    const struct e2e_stack *s;
+    const char *tok, *body;
+    struct e2e_response r;
+};
+
+static void *upload_thread(void *arg)
+{
+    struct upload_call *c = arg;
+    e2e_request(c->s, "POST", "/sync/upload", c->tok, c->body, &c->r);
+    return NULL;
+}
+
+START_TEST(test_worker_killed_mid_request)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char user[64];
+    snprintf(user, sizeof user, "midreq-%x", (unsigned)getpid() ^ (unsigned)time(NULL));
+    char *tok = e2e_token(s, user, "phone", NULL);
+    unsigned tag = ((unsigned)getpid() * 2654435761u) ^ (unsigned)time(NULL);
+    char pk[40];
+    snprintf(pk, sizeof pk, "%08x-0000-4000-8000-0000000000b1", tag);
+    char *body = e2e_strf("{\"changes\":[{\"source_change_id\":1,\"schema\":\"business\",\"table\":\"users\","
+                          "\"op\":\"INSERT\",\"pk\":\"%s\",\"server_version\":0,"
+                          "\"payload\":{\"id\":\"%s\",\"name\":\"Ada\",\"email\":\"ada@example.com\"}}]}", pk, pk);
+
+    /* Hold the user's upload lock for a while, so that the upload waits inside a worker. */
+    char *holder_log = e2e_strf("%s/psql-holder.log", e2e_dir(s));
+    pid_t holder = e2e_hold_upload_lock(user, 3, holder_log);
+    pthread_t th;
+    struct upload_call call = { .s = s, .tok = tok, .body = body };
+    ck_assert_int_eq(pthread_create(&th, NULL, upload_thread, &call), 0);
+    ck_assert_msg(e2e_wait_upload_waiting(5000), "the upload does not wait for the lock");
+
+    /* The upload is inside one of the workers: kill them all. */
+    pid_t workers[16];
+    int n = e2e_worker_pids(s, workers, 16);
+    ck_assert_int_eq(n, SHIPPED_WORKERS);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(kill(workers[i], SIGKILL), 0);
+    pthread_join(th, NULL);
+    ck_assert_msg(call.r.status == 500, "a request whose worker was killed: HTTP %ld %s", call.r.status, call.r.body);
+    const char *type = e2e_header(&call.r, "Content-Type");
+    ck_assert_msg(type && strncmp(type, "text/html", 9) == 0, "lighttpd's 500 has Content-Type %s", type ? type : "-");
+    ck_assert_msg(e2e_header(&call.r, "X-Request-Id") == NULL, "the 500 came from oversyncd");
+    e2e_response_free(&call.r);
+
+    /* The client retries the same batch: nothing of the first attempt was written, so the retry
+     * is applied as new (version 1), once the lock is free and the workers are back. */
+    bool applied = false;
+    struct e2e_response r;
+    long deadline = e2e_now_ms() + 15000;
+    while (!applied && e2e_now_ms() < deadline) {
+        e2e_request(s, "POST", "/sync/upload", tok, body, &r);
+        applied = r.status == 200;
+        if (applied)
+            e2e_assert_body_has(&r, "{\"source_change_id\":1,\"status\":\"applied\",\"new_server_version\":1}");
+        e2e_response_free(&r);
+        if (!applied)
+            e2e_sleep_ms(100);
+    }
+    ck_assert_msg(applied, "the retry was not answered 200 within 15 s");
+    char *q = e2e_strf("SELECT count(*) FROM sync.server_change_log WHERE user_id = '%s'", user);
+    char *count = e2e_psql(q);
+    ck_assert_msg(count && strcmp(count, "1") == 0, "%s change-log rows after the retry", count ? count : "?");
+    free(q), free(count);
+
+    e2e_stop_spawned(holder, SIGTERM, 5000, NULL);
+    free(holder_log), free(body), free(tok);
     e2e_stop(s);
 }
 END_TEST
@@ -776,11 +925,13 @@ static Suite *foundation_suite(void)
     tcase_add_test(tc, test_retry_bad_ids);
     tcase_add_test(tc, test_malformed_query);
     tcase_add_test(tc, test_health_ready_metrics);
+    tcase_add_test(tc, test_materializes_business_tables);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("processes");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_worker_killed);
+    tcase_add_test(tc, test_worker_killed_mid_request);
     tcase_add_test(tc, test_database_outage);
     tcase_add_test(tc, test_reload_under_load);
     tcase_add_test(tc, test_sigterm);

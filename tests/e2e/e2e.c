@@ -393,6 +393,60 @@ static bool wait_pg_ready(int timeout_ms)
     return true;
 }
 
+char *e2e_psql(const char *sql)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return NULL;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return NULL;
+    }
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("psql", "psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0, cap = 256;
+    char *out = malloc(cap);
+    if (!out)
+        abort();
+    for (;;) {
+        if (len + 128 > cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+            if (!out)
+                abort();
+        }
+        ssize_t n = read(fds[0], out + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fds[0]);
+    out[len] = '\0';
+    while (len && out[len - 1] == '\n')
+        out[--len] = '\0';
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) {
+            free(out);
+            return NULL;
+        }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 static void pg_ctl(const char *what)
 {
     const char *sh = getenv("OVERSYNCD_TEST_PGSH"), *dir = pg_dir();
@@ -724,6 +778,59 @@ static const char *top_srcdir(void)
     return env_or("top_srcdir", top_builddir());
 }
 
+void e2e_business_tables(void)
+{
+    char *file = fmt("%s/sql/examples/business.sql", top_srcdir());
+    char *argv[] = { "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "SET client_min_messages = warning",
+                     "-f", file, NULL };
+    int rc = run_command(argv);
+    ck_assert_msg(rc == 0, "psql -f %s failed (status %d): the business tables of lighttpd-example are missing",
+                  file, rc);
+    free(file);
+}
+
+/* Advisory locks of the uploads' lock space (pg_advisory_xact_lock(1870030713, hashtext(user))),
+ * granted or waited for; -1 when psql fails. */
+static int upload_locks(bool granted)
+{
+    char *n = e2e_psql(granted ? "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                 " AND classid = 1870030713 AND objsubid = 2 AND granted"
+                               : "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                 " AND classid = 1870030713 AND objsubid = 2 AND NOT granted");
+    int v = n ? atoi(n) : -1;
+    free(n);
+    return v;
+}
+
+pid_t e2e_hold_upload_lock(const char *user, int seconds, const char *log_path)
+{
+    int before = upload_locks(true);
+    char *psql = e2e_find_program("PSQL", "psql");
+    ck_assert_msg(psql != NULL, "psql not found");
+    char *sql = fmt("SELECT pg_advisory_lock(1870030713, hashtext('%s')); SELECT pg_sleep(%d)", user, seconds);
+    char *argv[] = { psql, "-X", "-q", "-c", sql, NULL };
+    pid_t pid = e2e_spawn(argv, NULL, log_path);
+    free(sql);
+    free(psql);
+    long deadline = e2e_now_ms() + 5000;
+    while (upload_locks(true) <= before) {
+        ck_assert_msg(e2e_now_ms() < deadline, "psql did not take the upload lock of %s (see %s)", user, log_path);
+        e2e_sleep_ms(20);
+    }
+    return pid;
+}
+
+bool e2e_wait_upload_waiting(int timeout_ms)
+{
+    long deadline = e2e_now_ms() + timeout_ms;
+    while (upload_locks(false) < 1) {
+        if (e2e_now_ms() >= deadline)
+            return false;
+        e2e_sleep_ms(20);
+    }
+    return true;
+}
+
 static char *find_lighttpd(void)
 {
     const char *env = getenv("LIGHTTPD");
@@ -1009,6 +1116,7 @@ struct e2e_stack *e2e_start(const struct e2e_options *opts)
     ck_assert_msg(getenv("DATABASE_URL") != NULL,
                   "DATABASE_URL is not set: run the test under tests/pg.sh (make check does)");
     ensure_pg_running();
+    e2e_business_tables();
     long deadline = e2e_now_ms() + (opts->start_timeout_ms > 0 ? opts->start_timeout_ms
                                                                : DEFAULT_START_TIMEOUT_MS);
 
@@ -1314,6 +1422,7 @@ void e2e_prepare(void)
     ck_assert_msg(getenv("DATABASE_URL") != NULL,
                   "DATABASE_URL is not set: run the test under tests/pg.sh (make check does)");
     ensure_pg_running();
+    e2e_business_tables();
 }
 
 const char *e2e_top_builddir(void)

@@ -122,7 +122,8 @@ char *e2e_conf_merge(const char *base, const char *ini);
  * directory from e2e_make_dir() is removed by the guardian likewise. */
 
 /* What e2e_start() checks first: DATABASE_URL is set, PostgreSQL runs (started again when a
- * test left it stopped), the guardian and libcurl are ready. */
+ * test left it stopped) and has the business tables (e2e_business_tables), the guardian and
+ * libcurl are ready. */
 void e2e_prepare(void);
 
 const char *e2e_top_builddir(void);   /* $top_builddir, "." when unset */
@@ -189,6 +190,25 @@ int e2e_children(pid_t parent, pid_t *out, int max);
  * again by the guardian when the test process ends, and by the next e2e_start(). */
 void e2e_pg_stop(void);
 void e2e_pg_start(void);
+
+/* Runs sql with psql (-X -A -t -q, ON_ERROR_STOP) against the cluster of tests/pg.sh (PGHOST...
+ * of the environment). Returns its standard output without the trailing newline (malloc'd), or
+ * NULL when psql failed (its error went to stderr). */
+char *e2e_psql(const char *sql);
+
+/* The business tables that lighttpd-example/oversyncd.conf registers with the generic
+ * materializer: sql/examples/business.sql, run with psql (idempotent). e2e_start() and
+ * e2e_prepare() call it, since oversyncd refuses to start when a generic table is missing. */
+void e2e_business_tables(void);
+
+/* To catch a worker in the middle of a request: takes the upload lock of user (the advisory
+ * lock every upload of that user takes first) in a psql process that holds it for seconds, and
+ * returns once it is held. The psql process is started with e2e_spawn() (output to log_path):
+ * stop it with e2e_stop_spawned() to release the lock early. */
+pid_t e2e_hold_upload_lock(const char *user, int seconds, const char *log_path);
+
+/* Waits up to timeout_ms until some upload waits for an upload lock; false when none does. */
+bool e2e_wait_upload_waiting(int timeout_ms);
 
 /* ------------------------------------------------------------------------------------ HTTP */
 
