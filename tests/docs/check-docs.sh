@@ -139,7 +139,7 @@ while read -r m; do
 done <"$tmp/metrics.code"
 
 # ------------------------------------------------------------- 4. configuration examples
-JWT_SECRET=docs-test-secret-0123456789abcdef0123456789
+JWT_SECRET=docs-test-secret-0123456789abcdef0123456789abcdef0123456789abcdef01
 export JWT_SECRET DATABASE_URL
 out=$(psql -X -q -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -f sql/examples/business.sql 2>&1)
 check "sql/examples/business.sql runs (got: $out)" test $? -eq 0
