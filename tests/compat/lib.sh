@@ -271,7 +271,9 @@ compat_finish() {
 compat_in_pg() {
     COMPAT_STAGE2=$1
     COMPAT_NETNS=
-    if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
+    # COMPAT_USE_NETNS=no keeps the machine's network (to try the fallback)
+    if [ "${COMPAT_USE_NETNS:-auto}" != no ] && [ "$(id -u)" = 0 ] &&
+        command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
         unshare --net sh -c 'ip link set lo up' 2>/dev/null; then
         COMPAT_NETNS=1
     fi
