@@ -830,12 +830,13 @@ static void classify_once(struct batch *b)
         struct rowkey *r = &b->keys[c->key];
         if (c->status == ST_MATERIALIZE_ERROR)
             continue;
-        if (c->op != OP_DELETE && !precheck(b, oi, c))
-            continue;
+        /* SPEC §4.3: a change that landed is answered applied even when its parent is gone since */
         if (scid_seen(b, c->scid)) {
             c->status = ST_IDEMPOTENT;
             continue;
         }
+        if (c->op != OP_DELETE && !precheck(b, oi, c))
+            continue;
         long long current = r->exists ? r->version : 0;
         if (c->at_current_version)
             c->sv = current;

@@ -473,6 +473,49 @@ START_TEST(test_parent_in_business_table)
 }
 END_TEST
 
+/* SPEC §4.3: idempotency is decided before the FK pre-check. A child that landed, whose parent
+ * was deleted since (by another device), is answered applied without a version when it is sent
+ * again with the same scid — alone, or beside other changes — and nothing is written. */
+START_TEST(test_retry_after_parent_deleted)
+{
+    open_full();
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(user_ins(1, USER1), post_ins(2, POST1, q(USER1)), NULL));
+    assert_applied(a, 0, 1, 1);
+    assert_applied(a, 1, 2, 1);
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U, "laptop", batch(del(1, "users", USER1, 1), NULL));
+    assert_applied(a, 0, 1, 2);
+    long long highest = tdb_int(a->json, "highest_server_seq");
+    tdb_answer_free(a);
+    /* the parent really is gone: a new child of it is refused */
+    a = up1(U, post_ins(3, POST2, q(USER1)));
+    assert_missing(a, 0, 3, "[\"business.users:" USER1 "\"]");
+    tdb_answer_free(a);
+    char *before = tdb_snapshot(&T);
+
+    const char *bodies[] = {
+        batch(post_ins(2, POST1, q(USER1)), NULL),
+        batch(post_ins(2, POST1, q(USER1)), post_ins(3, POST2, q(USER1)), NULL),
+    };
+    for (int b = 0; b < 2; b++) {
+        a = tdb_upload_ok(&T, U, D, bodies[b]);
+        ck_assert_int_eq(tdb_nstatuses(a), b + 1);
+        json_object *st = status_at(a, 0, 2);
+        ck_assert_msg(strcmp(tdb_str(st, "status"), "applied") == 0 && !tdb_has(st, "new_server_version") &&
+                          !tdb_has(st, "invalid"),
+                      "a retry of a change that landed must be applied without a version: %s", a->body);
+        if (b == 1)
+            assert_missing(a, 1, 3, "[\"business.users:" USER1 "\"]");
+        ck_assert_int_eq(tdb_int(a->json, "highest_server_seq"), highest);
+        ck_assert_int_eq(a->counts.applied, 0);
+        tdb_answer_free(a);
+        ck_assert_str_eq(tdb_snapshot(&T), before);
+    }
+    ck_assert_int_eq(tdb_log_count_pk(&T, U, POST1), 1);
+    assert_nothing_written(U, POST2);
+}
+END_TEST
+
 /* A parent upsert of the batch that is not applied (conflict) does not count. */
 START_TEST(test_parent_conflict_in_batch)
 {
@@ -1321,6 +1364,7 @@ static Suite *precheck_suite(void)
     tcase_add_test(tc, test_sidecar_parent_user_and_deleted);
     tcase_add_test(tc, test_parent_in_business_table);
     tcase_add_test(tc, test_parent_conflict_in_batch);
+    tcase_add_test(tc, test_retry_after_parent_deleted);
     tcase_add_test(tc, test_delete_parent_and_children);
     tcase_add_test(tc, test_unregistered_parent);
     tcase_add_test(tc, test_parent_unique_column_in_batch);
