@@ -103,13 +103,14 @@ struct batch {
 
 /* ------------------------------------------------------------------------------ parsing */
 
-static bool bad_request(char *err, size_t errlen, const char *fmt, int i, const char *field)
+static bool bad_request(char *err, size_t errlen, const char *fmt, long i, const char *field)
 {
     snprintf(err, errlen, fmt, i, field);
     return false;
 }
 
-static bool opt_string(struct batch *b, const struct json_span *v, const char **out, int i,
+/* A string field; with keep false (a change only checked, see parse_body) nothing is copied. */
+static bool opt_string(struct batch *b, const struct json_span *v, const char **out, bool keep, long i,
                        const char *field, char *err, size_t errlen)
 {
     if (v->type == JSON_NULL) {
@@ -117,21 +118,23 @@ static bool opt_string(struct batch *b, const struct json_span *v, const char **
         return true;
     }
     if (v->type != JSON_STRING)
-        return bad_request(err, errlen, "changes[%d].%s must be a string", i, field);
-    *out = json_string_dup(b->rq->arena, v);
+        return bad_request(err, errlen, "changes[%ld].%s must be a string", i, field);
+    *out = keep ? json_string_dup(b->rq->arena, v) : "";
     return true;
 }
 
-static bool parse_change(struct batch *b, const struct json_span *obj, int i, char *err, size_t errlen)
+/* Reads changes[i] into c. With keep false it only checks the element's shape and reads its scid:
+ * nothing is allocated, so every element of any body can be checked. */
+static bool parse_change(struct batch *b, const struct json_span *obj, long i, struct change *c, bool keep,
+                         char *err, size_t errlen)
 {
-    struct change *c = &b->changes[i];
     memset(c, 0, sizeof *c);
     c->schema = c->table = c->op_text = "";
     c->pk_raw = NULL;
     c->key = -1;
     c->row_image = -2;
     if (obj->type != JSON_OBJECT)
-        return bad_request(err, errlen, "changes[%d] must be an object%s", i, "");
+        return bad_request(err, errlen, "changes[%ld] must be an object%s", i, "");
     bool have_scid = false;
     struct json_iter it;
     struct json_span k, v;
@@ -141,44 +144,50 @@ static bool parse_change(struct batch *b, const struct json_span *obj, int i, ch
             if (v.type == JSON_NULL) {
                 have_scid = false;
             } else if (!json_int64(&v, &c->scid)) {
-                return bad_request(err, errlen, "changes[%d].%s must be an integer", i, "source_change_id");
+                return bad_request(err, errlen, "changes[%ld].%s must be an integer", i, "source_change_id");
             } else {
                 have_scid = true;
             }
         } else if (json_string_eq(&k, "schema")) {
-            if (!opt_string(b, &v, &c->schema, i, "schema", err, errlen))
+            if (!opt_string(b, &v, &c->schema, keep, i, "schema", err, errlen))
                 return false;
         } else if (json_string_eq(&k, "table")) {
-            if (!opt_string(b, &v, &c->table, i, "table", err, errlen))
+            if (!opt_string(b, &v, &c->table, keep, i, "table", err, errlen))
                 return false;
         } else if (json_string_eq(&k, "op")) {
-            if (!opt_string(b, &v, &c->op_text, i, "op", err, errlen))
+            if (!opt_string(b, &v, &c->op_text, keep, i, "op", err, errlen))
                 return false;
         } else if (json_string_eq(&k, "pk")) {
             if (v.type == JSON_NULL)
                 c->pk_raw = NULL;
             else if (v.type != JSON_STRING)
-                return bad_request(err, errlen, "changes[%d].%s must be a string", i, "pk");
+                return bad_request(err, errlen, "changes[%ld].%s must be a string", i, "pk");
             else
-                c->pk_raw = json_string_dup(b->rq->arena, &v);
+                c->pk_raw = keep ? json_string_dup(b->rq->arena, &v) : "";
         } else if (json_string_eq(&k, "server_version")) {
             if (v.type == JSON_NULL)
                 c->sv = 0;
             else if (!json_int64(&v, &c->sv))
-                return bad_request(err, errlen, "changes[%d].%s must be an integer", i, "server_version");
+                return bad_request(err, errlen, "changes[%ld].%s must be an integer", i, "server_version");
         } else if (json_string_eq(&k, "payload")) {
             c->has_payload = true;
             c->payload = v;
         }
     }
     if (!have_scid)
-        return bad_request(err, errlen, "changes[%d].%s is required", i, "source_change_id");
+        return bad_request(err, errlen, "changes[%ld].%s is required", i, "source_change_id");
     return true;
 }
 
-static bool parse_body(struct batch *b, const char *body, size_t len, char *err, size_t errlen)
+/* Validates the body and checks every element of changes (400 for the first bad one, wherever it
+ * is), counting them without keeping anything. *array and *count describe the changes. Only a
+ * batch within max_upload_changes is then read into b->changes; a larger one is answered from the
+ * body itself (answer_too_large), so a body of a million elements costs no memory per element. */
+static bool parse_body(struct batch *b, const char *body, size_t len, struct json_span *array, long *count,
+                       char *err, size_t errlen)
 {
     struct json_span root;
+    *count = 0;
     if (!json_validate(body, len, &root, err, errlen))
         return false;
     if (root.type != JSON_OBJECT) {
@@ -200,6 +209,7 @@ static bool parse_body(struct batch *b, const char *body, size_t len, char *err,
             changes = v;
         }
     }
+    *array = changes;
     if (changes.type == JSON_NULL) {
         b->n = 0;
         return true;
@@ -208,16 +218,22 @@ static bool parse_body(struct batch *b, const char *body, size_t len, char *err,
         snprintf(err, errlen, "changes must be an array");
         return false;
     }
-    int n = 0;
+    long n = 0;
+    struct change scratch;
     json_iter_init(&it, &changes);
-    while (json_iter_element(&it, &v))
-        n++;
-    b->changes = arena_calloc(b->rq->arena, (size_t)(n ? n : 1), sizeof *b->changes);
-    b->n = n;
-    json_iter_init(&it, &changes);
-    for (int i = 0; i < n && json_iter_element(&it, &v); i++)
-        if (!parse_change(b, &v, i, err, errlen))
+    while (json_iter_element(&it, &v)) {
+        if (!parse_change(b, &v, n, &scratch, false, err, errlen))
             return false;
+        n++;
+    }
+    *count = n;
+    if (n > b->rq->cfg->max_upload_changes || n > INT_MAX)
+        return true;
+    b->changes = arena_calloc(b->rq->arena, (size_t)(n ? n : 1), sizeof *b->changes);
+    b->n = (int)n;
+    json_iter_init(&it, &changes);
+    for (int i = 0; i < b->n && json_iter_element(&it, &v); i++)
+        parse_change(b, &v, i, &b->changes[i], true, err, errlen);   /* checked above */
     return true;
 }
 
@@ -1538,25 +1554,76 @@ static enum sync_outcome run_batch(struct batch *b, long long *highest, char *er
     return o;
 }
 
+/* SPEC §4: more changes than max_upload_changes → 200 with every change invalid/bad_payload,
+ * nothing written. The statuses are written straight from the request's array, the scid of each
+ * read from its element as it comes, so no memory is spent per change. With a sink the answer is
+ * measured first (its exact length goes out before it), then sent in pieces of about 64 KB, so it
+ * is never held whole either: a 16 MB body of minimal changes answers some 150 MB. */
+static enum sync_outcome answer_too_large(struct batch *b, const struct json_span *array, long n, strbuf_t *out,
+                                          struct upload_counts *counts, char *err, size_t errlen)
+{
+    enum { PIECE = 64 * 1024 };
+    long long highest = 0;
+    enum sync_outcome o = highest_only(b, &highest, err, errlen);
+    if (o != SYNC_OK)
+        return o;
+    memset(counts, 0, sizeof *counts);
+    counts->invalid[INVALID_BAD_PAYLOAD] = (unsigned long)n;
+    struct change status;
+    memset(&status, 0, sizeof status);
+    bad_payload(b, &status, "batch too large: %ld changes; the limit is %ld", n, b->rq->cfg->max_upload_changes);
+    const struct sync_sink *sink = b->rq->sink;
+    size_t total = 0;
+    for (int pass = sink ? 0 : 1; pass < 2; pass++) {
+        bool measure = pass == 0, send = pass == 1 && sink;
+        sb_reset(out);
+        sb_printf(out, "{\"accepted\":true,\"highest_server_seq\":%lld,\"statuses\":[", highest);
+        struct json_iter it;
+        struct json_span v;
+        struct change c;
+        json_iter_init(&it, array);
+        for (long i = 0; json_iter_element(&it, &v); i++) {
+            parse_change(b, &v, i, &c, false, err, errlen);   /* checked by parse_body */
+            status.scid = c.scid;
+            if (i)
+                sb_putc(out, ',');
+            write_status(b, out, &status);
+            if (measure) {
+                total += out->len;
+                sb_reset(out);
+            } else if (send && out->len >= PIECE) {
+                sink->write(sink->ud, out->data, out->len);
+                sb_reset(out);
+            }
+        }
+        sb_puts(out, "]}");
+        if (measure) {
+            total += out->len;
+            sink->begin(sink->ud, total);
+        } else if (send) {
+            sink->write(sink->ud, out->data, out->len);
+            sb_reset(out);
+        }
+    }
+    return SYNC_OK;
+}
+
 enum sync_outcome sync_upload(const struct sync_request *rq, const char *body, size_t len,
                               strbuf_t *out, struct upload_counts *counts, char *err, size_t errlen)
 {
     struct batch b;
     memset(&b, 0, sizeof b);
     b.rq = rq;
-    if (!parse_body(&b, body, len, err, errlen))
+    struct json_span array;
+    long count;
+    if (!parse_body(&b, body, len, &array, &count, err, errlen))
         return SYNC_BAD_REQUEST;
+    if (count > rq->cfg->max_upload_changes || count > INT_MAX)
+        return answer_too_large(&b, &array, count, out, counts, err, errlen);
 
     long long highest = 0;
-    if (b.n > rq->cfg->max_upload_changes) {
-        for (int i = 0; i < b.n; i++) {
-            struct change *c = &b.changes[i];
-            bad_payload(&b, c, "batch too large: %d changes; the limit is %ld", b.n, rq->cfg->max_upload_changes);
-        }
-    } else {
-        for (int i = 0; i < b.n; i++)
-            validate(&b, &b.changes[i]);
-    }
+    for (int i = 0; i < b.n; i++)
+        validate(&b, &b.changes[i]);
 
     enum sync_outcome o = run_batch(&b, &highest, err, errlen);
     if (o != SYNC_OK)
