@@ -830,16 +830,25 @@ START_TEST(test_batch_too_large)
 }
 END_TEST
 
+/* Something stored first, so that the snapshot covers real rows: the user's highest server_id;
+ * *before gets the snapshot. */
+static long long stored_row(char **before)
+{
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
+    long long h = tdb_int(a->json, "highest_server_seq");
+    tdb_answer_free(a);
+    *before = tdb_snapshot(&T);
+    return h;
+}
+
 /* The over-limit answer, byte for byte (SPEC §4): every change invalid/bad_payload with the same
  * message naming the count, in request order, with its scid as sent. */
 START_TEST(test_batch_too_large_exact_text)
 {
     T.cfg.max_upload_changes = 2;
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(10, PK5, 0, "{}"), NULL));
-    long long h = tdb_int(a->json, "highest_server_seq");
-    tdb_answer_free(a);
-    char *before = tdb_snapshot(&T);
-    a = tdb_upload_ok(&T, U, D, "{\"changes\":[{\"source_change_id\":-7},{\"source_change_id\":0,\"op\":\"DELETE\"},"
+    char *before;
+    long long h = stored_row(&before);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, "{\"changes\":[{\"source_change_id\":-7},{\"source_change_id\":0,\"op\":\"DELETE\"},"
                                 "{\"pk\":null,\"source_change_id\":9223372036854775807}]}");
     const char *msg = "batch too large: 3 changes; the limit is 2";
     strbuf_t want = STRBUF_INIT;
@@ -863,9 +872,8 @@ END_TEST
 START_TEST(test_batch_too_large_bad_element)
 {
     T.cfg.max_upload_changes = 3;
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(10, PK5, 0, "{}"), NULL));
-    tdb_answer_free(a);
-    char *before = tdb_snapshot(&T);
+    char *before;
+    stored_row(&before);
     static const struct {
         const char *element, *err;
     } cases[] = {
@@ -880,7 +888,7 @@ START_TEST(test_batch_too_large_bad_element)
         const char *body = tdb_printf(&T, "{\"changes\":[%s,%s,%s,%s,%s,{\"source_change_id\":6}]}",
                                       ins(1, PK1, 0, "{}"), ins(2, PK2, 0, "{}"), ins(3, PK3, 0, "{}"),
                                       ins(4, PK4, 0, "{}"), cases[k].element);
-        a = tdb_upload(&T, U, D, body);
+        struct tdb_answer *a = tdb_upload(&T, U, D, body);
         ck_assert_msg(a->outcome == SYNC_BAD_REQUEST, "%s: outcome %d", cases[k].element, (int)a->outcome);
         ck_assert_ptr_null(a->body);
         ck_assert_str_eq(a->err, cases[k].err);
@@ -894,10 +902,8 @@ END_TEST
  * limit is accepted, the limit and a million levels are a 400, and nothing is written. */
 START_TEST(test_deep_nesting)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
-    long long h = tdb_int(a->json, "highest_server_seq");
-    tdb_answer_free(a);
-    char *before = tdb_snapshot(&T);
+    char *before;
+    long long h = stored_row(&before);
     const long depths[] = { 255, 256, 1000000 };
     for (int k = 0; k < 3; k++) {
         long d = depths[k];
@@ -908,7 +914,7 @@ START_TEST(test_deep_nesting)
         for (long i = 0; i < d; i++)
             sb_putc(&sb, ']');
         sb_putc(&sb, '}');
-        a = tdb_upload_len(&T, U, D, sb.data, sb.len);
+        struct tdb_answer *a = tdb_upload_len(&T, U, D, sb.data, sb.len);
         if (d < 256) {
             ck_assert_msg(a->outcome == SYNC_OK, "depth %ld: outcome %d (%s)", d, (int)a->outcome, a->err);
             ck_assert(tdb_json_eq(a->json, tdb_printf(&T, "{\"accepted\":true,\"highest_server_seq\":%lld,"
@@ -1035,9 +1041,8 @@ static enum sync_outcome upload_measured(const char *body, size_t len, strbuf_t 
  * memory does not grow with the count (it used to allocate a change per element first). */
 START_TEST(test_million_bad_elements_400)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
-    tdb_answer_free(a);
-    char *before = tdb_snapshot(&T);
+    char *before;
+    stored_row(&before);
     static const struct {
         const char *element, *err;
     } cases[] = {
@@ -1067,10 +1072,8 @@ END_TEST
  * small oversized batch, nothing written, and the arena does not grow with the count. */
 START_TEST(test_million_over_limit)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
-    long long h = tdb_int(a->json, "highest_server_seq");
-    tdb_answer_free(a);
-    char *before = tdb_snapshot(&T);
+    char *before;
+    long long h = stored_row(&before);
     size_t len;
     char *body = million_body(MILLION, NULL, &len);
     strbuf_t out = STRBUF_INIT;
@@ -1123,10 +1126,8 @@ static void record_write(void *ud, const char *data, size_t len)
 
 START_TEST(test_million_over_limit_streamed)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
-    long long h = tdb_int(a->json, "highest_server_seq");
-    tdb_answer_free(a);
-    char *before = tdb_snapshot(&T);
+    char *before;
+    long long h = stored_row(&before);
     size_t len;
     char *body = million_body(MILLION, NULL, &len);
     struct sink_record rec;
