@@ -52,6 +52,7 @@ static void sync_request_init(struct sync_request *rq, struct app *app, struct r
     rq->who = &req->identity;
     rq->arena = req->arena;
     rq->request_id = req->request_id;
+    rq->sink = NULL;
 }
 
 static void sync_failure(struct app *app, struct request *req, enum sync_outcome o, const char *err)
@@ -77,18 +78,42 @@ static double since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* The upload's sink: an answer too large to hold (statuses of an oversized batch) goes to the web
+ * server as it is written. After a failed write the rest is dropped. */
+struct upload_sink {
+    struct request *req;
+    bool broken;
+};
+
+static void upload_sink_begin(void *ud, size_t len)
+{
+    struct upload_sink *s = ud;
+    s->broken = !http_respond_begin(s->req, 200, "application/json", len);
+}
+
+static void upload_sink_write(void *ud, const char *data, size_t len)
+{
+    struct upload_sink *s = ud;
+    if (!s->broken)
+        s->broken = !http_respond_more(s->req, data, len);
+}
+
 static void handle_upload(struct app *app, struct request *req)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     struct sync_request rq;
     sync_request_init(&rq, app, req);
+    struct upload_sink sink_state = { req, false };
+    const struct sync_sink sink = { upload_sink_begin, upload_sink_write, &sink_state };
+    rq.sink = &sink;
     strbuf_t out = STRBUF_INIT;
     struct upload_counts counts;
     char err[512];
     enum sync_outcome o = sync_upload(&rq, req->body, req->body_len, &out, &counts, err, sizeof err);
     if (o == SYNC_OK) {
-        http_json(req, 200, &out);
+        if (!req->responded)
+            http_json(req, 200, &out);
         metrics_upload(since(&t0), counts.applied, counts.conflicts, counts.materialize_errors, counts.invalid);
     } else {
         sync_failure(app, req, o, err);

@@ -92,6 +92,11 @@ bool http_query_params(struct request *req, size_t n, const char *const names[],
 void http_respond(struct request *req, int status, const char *content_type,
                   const char *extra_headers, const char *body, size_t len);
 void http_json(struct request *req, int status, const strbuf_t *body);
+/* An answer sent in pieces, for one too large to hold: http_respond_begin sends the headers with
+ * Content-Length len, then http_respond_more the len body bytes in order. Both return false when
+ * the web server has gone away (logged by the call that found it). */
+bool http_respond_begin(struct request *req, int status, const char *content_type, size_t len);
+bool http_respond_more(struct request *req, const char *data, size_t len);
 void http_json_text(struct request *req, int status, const char *json);
 /* {"error":code,"message":message}; message is formatted. */
 void http_error(struct request *req, int status, const char *code, const char *fmt, ...)

@@ -324,29 +324,58 @@ const char *http_status_text(int status)
     }
 }
 
-void http_respond(struct request *req, int status, const char *content_type,
-                  const char *extra_headers, const char *body, size_t len)
+/* The status line and headers of an answer of len bytes; false (logged) when one was already given. */
+static bool answer_head(struct request *req, strbuf_t *out, int status, const char *content_type,
+                        const char *extra_headers, size_t len)
 {
     if (req->responded) {
         log_error("request %s: a second answer was attempted and dropped", req->request_id);
-        return;
+        return false;
     }
     req->responded = true;
     req->status = status;
-    strbuf_t out = STRBUF_INIT;
-    sb_reserve(&out, len + 256);
-    sb_printf(&out,
+    sb_printf(out,
               "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
               "Cache-Control: no-store\r\nX-Request-Id: %s\r\n",
               status, http_status_text(status), content_type, len, req->request_id);
     if (extra_headers)
-        sb_puts(&out, extra_headers);
-    sb_append(&out, "\r\n", 2);
-    if (strcmp(req->method, "HEAD") != 0)
-        sb_append(&out, body, len);
-    if (req->io->write(req->io->ud, out.data, out.len) < 0)
-        log_warn("request %s: the web server went away before the answer was written", req->request_id);
+        sb_puts(out, extra_headers);
+    sb_append(out, "\r\n", 2);
+    return true;
+}
+
+static bool answer_write(struct request *req, const char *data, size_t len)
+{
+    if (req->io->write(req->io->ud, data, len) >= 0)
+        return true;
+    log_warn("request %s: the web server went away before the answer was written", req->request_id);
+    return false;
+}
+
+void http_respond(struct request *req, int status, const char *content_type,
+                  const char *extra_headers, const char *body, size_t len)
+{
+    strbuf_t out = STRBUF_INIT;
+    sb_reserve(&out, len + 256);
+    if (answer_head(req, &out, status, content_type, extra_headers, len)) {
+        if (strcmp(req->method, "HEAD") != 0)
+            sb_append(&out, body, len);
+        answer_write(req, out.data, out.len);
+    }
     sb_free(&out);
+}
+
+bool http_respond_begin(struct request *req, int status, const char *content_type, size_t len)
+{
+    strbuf_t out = STRBUF_INIT;
+    bool ok = answer_head(req, &out, status, content_type, NULL, len) && answer_write(req, out.data, out.len);
+    sb_free(&out);
+    return ok;
+}
+
+bool http_respond_more(struct request *req, const char *data, size_t len)
+{
+    return strcmp(req->method, "HEAD") == 0 || answer_write(req, data, len);
 }
 
 void http_json(struct request *req, int status, const strbuf_t *body)

@@ -86,11 +86,19 @@ extern const struct db_statement sync_statements[];
 extern const size_t n_sync_statements;
 
 enum sync_outcome {
-    SYNC_OK,                 /* *out holds the 200 answer */
+    SYNC_OK,                 /* *out holds the 200 answer (or it went to the request's sink) */
     SYNC_BAD_REQUEST,        /* 400 invalid_request; err says why; nothing written */
     SYNC_UNAVAILABLE,        /* 503: connection lost, lock or statement timeout; nothing written */
     SYNC_FAILED,             /* 500: unexpected database error; logged; nothing written */
     SYNC_NOT_FOUND,          /* 404 */
+};
+
+/* Where an answer too large to hold may go instead of out: begin once with its exact length,
+ * then write with its bytes in order (out is left empty). */
+struct sync_sink {
+    void (*begin)(void *ud, size_t len);
+    void (*write)(void *ud, const char *data, size_t len);
+    void *ud;
 };
 
 struct sync_request {
@@ -100,6 +108,7 @@ struct sync_request {
     const struct identity *who;
     arena_t *arena;
     const char *request_id;
+    const struct sync_sink *sink;   /* NULL: every answer is built in out */
 };
 
 struct upload_counts {

@@ -108,13 +108,14 @@ struct batch {
 
 /* ------------------------------------------------------------------------------ parsing */
 
-static bool bad_request(char *err, size_t errlen, const char *fmt, int i, const char *field)
+static bool bad_request(char *err, size_t errlen, const char *fmt, long i, const char *field)
 {
     snprintf(err, errlen, fmt, i, field);
     return false;
 }
 
-static bool opt_string(struct batch *b, const struct json_span *v, const char **out, int i,
+/* A string field; with keep false (a change only checked, see parse_body) nothing is copied. */
+static bool opt_string(struct batch *b, const struct json_span *v, const char **out, bool keep, long i,
                        const char *field, char *err, size_t errlen)
 {
     if (v->type == JSON_NULL) {
@@ -122,21 +123,23 @@ static bool opt_string(struct batch *b, const struct json_span *v, const char **
         return true;
     }
     if (v->type != JSON_STRING)
-        return bad_request(err, errlen, "changes[%d].%s must be a string", i, field);
-    *out = json_string_dup(b->rq->arena, v);
+        return bad_request(err, errlen, "changes[%ld].%s must be a string", i, field);
+    *out = keep ? json_string_dup(b->rq->arena, v) : "";
     return true;
 }
 
-static bool parse_change(struct batch *b, const struct json_span *obj, int i, char *err, size_t errlen)
+/* Reads changes[i] into c. With keep false it only checks the element's shape and reads its scid:
+ * nothing is allocated, so every element of any body can be checked. */
+static bool parse_change(struct batch *b, const struct json_span *obj, long i, struct change *c, bool keep,
+                         char *err, size_t errlen)
 {
-    struct change *c = &b->changes[i];
     memset(c, 0, sizeof *c);
     c->schema = c->table = c->op_text = "";
     c->pk_raw = NULL;
     c->key = -1;
     c->row_image = -2;
     if (obj->type != JSON_OBJECT)
-        return bad_request(err, errlen, "changes[%d] must be an object%s", i, "");
+        return bad_request(err, errlen, "changes[%ld] must be an object%s", i, "");
     bool have_scid = false;
     struct json_iter it;
     struct json_span k, v;
@@ -146,44 +149,50 @@ static bool parse_change(struct batch *b, const struct json_span *obj, int i, ch
             if (v.type == JSON_NULL) {
                 have_scid = false;
             } else if (!json_int64(&v, &c->scid)) {
-                return bad_request(err, errlen, "changes[%d].%s must be an integer", i, "source_change_id");
+                return bad_request(err, errlen, "changes[%ld].%s must be an integer", i, "source_change_id");
             } else {
                 have_scid = true;
             }
         } else if (json_string_eq(&k, "schema")) {
-            if (!opt_string(b, &v, &c->schema, i, "schema", err, errlen))
+            if (!opt_string(b, &v, &c->schema, keep, i, "schema", err, errlen))
                 return false;
         } else if (json_string_eq(&k, "table")) {
-            if (!opt_string(b, &v, &c->table, i, "table", err, errlen))
+            if (!opt_string(b, &v, &c->table, keep, i, "table", err, errlen))
                 return false;
         } else if (json_string_eq(&k, "op")) {
-            if (!opt_string(b, &v, &c->op_text, i, "op", err, errlen))
+            if (!opt_string(b, &v, &c->op_text, keep, i, "op", err, errlen))
                 return false;
         } else if (json_string_eq(&k, "pk")) {
             if (v.type == JSON_NULL)
                 c->pk_raw = NULL;
             else if (v.type != JSON_STRING)
-                return bad_request(err, errlen, "changes[%d].%s must be a string", i, "pk");
+                return bad_request(err, errlen, "changes[%ld].%s must be a string", i, "pk");
             else
-                c->pk_raw = json_string_dup(b->rq->arena, &v);
+                c->pk_raw = keep ? json_string_dup(b->rq->arena, &v) : "";
         } else if (json_string_eq(&k, "server_version")) {
             if (v.type == JSON_NULL)
                 c->sv = 0;
             else if (!json_int64(&v, &c->sv))
-                return bad_request(err, errlen, "changes[%d].%s must be an integer", i, "server_version");
+                return bad_request(err, errlen, "changes[%ld].%s must be an integer", i, "server_version");
         } else if (json_string_eq(&k, "payload")) {
             c->has_payload = true;
             c->payload = v;
         }
     }
     if (!have_scid)
-        return bad_request(err, errlen, "changes[%d].%s is required", i, "source_change_id");
+        return bad_request(err, errlen, "changes[%ld].%s is required", i, "source_change_id");
     return true;
 }
 
-static bool parse_body(struct batch *b, const char *body, size_t len, char *err, size_t errlen)
+/* Validates the body and checks every element of changes (400 for the first bad one, wherever it
+ * is), counting them without keeping anything. *array and *count describe the changes. Only a
+ * batch within max_upload_changes is then read into b->changes; a larger one is answered from the
+ * body itself (answer_too_large), so a body of a million elements costs no memory per element. */
+static bool parse_body(struct batch *b, const char *body, size_t len, struct json_span *array, long *count,
+                       char *err, size_t errlen)
 {
     struct json_span root;
+    *count = 0;
     if (!json_validate(body, len, &root, err, errlen))
         return false;
     if (root.type != JSON_OBJECT) {
@@ -205,6 +214,7 @@ static bool parse_body(struct batch *b, const char *body, size_t len, char *err,
             changes = v;
         }
     }
+    *array = changes;
     if (changes.type == JSON_NULL) {
         b->n = 0;
         return true;
@@ -213,16 +223,22 @@ static bool parse_body(struct batch *b, const char *body, size_t len, char *err,
         snprintf(err, errlen, "changes must be an array");
         return false;
     }
-    int n = 0;
+    long n = 0;
+    struct change scratch;
     json_iter_init(&it, &changes);
-    while (json_iter_element(&it, &v))
-        n++;
-    b->changes = arena_calloc(b->rq->arena, (size_t)(n ? n : 1), sizeof *b->changes);
-    b->n = n;
-    json_iter_init(&it, &changes);
-    for (int i = 0; i < n && json_iter_element(&it, &v); i++)
-        if (!parse_change(b, &v, i, err, errlen))
+    while (json_iter_element(&it, &v)) {
+        if (!parse_change(b, &v, n, &scratch, false, err, errlen))
             return false;
+        n++;
+    }
+    *count = n;
+    if (n > b->rq->cfg->max_upload_changes || n > INT_MAX)
+        return true;
+    b->changes = arena_calloc(b->rq->arena, (size_t)(n ? n : 1), sizeof *b->changes);
+    b->n = (int)n;
+    json_iter_init(&it, &changes);
+    for (int i = 0; i < b->n && json_iter_element(&it, &v); i++)
+        parse_change(b, &v, i, &b->changes[i], true, err, errlen);   /* checked above */
     return true;
 }
 
@@ -440,12 +456,7 @@ static void collect_refs(struct batch *b, struct change *c)
                                  : arena_printf(b->rq->arena, "value of %s cannot be compared with %s.%s.%s (%s)",
                                                 fk->child_col, fk->parent_schema, fk->parent_table, fk->parent_col,
                                                 fk->parent_type);
-            strbuf_t d = STRBUF_INIT;
-            sb_puts(&d, "{\"error\":");
-            sb_json_str(&d, msg);
-            sb_putc(&d, '}');
-            invalid(b, c, INVALID_PRECHECK_ERROR, msg, arena_strdup(b->rq->arena, d.data));
-            sb_free(&d);
+            invalid_error(b, c, INVALID_PRECHECK_ERROR, msg);
             return;
         }
         c->refs[c->nrefs].fk = c->tbl->fks[i];
@@ -455,24 +466,31 @@ static void collect_refs(struct batch *b, struct change *c)
     }
 }
 
-static bool parent_matches(const struct batch *b, const struct sync_fk *fk, const struct change *p,
-                           const struct fkref *r)
+/* The value p, an upsert of fk's parent table, gives the parent column in the FK's text form (its
+ * pk, or its payload's value of that column), NULL when none. */
+static const char *parent_value(const struct batch *b, const struct sync_fk *fk, const struct change *p)
 {
     if (fk->parent_is_pk)
-        return strcmp(p->pk, r->value) == 0;
+        return p->pk;
     struct json_span buf;
     const struct json_span *v = payload_member(&p->payload, fk->parent_col, &buf);
-    const char *pv = v ? fk_value(b->rq->arena, v, fk->kind) : NULL;
-    return pv && strcmp(pv, r->value) == 0;
+    return v ? fk_value(b->rq->arena, v, fk->kind) : NULL;
 }
 
-/* Is the parent row created by an upsert of this batch? Apply order puts parent tables first, so
- * normally the parent was applied earlier. Within one table, and among tables whose keys form a
- * cycle, the parent may come later: it counts if it is still to be applied (deferred constraints
- * check the pair at commit), and verify_forward_parents() makes sure it really was. */
-static bool parent_in_batch(const struct batch *b, int upto, const struct change *child, struct fkref *r)
+struct classifier;
+static int parent_set_of(const struct classifier *x, int oi, int ref, int *forward);
+
+/* Is the parent row of reference i of the change at position oi created by an upsert of this
+ * batch? Apply order puts parent tables first, so normally the parent was applied earlier. Within
+ * one table, and among tables whose keys form a cycle, the parent may come later: it counts if it
+ * is still to be applied (deferred constraints check the pair at commit), and classify() makes
+ * sure it really was. The batch's upserts are indexed by the parent values they give
+ * (classifier_init), so this costs no scan of the batch. */
+static bool parent_in_batch(const struct classifier *x, const struct batch *b, int oi, const struct change *child,
+                            int i)
 {
     const struct sync_schema *sch = b->rq->schema;
+    struct fkref *r = &child->refs[i];
     const struct sync_fk *fk = &sch->fks[r->fk];
     r->forward = -1;
     if (fk->parent < 0)
@@ -480,25 +498,18 @@ static bool parent_in_batch(const struct batch *b, int upto, const struct change
     const struct sync_table *parent = &sch->tables[fk->parent];
     if (fk->parent_is_pk && child->tbl == parent && strcmp(child->pk, r->value) == 0)
         return true;    /* a row referring to itself */
-    for (int oi = 0; oi < upto; oi++) {
-        const struct change *p = &b->changes[b->order[oi]];
-        if (p->tbl == parent && p->status == ST_APPLIED && p->op != OP_DELETE && parent_matches(b, fk, p, r))
-            return true;
-    }
-    if (child->no_forward_parents || parent->rank < child->tbl->rank)
+    int forward;
+    int first_applied = parent_set_of(x, oi, i, &forward);
+    if (first_applied < oi)
+        return true;    /* an upsert earlier in the batch gave that value and was applied */
+    if (child->no_forward_parents || parent->rank < child->tbl->rank || forward < 0)
         return false;
-    for (int oi = upto + 1; oi < b->norder; oi++) {
-        const struct change *p = &b->changes[b->order[oi]];
-        if (p->tbl == parent && p->status == ST_PENDING && p->op != OP_DELETE && parent_matches(b, fk, p, r)) {
-            r->forward = oi;
-            return true;
-        }
-    }
-    return false;
+    r->forward = forward;
+    return true;
 }
 
 /* SPEC §6.3, evaluated in apply order so that a parent applied earlier in the batch counts. */
-static bool precheck(struct batch *b, int oi, struct change *c)
+static bool precheck(const struct classifier *x, struct batch *b, int oi, struct change *c)
 {
     if (c->nrefs == 0)
         return true;
@@ -514,15 +525,10 @@ static bool precheck(struct batch *b, int oi, struct change *c)
             char *msg = arena_printf(b->rq->arena, "value \"%s\" of %s cannot be compared with %s.%s.%s (%s)",
                                      r->value, fk->child_col, fk->parent_schema, fk->parent_table,
                                      fk->parent_col, fk->parent_type);
-            strbuf_t d = STRBUF_INIT;
-            sb_puts(&d, "{\"error\":");
-            sb_json_str(&d, msg);
-            sb_putc(&d, '}');
-            invalid(b, c, INVALID_PRECHECK_ERROR, msg, arena_strdup(b->rq->arena, d.data));
-            sb_free(&d);
+            invalid_error(b, c, INVALID_PRECHECK_ERROR, msg);
             return false;
         }
-        if (r->db == 'y' || parent_in_batch(b, oi, c, r))
+        if (r->db == 'y' || parent_in_batch(x, b, oi, c, i))
             continue;
         sb_putc(&missing, missing.len ? ',' : '[');
         sb_json_str(&missing, arena_printf(b->rq->arena, "%s.%s:%s", fk->parent_schema, fk->parent_table, r->value));
@@ -833,79 +839,455 @@ static void pk_taken(struct batch *b, struct change *c)
                                c->pk, c->schema, c->table));
 }
 
-/* Back to the state of round trip 1, keeping materializer failures: a change that failed to
- * materialize did not happen, so what follows it on the same row or depends on it is judged again. */
-static void classify_reset(struct batch *b)
+/* The batch is classified as one pass in apply order (classify_at: idempotency, FK pre-check,
+ * version gate, each change seeing the row as the changes before it left it), repeated while a
+ * change that counted on a parent later in the batch finds that parent was not applied: such a
+ * change loses that allowance and the pass is made again. Each repetition is done incrementally:
+ * only the changes whose inputs changed are classified again, in apply order, so the result is
+ * the one the full passes would give, in time linear in the changes that actually move (a chain
+ * of 10,000 forward references failing one by one took hours as full passes).
+ *
+ * What a change's classification reads, and so what makes it be classified again:
+ *   - the row as the previous change of the same row left it (prev_key → after),
+ *   - whether the scid was consumed by a change before it (prev_scid → seen_after),
+ *   - per reference, whether an upsert before it giving the parent value was applied
+ *     (parent_set.first_applied), and the first such upsert after it (fixed: ref_fwd),
+ *   - its own no_forward_parents.
+ * Positions are indexes into b->order. */
+
+/* The upserts of the batch that give one value of one FK's parent column ("members"), and the
+ * changes whose reference names that value ("children"); positions in ascending order. */
+struct parent_set {
+    int fk;
+    const char *value;
+    int *members;
+    int nmembers;
+    int *children;
+    int nchildren;
+    int first_applied;              /* lowest member position whose change is applied, INT_MAX none */
+};
+
+struct classifier {
+    struct batch *b;
+    int n;
+    int *prev_key, *next_key;       /* the change before / after at the same row, -1 none */
+    int *prev_scid, *next_scid;     /* the change before / after with the same scid, -1 none */
+    struct rowkey *after;           /* the row as each change leaves it (exists, version, deleted, image) */
+    bool *seen_after;               /* the scid is consumed once each change is classified */
+    struct parent_set *sets;
+    int nsets;
+    int *ref_base;                  /* each position's first reference in ref_set and ref_fwd */
+    int *ref_set;                   /* the parent set of each reference, -1 none */
+    int *ref_fwd;                   /* the set's first member after the position, -1 none */
+    int *member_base, *member_of;   /* the sets each position is a member of */
+    int *referrer_base, *referrers; /* the positions whose some ref_fwd is this position */
+    int *heap;                      /* positions to classify again, least first */
+    int nheap;
+    bool *queued;
+    int *cand;                      /* positions to verify: classified again, or their forward parent was */
+    int ncand;
+    bool *is_cand;
+};
+
+static int parent_set_of(const struct classifier *x, int oi, int ref, int *forward)
 {
-    for (int k = 0; k < b->nkeys; k++) {
-        struct rowkey *r = &b->keys[k];
-        r->exists = r->db_exists;
-        r->version = r->db_version;
-        r->deleted = r->db_deleted;
-        r->image = -1;
+    int s = x->ref_set[x->ref_base[oi] + ref];
+    *forward = s < 0 ? -1 : x->ref_fwd[x->ref_base[oi] + ref];
+    return s < 0 ? INT_MAX : x->sets[s].first_applied;
+}
+
+/* Index of the first element of v[0..n) greater than key (v ascending). */
+static int first_above(const int *v, int n, int key)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (v[mid] <= key)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    memset(b->scid_used, 0, b->scid_cap * sizeof *b->scid_used);
-    for (int i = 0; i < b->n_db_scids; i++)
-        scid_insert(b, b->db_scids[i]);
-    for (int oi = 0; oi < b->norder; oi++) {
-        struct change *c = &b->changes[b->order[oi]];
-        if (c->status == ST_MATERIALIZE_ERROR)
-            continue;
-        c->status = ST_PENDING;
-        c->message = c->details = NULL;
-        c->new_version = 0;
-        c->logged = c->final = false;
-        c->row_image = -2;
+    return lo;
+}
+
+static int *positions(arena_t *a, size_t n, int fill)
+{
+    int *v = arena_alloc(a, (n ? n : 1) * sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = fill;
+    return v;
+}
+
+/* Counting sort of (group, position) pairs, kept stable, into one array with group offsets. */
+static void group_pairs(arena_t *a, const int *group, const int *pos, int npairs, int ngroups, int **base_out,
+                        int **items_out)
+{
+    int *base = positions(a, (size_t)ngroups + 1, 0);
+    int *items = positions(a, (size_t)npairs, 0);
+    for (int i = 0; i < npairs; i++)
+        base[group[i] + 1]++;
+    for (int g = 0; g < ngroups; g++)
+        base[g + 1] += base[g];
+    int *fill = positions(a, (size_t)ngroups, 0);
+    for (int i = 0; i < npairs; i++)
+        items[base[group[i]] + fill[group[i]]++] = pos[i];
+    *base_out = base;
+    *items_out = items;
+}
+
+static uint64_t hash_int(uint64_t h, long long v)
+{
+    return ((uint64_t)v ^ h) * 0x9E3779B97F4A7C15ull;
+}
+
+/* Links each position with the previous and next one of the same scid. */
+static void link_scids(struct classifier *x, arena_t *a)
+{
+    struct batch *b = x->b;
+    size_t cap = pow2_at_least((size_t)x->n * 2), mask = cap - 1;
+    int *slot = positions(a, cap, -1);      /* the last position of each scid seen */
+    for (int oi = 0; oi < x->n; oi++) {
+        long long scid = b->changes[b->order[oi]].scid;
+        size_t i = hash_int(0, scid) >> 20 & mask;
+        while (slot[i] >= 0 && b->changes[b->order[slot[i]]].scid != scid)
+            i = (i + 1) & mask;
+        x->prev_scid[oi] = slot[i];
+        if (slot[i] >= 0)
+            x->next_scid[slot[i]] = oi;
+        slot[i] = oi;
     }
 }
 
-static void classify_once(struct batch *b)
+/* The slot of (fk, value) in the hash of parent sets: the set's, or the empty one (-1) it would take. */
+static size_t set_slot(const struct classifier *x, const int *slot, size_t mask, int fk, const char *value)
 {
-    classify_reset(b);
-    for (int oi = 0; oi < b->norder; oi++) {
-        struct change *c = &b->changes[b->order[oi]];
-        struct rowkey *r = &b->keys[c->key];
-        if (c->status == ST_MATERIALIZE_ERROR)
-            continue;
-        if (scid_seen(b, c->scid)) {
-            c->status = ST_IDEMPOTENT;
-            continue;
-        }
-        if (r->foreign) {
-            pk_taken(b, c);
-            continue;
-        }
-        if (c->op != OP_DELETE && !precheck(b, oi, c))
-            continue;
-        long long current = r->exists ? r->version : 0;
-        if (c->at_current_version)
-            c->sv = current;
-        if (c->op == OP_DELETE) {
-            if (!r->exists) {
-                /* never seen: nothing to delete, nothing to log */
-                c->status = ST_IDEMPOTENT;
-                continue;
-            }
-            if (c->sv != current) {
-                conflict(b, c, r);
-                continue;
-            }
-            r->deleted = true;
-        } else {
-            if (c->sv != current) {
-                conflict(b, c, r);
-                continue;
-            }
-            r->deleted = false;
-            r->exists = true;
-            r->image = b->order[oi];
-        }
-        r->version = current + 1;
-        c->new_version = r->version;
-        c->status = ST_APPLIED;
-        c->logged = true;
-        scid_insert(b, c->scid);
+    size_t i = hash_str(hash_int(0xcbf29ce484222325ull, fk), value) & mask;
+    while (slot[i] >= 0 && (x->sets[slot[i]].fk != fk || strcmp(x->sets[slot[i]].value, value) != 0))
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* The parent sets: every upsert (not failed to materialize) of a parent table of an FK the batch's
+ * references use, by the value it gives; then every reference's set and forward parent. */
+static void index_parents(struct classifier *x, arena_t *a)
+{
+    struct batch *b = x->b;
+    const struct sync_schema *sch = b->rq->schema;
+    int nfk = sch->n_fks;
+    bool *used = arena_calloc(a, (size_t)(nfk ? nfk : 1), sizeof *used);
+    int *of_table = positions(a, (size_t)sch->n_tables, 0);
+    int nrefs = 0;
+    for (int oi = 0; oi < x->n; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        x->ref_base[oi] = nrefs;
+        nrefs += c->nrefs;
+        for (int i = 0; i < c->nrefs; i++)
+            used[c->refs[i].fk] |= sch->fks[c->refs[i].fk].parent >= 0;
+        of_table[c->tbl - sch->tables]++;
     }
+    x->ref_base[x->n] = nrefs;
+    int maxmembers = 0;
+    for (int f = 0; f < nfk; f++)
+        if (used[f])
+            maxmembers += of_table[sch->fks[f].parent];
+
+    /* members, and the hash of (fk, value) → set */
+    size_t cap = pow2_at_least((size_t)maxmembers * 2), mask = cap - 1;
+    int *slot = positions(a, cap, -1);
+    x->sets = arena_alloc(a, (size_t)(maxmembers ? maxmembers : 1) * sizeof *x->sets);
+    int *mset = positions(a, (size_t)maxmembers, 0), *mpos = positions(a, (size_t)maxmembers, 0), nm = 0;
+    for (int f = 0; f < nfk; f++) {
+        if (!used[f])
+            continue;
+        const struct sync_fk *fk = &sch->fks[f];
+        for (int oi = 0; oi < x->n; oi++) {
+            const struct change *p = &b->changes[b->order[oi]];
+            if (p->tbl != &sch->tables[fk->parent] || p->op == OP_DELETE || p->status == ST_MATERIALIZE_ERROR)
+                continue;
+            const char *value = parent_value(b, fk, p);
+            if (!value)
+                continue;
+            size_t i = set_slot(x, slot, mask, f, value);
+            if (slot[i] < 0) {
+                slot[i] = x->nsets;
+                x->sets[x->nsets++] = (struct parent_set){ .fk = f, .value = value, .first_applied = INT_MAX };
+            }
+            mset[nm] = slot[i];
+            mpos[nm++] = oi;
+        }
+    }
+    int *base, *items;
+    group_pairs(a, mset, mpos, nm, x->nsets, &base, &items);
+    for (int s = 0; s < x->nsets; s++) {
+        x->sets[s].members = items + base[s];
+        x->sets[s].nmembers = base[s + 1] - base[s];
+    }
+    /* the sets of each position, for when its status changes */
+    group_pairs(a, mpos, mset, nm, x->n, &x->member_base, &x->member_of);
+
+    /* each reference's set, forward parent and the reverse of both */
+    x->ref_set = positions(a, (size_t)nrefs, -1);
+    x->ref_fwd = positions(a, (size_t)nrefs, -1);
+    int *cset = positions(a, (size_t)nrefs, 0), *cpos = positions(a, (size_t)nrefs, 0), nc = 0;
+    int *fq = positions(a, (size_t)nrefs, 0), *fpos = positions(a, (size_t)nrefs, 0), nf = 0;
+    for (int oi = 0; oi < x->n; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        for (int i = 0; i < c->nrefs && x->nsets; i++) {
+            const struct fkref *r = &c->refs[i];
+            if (!used[r->fk])
+                continue;
+            int s = slot[set_slot(x, slot, mask, r->fk, r->value)];
+            if (s < 0)
+                continue;
+            const struct parent_set *ps = &x->sets[s];
+            int k = first_above(ps->members, ps->nmembers, oi);
+            x->ref_set[x->ref_base[oi] + i] = s;
+            cset[nc] = s;
+            cpos[nc++] = oi;
+            if (k < ps->nmembers) {
+                x->ref_fwd[x->ref_base[oi] + i] = ps->members[k];
+                fq[nf] = ps->members[k];
+                fpos[nf++] = oi;
+            }
+        }
+    }
+    group_pairs(a, cset, cpos, nc, x->nsets, &base, &items);
+    for (int s = 0; s < x->nsets; s++) {
+        x->sets[s].children = items + base[s];
+        x->sets[s].nchildren = base[s + 1] - base[s];
+    }
+    group_pairs(a, fq, fpos, nf, x->n, &x->referrer_base, &x->referrers);
+}
+
+static void classifier_init(struct classifier *x, struct batch *b)
+{
+    arena_t *a = b->rq->arena;
+    memset(x, 0, sizeof *x);
+    x->b = b;
+    x->n = b->norder;
+    size_t n = (size_t)x->n;
+    x->prev_key = positions(a, n, -1);
+    x->next_key = positions(a, n, -1);
+    x->prev_scid = positions(a, n, -1);
+    x->next_scid = positions(a, n, -1);
+    x->after = arena_calloc(a, n ? n : 1, sizeof *x->after);
+    x->seen_after = arena_calloc(a, n ? n : 1, sizeof *x->seen_after);
+    x->ref_base = positions(a, n + 1, 0);
+    x->heap = positions(a, n, 0);
+    x->queued = arena_calloc(a, n ? n : 1, sizeof *x->queued);
+    x->cand = positions(a, n, 0);
+    x->is_cand = arena_calloc(a, n ? n : 1, sizeof *x->is_cand);
+    int *last = positions(a, (size_t)b->nkeys, -1);
+    for (int oi = 0; oi < x->n; oi++) {
+        int k = b->changes[b->order[oi]].key;
+        x->prev_key[oi] = last[k];
+        if (last[k] >= 0)
+            x->next_key[last[k]] = oi;
+        last[k] = oi;
+    }
+    link_scids(x, a);
+    index_parents(x, a);
+}
+
+static void queue(struct classifier *x, int oi)
+{
+    if (x->queued[oi])
+        return;
+    x->queued[oi] = true;
+    int i = x->nheap++;
+    while (i > 0 && x->heap[(i - 1) / 2] > oi) {
+        x->heap[i] = x->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    x->heap[i] = oi;
+}
+
+static int unqueue(struct classifier *x)
+{
+    int top = x->heap[0], last = x->heap[--x->nheap], i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= x->nheap)
+            break;
+        if (c + 1 < x->nheap && x->heap[c + 1] < x->heap[c])
+            c++;
+        if (x->heap[c] >= last)
+            break;
+        x->heap[i] = x->heap[c];
+        i = c;
+    }
+    if (x->nheap)
+        x->heap[i] = last;
+    x->queued[top] = false;
+    return top;
+}
+
+static void candidate(struct classifier *x, int oi)
+{
+    if (!x->is_cand[oi]) {
+        x->is_cand[oi] = true;
+        x->cand[x->ncand++] = oi;
+    }
+}
+
+/* One step of the pass: the change at position oi, from what the changes before it left. */
+static void classify_at(struct classifier *x, int oi)
+{
+    struct batch *b = x->b;
+    struct change *c = &b->changes[b->order[oi]];
+    struct rowkey r;
+    if (x->prev_key[oi] >= 0) {
+        r = x->after[x->prev_key[oi]];
+    } else {
+        /* the row as round trip 1 read it */
+        r = b->keys[c->key];
+        r.exists = r.db_exists;
+        r.version = r.db_version;
+        r.deleted = r.db_deleted;
+        r.image = -1;
+    }
+    bool seen = x->prev_scid[oi] >= 0 ? x->seen_after[x->prev_scid[oi]] : scid_seen(b, c->scid);
+    x->after[oi] = r;
+    x->seen_after[oi] = seen;
+    /* a change that failed to materialize did not happen; what follows it is judged without it */
+    if (c->status == ST_MATERIALIZE_ERROR)
+        return;
+    c->status = ST_PENDING;
+    c->message = c->details = NULL;
+    c->new_version = 0;
+    c->logged = c->final = false;
+    c->row_image = -2;
+    /* SPEC §4.3: a change that landed is answered applied even when its parent is gone since */
+    if (seen) {
+        c->status = ST_IDEMPOTENT;
+        return;
+    }
+    /* another user's row: refused whatever the op and version (fixed by round trip 1) */
+    if (b->keys[c->key].foreign) {
+        pk_taken(b, c);
+        return;
+    }
+    if (c->op != OP_DELETE && !precheck(x, b, oi, c))
+        return;
+    long long current = r.exists ? r.version : 0;
+    if (c->at_current_version)
+        c->sv = current;
+    if (c->op == OP_DELETE) {
+        if (!r.exists) {
+            /* never seen: nothing to delete, nothing to log */
+            c->status = ST_IDEMPOTENT;
+            return;
+        }
+        if (c->sv != current) {
+            conflict(b, c, &r);
+            return;
+        }
+        r.deleted = true;
+    } else {
+        if (c->sv != current) {
+            conflict(b, c, &r);
+            return;
+        }
+        r.deleted = false;
+        r.exists = true;
+        r.image = b->order[oi];
+    }
+    r.version = current + 1;
+    c->new_version = r.version;
+    c->status = ST_APPLIED;
+    c->logged = true;
+    x->after[oi] = r;
+    x->seen_after[oi] = true;
+}
+
+/* The change at position oi stopped or started being applied: the lowest applied member of its
+ * parent sets may move, and the children between the old and the new one see another answer. */
+static void parent_moved(struct classifier *x, int s, int oi, bool applied)
+{
+    struct parent_set *p = &x->sets[s];
+    int was = p->first_applied, now = was;
+    if (applied && oi < was) {
+        now = oi;
+    } else if (!applied && oi == was) {
+        now = INT_MAX;
+        for (int j = first_above(p->members, p->nmembers, oi); j < p->nmembers && now == INT_MAX; j++)
+            if (x->b->changes[x->b->order[p->members[j]]].status == ST_APPLIED)
+                now = p->members[j];
+    }
+    if (now == was)
+        return;
+    p->first_applied = now;
+    int lo = now < was ? now : was, hi = now < was ? was : now;
+    for (int j = first_above(p->children, p->nchildren, lo); j < p->nchildren && p->children[j] <= hi; j++)
+        queue(x, p->children[j]);
+}
+
+/* Classifies position oi again and queues what depends on its outcome (always later positions). */
+static void reclassify(struct classifier *x, int oi)
+{
+    const struct change *c = &x->b->changes[x->b->order[oi]];
+    struct rowkey row = x->after[oi];
+    bool seen = x->seen_after[oi], applied = c->status == ST_APPLIED;
+    classify_at(x, oi);
+    candidate(x, oi);
+    const struct rowkey *now = &x->after[oi];
+    if (x->next_key[oi] >= 0 && (row.exists != now->exists || row.version != now->version ||
+                                 row.deleted != now->deleted || row.image != now->image))
+        queue(x, x->next_key[oi]);
+    if (x->next_scid[oi] >= 0 && seen != x->seen_after[oi])
+        queue(x, x->next_scid[oi]);
+    if (applied == (c->status == ST_APPLIED))
+        return;
+    for (int j = x->referrer_base[oi]; j < x->referrer_base[oi + 1]; j++)
+        candidate(x, x->referrers[j]);
+    for (int j = x->member_base[oi]; j < x->member_base[oi + 1]; j++)
+        parent_moved(x, x->member_of[j], oi, !applied);
+}
+
+/* A change that counted on a parent later in the batch which then was not applied loses that
+ * allowance; all such changes of one pass at once, as a full pass would find them. true when any. */
+static bool verify_forward_parents(struct classifier *x)
+{
+    struct batch *b = x->b;
+    bool again = false;
+    for (int j = 0; j < x->ncand; j++) {
+        int oi = x->cand[j];
+        x->is_cand[oi] = false;
+        struct change *c = &b->changes[b->order[oi]];
+        if (c->status != ST_APPLIED)
+            continue;
+        for (int i = 0; i < c->nrefs; i++) {
+            int f = c->refs[i].forward;
+            if (f >= 0 && b->changes[b->order[f]].status != ST_APPLIED) {
+                c->no_forward_parents = true;
+                queue(x, oi);
+                again = true;
+            }
+        }
+    }
+    x->ncand = 0;
+    return again;
+}
+
+static void classify(struct batch *b)
+{
+    /* the scids round trip 1 found in the log; those of the batch are chained (link_scids) */
+    memset(b->scid_used, 0, b->scid_cap * sizeof *b->scid_used);
+    for (int i = 0; i < b->n_db_scids; i++)
+        scid_insert(b, b->db_scids[i]);
+    /* every change is judged afresh (after a materializer failure too), so none counts as applied
+     * before its turn */
+    for (int oi = 0; oi < b->norder; oi++)
+        if (b->changes[b->order[oi]].status != ST_MATERIALIZE_ERROR)
+            b->changes[b->order[oi]].status = ST_PENDING;
+    struct classifier x;
+    classifier_init(&x, b);
+    for (int oi = 0; oi < x.n; oi++)
+        queue(&x, oi);
+    do {
+        while (x.nheap)
+            reclassify(&x, unqueue(&x));
+    } while (verify_forward_parents(&x));
     /* the last logged change of each key carries the row's final state */
     bool *done = arena_calloc(b->rq->arena, (size_t)(b->nkeys ? b->nkeys : 1), sizeof *done);
     for (int oi = b->norder - 1; oi >= 0; oi--) {
@@ -915,33 +1297,6 @@ static void classify_once(struct batch *b)
             done[c->key] = true;
         }
     }
-}
-
-/* A change that counted on a parent later in the batch which then was not applied loses that
- * allowance; the batch is classified again until every such promise holds. */
-static bool verify_forward_parents(struct batch *b)
-{
-    bool stable = true;
-    for (int oi = 0; oi < b->norder; oi++) {
-        struct change *c = &b->changes[b->order[oi]];
-        if (c->status != ST_APPLIED)
-            continue;
-        for (int i = 0; i < c->nrefs; i++) {
-            int f = c->refs[i].forward;
-            if (f >= 0 && b->changes[b->order[f]].status != ST_APPLIED) {
-                c->no_forward_parents = true;
-                stable = false;
-            }
-        }
-    }
-    return stable;
-}
-
-static void classify(struct batch *b)
-{
-    do
-        classify_once(b);
-    while (!verify_forward_parents(b));
 }
 
 /* ----------------------------------------------------------------------------- answer */
@@ -1653,25 +2008,76 @@ static enum sync_outcome run_batch(struct batch *b, long long *highest, char *er
     return o;
 }
 
+/* SPEC §4: more changes than max_upload_changes → 200 with every change invalid/bad_payload,
+ * nothing written. The statuses are written straight from the request's array, the scid of each
+ * read from its element as it comes, so no memory is spent per change. With a sink the answer is
+ * measured first (its exact length goes out before it), then sent in pieces of about 64 KB, so it
+ * is never held whole either: a 16 MB body of minimal changes answers some 150 MB. */
+static enum sync_outcome answer_too_large(struct batch *b, const struct json_span *array, long n, strbuf_t *out,
+                                          struct upload_counts *counts, char *err, size_t errlen)
+{
+    enum { PIECE = 64 * 1024 };
+    long long highest = 0;
+    enum sync_outcome o = highest_only(b, &highest, err, errlen);
+    if (o != SYNC_OK)
+        return o;
+    memset(counts, 0, sizeof *counts);
+    counts->invalid[INVALID_BAD_PAYLOAD] = (unsigned long)n;
+    struct change status;
+    memset(&status, 0, sizeof status);
+    bad_payload(b, &status, "batch too large: %ld changes; the limit is %ld", n, b->rq->cfg->max_upload_changes);
+    const struct sync_sink *sink = b->rq->sink;
+    size_t total = 0;
+    for (int pass = sink ? 0 : 1; pass < 2; pass++) {
+        bool measure = pass == 0, send = pass == 1 && sink;
+        sb_reset(out);
+        sb_printf(out, "{\"accepted\":true,\"highest_server_seq\":%lld,\"statuses\":[", highest);
+        struct json_iter it;
+        struct json_span v;
+        struct change c;
+        json_iter_init(&it, array);
+        for (long i = 0; json_iter_element(&it, &v); i++) {
+            parse_change(b, &v, i, &c, false, err, errlen);   /* checked by parse_body */
+            status.scid = c.scid;
+            if (i)
+                sb_putc(out, ',');
+            write_status(b, out, &status);
+            if (measure) {
+                total += out->len;
+                sb_reset(out);
+            } else if (send && out->len >= PIECE) {
+                sink->write(sink->ud, out->data, out->len);
+                sb_reset(out);
+            }
+        }
+        sb_puts(out, "]}");
+        if (measure) {
+            total += out->len;
+            sink->begin(sink->ud, total);
+        } else if (send) {
+            sink->write(sink->ud, out->data, out->len);
+            sb_reset(out);
+        }
+    }
+    return SYNC_OK;
+}
+
 enum sync_outcome sync_upload(const struct sync_request *rq, const char *body, size_t len,
                               strbuf_t *out, struct upload_counts *counts, char *err, size_t errlen)
 {
     struct batch b;
     memset(&b, 0, sizeof b);
     b.rq = rq;
-    if (!parse_body(&b, body, len, err, errlen))
+    struct json_span array;
+    long count;
+    if (!parse_body(&b, body, len, &array, &count, err, errlen))
         return SYNC_BAD_REQUEST;
+    if (count > rq->cfg->max_upload_changes || count > INT_MAX)
+        return answer_too_large(&b, &array, count, out, counts, err, errlen);
 
     long long highest = 0;
-    if (b.n > rq->cfg->max_upload_changes) {
-        for (int i = 0; i < b.n; i++) {
-            struct change *c = &b.changes[i];
-            bad_payload(&b, c, "batch too large: %d changes; the limit is %ld", b.n, rq->cfg->max_upload_changes);
-        }
-    } else {
-        for (int i = 0; i < b.n; i++)
-            validate(&b, &b.changes[i]);
-    }
+    for (int i = 0; i < b.n; i++)
+        validate(&b, &b.changes[i]);
 
     enum sync_outcome o = run_batch(&b, &highest, err, errlen);
     if (o != SYNC_OK)

@@ -438,6 +438,90 @@ START_TEST(test_payload_too_large)
 }
 END_TEST
 
+/* The largest peak resident memory (VmHWM, kB) of the stack's workers. */
+static long workers_vmhwm_kb(const struct e2e_stack *s)
+{
+    pid_t pids[64];
+    int n = e2e_worker_pids(s, pids, 64);
+    long max = 0;
+    for (int i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pids[i]);
+        char *text = e2e_read_file(path);
+        const char *h = text ? strstr(text, "\nVmHWM:") : NULL;
+        long kb = h ? strtol(h + 7, NULL, 10) : 0;
+        if (kb > max)
+            max = kb;
+        free(text);
+    }
+    return max;
+}
+
+/* A body of max_body_bytes (16 MB as shipped) made of minimal changes, far over max_upload_changes
+ * (issue #9): answered 200 with one invalid/bad_payload status per change, exactly as SPEC §4
+ * says, with the right Content-Length although the answer (some 140 MB) is sent as it is written,
+ * and no worker's peak resident memory reaches 64 MiB (before: several hundred MiB). */
+START_TEST(test_oversized_batch_bounded_memory)
+{
+    struct e2e_stack *s = e2e_start(NULL);
+    char *tok = e2e_token(s, "e2e-oversized", "phone", NULL);
+    char *auth = e2e_strf("Authorization: Bearer %s", tok);
+    const char *headers[] = { auth, NULL };
+    const size_t limit = 16 * 1024 * 1024;
+    char *body = malloc(limit + 1);
+    ck_assert_ptr_nonnull(body);
+    size_t len = (size_t)snprintf(body, limit, "{\"changes\":[");
+    long n = 0;
+    for (;; n++) {
+        char el[64];
+        int k = snprintf(el, sizeof el, "%s{\"source_change_id\":%ld}", n ? "," : "", n * 3 - 1);
+        if (len + (size_t)k + 2 > limit)
+            break;
+        memcpy(body + len, el, (size_t)k);
+        len += (size_t)k;
+    }
+    memcpy(body + len, "]}", 3);
+    len += 2;
+
+    struct e2e_response r;
+    e2e_request_ex(s, "POST", "/sync/upload", headers, body, len, &r);
+    e2e_assert_status(&r, 200);
+    assert_json(&r);
+    char want_len[32];
+    snprintf(want_len, sizeof want_len, "%zu", r.body_len);
+    e2e_assert_header(&r, "Content-Length", want_len);
+    const char *head = "{\"accepted\":true,\"highest_server_seq\":0,\"statuses\":[";
+    ck_assert_msg(strncmp(r.body, head, strlen(head)) == 0, "answer starts %.200s", r.body);
+    const char *p = r.body + strlen(head);
+    char msg[96];
+    snprintf(msg, sizeof msg, "batch too large: %ld changes; the limit is 1000", n);
+    for (long i = 0; i < n; i++) {
+        char want[512];
+        int k = snprintf(want, sizeof want,
+                         "%s{\"source_change_id\":%ld,\"status\":\"invalid\",\"message\":\"%s\",\"invalid\":"
+                         "{\"reason\":\"bad_payload\",\"details\":{\"error\":\"%s\"}}}",
+                         i ? "," : "", i * 3 - 1, msg, msg);
+        ck_assert_msg((size_t)(r.body + r.body_len - p) >= (size_t)k && memcmp(p, want, (size_t)k) == 0,
+                      "status %ld of %ld differs: %.300s", i, n, p);
+        p += k;
+    }
+    ck_assert_str_eq(p, "]}");
+    e2e_response_free(&r);
+    long hwm = workers_vmhwm_kb(s);
+    ck_assert_msg(hwm > 0 && hwm < 64 * 1024, "a worker's peak resident memory was %ld kB", hwm);
+
+    /* the worker is fine afterwards, and nothing was written */
+    e2e_request(s, "POST", "/sync/upload", tok, "{\"changes\":[]}", &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "{\"accepted\":true,\"highest_server_seq\":0,\"statuses\":[]}");
+    e2e_response_free(&r);
+    free(body);
+    free(auth);
+    free(tok);
+    e2e_stop(s);
+}
+END_TEST
+
 START_TEST(test_health_ready_metrics)
 {
     struct e2e_stack *s = e2e_start(NULL);
@@ -922,6 +1006,7 @@ static Suite *foundation_suite(void)
     tcase_add_test(tc, test_unauthorized);
     tcase_add_test(tc, test_not_found_and_wrong_method);
     tcase_add_test(tc, test_payload_too_large);
+    tcase_add_test(tc, test_oversized_batch_bounded_memory);
     tcase_add_test(tc, test_retry_bad_ids);
     tcase_add_test(tc, test_malformed_query);
     tcase_add_test(tc, test_health_ready_metrics);

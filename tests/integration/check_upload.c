@@ -830,6 +830,350 @@ START_TEST(test_batch_too_large)
 }
 END_TEST
 
+/* Something stored first, so that the snapshot covers real rows: the user's highest server_id;
+ * *before gets the snapshot. */
+static long long stored_row(char **before)
+{
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
+    long long h = tdb_int(a->json, "highest_server_seq");
+    tdb_answer_free(a);
+    *before = tdb_snapshot(&T);
+    return h;
+}
+
+/* The over-limit answer, byte for byte (SPEC §4): every change invalid/bad_payload with the same
+ * message naming the count, in request order, with its scid as sent. */
+START_TEST(test_batch_too_large_exact_text)
+{
+    T.cfg.max_upload_changes = 2;
+    char *before;
+    long long h = stored_row(&before);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, "{\"changes\":[{\"source_change_id\":-7},{\"source_change_id\":0,\"op\":\"DELETE\"},"
+                                "{\"pk\":null,\"source_change_id\":9223372036854775807}]}");
+    const char *msg = "batch too large: 3 changes; the limit is 2";
+    strbuf_t want = STRBUF_INIT;
+    sb_printf(&want, "{\"accepted\":true,\"highest_server_seq\":%lld,\"statuses\":[", h);
+    const long long scids[] = { -7, 0, 9223372036854775807LL };
+    for (int i = 0; i < 3; i++)
+        sb_printf(&want, "%s{\"source_change_id\":%lld,\"status\":\"invalid\",\"message\":\"%s\",\"invalid\":"
+                         "{\"reason\":\"bad_payload\",\"details\":{\"error\":\"%s\"}}}",
+                  i ? "," : "", scids[i], msg, msg);
+    sb_puts(&want, "]}");
+    ck_assert_str_eq(a->body, want.data);
+    ck_assert_int_eq(a->counts.invalid[INVALID_BAD_PAYLOAD], 3);
+    sb_free(&want);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_snapshot(&T), before);
+}
+END_TEST
+
+/* Over the limit, a malformed element is still a 400, wherever it is: every element is checked
+ * before the batch is answered. */
+START_TEST(test_batch_too_large_bad_element)
+{
+    T.cfg.max_upload_changes = 3;
+    char *before;
+    stored_row(&before);
+    static const struct {
+        const char *element, *err;
+    } cases[] = {
+        { "7", "changes[4] must be an object" },
+        { "null", "changes[4] must be an object" },
+        { "[]", "changes[4] must be an object" },
+        { "{}", "changes[4].source_change_id is required" },
+        { "{\"source_change_id\":1.5}", "changes[4].source_change_id must be an integer" },
+        { "{\"source_change_id\":5,\"pk\":5}", "changes[4].pk must be a string" },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const char *body = tdb_printf(&T, "{\"changes\":[%s,%s,%s,%s,%s,{\"source_change_id\":6}]}",
+                                      ins(1, PK1, 0, "{}"), ins(2, PK2, 0, "{}"), ins(3, PK3, 0, "{}"),
+                                      ins(4, PK4, 0, "{}"), cases[k].element);
+        struct tdb_answer *a = tdb_upload(&T, U, D, body);
+        ck_assert_msg(a->outcome == SYNC_BAD_REQUEST, "%s: outcome %d", cases[k].element, (int)a->outcome);
+        ck_assert_ptr_null(a->body);
+        ck_assert_str_eq(a->err, cases[k].err);
+        tdb_answer_free(a);
+        ck_assert_str_eq(tdb_snapshot(&T), before);
+    }
+}
+END_TEST
+
+/* Nesting is limited (the scanner recurses, JSON_MAX_DEPTH = 256 containers): one level below the
+ * limit is accepted, the limit and a million levels are a 400, and nothing is written. */
+START_TEST(test_deep_nesting)
+{
+    char *before;
+    long long h = stored_row(&before);
+    const long depths[] = { 255, 256, 1000000 };
+    for (int k = 0; k < 3; k++) {
+        long d = depths[k];
+        strbuf_t sb = STRBUF_INIT;
+        sb_puts(&sb, "{\"changes\":[],\"x\":");
+        for (long i = 0; i < d; i++)
+            sb_putc(&sb, '[');
+        for (long i = 0; i < d; i++)
+            sb_putc(&sb, ']');
+        sb_putc(&sb, '}');
+        struct tdb_answer *a = tdb_upload_len(&T, U, D, sb.data, sb.len);
+        if (d < 256) {
+            ck_assert_msg(a->outcome == SYNC_OK, "depth %ld: outcome %d (%s)", d, (int)a->outcome, a->err);
+            ck_assert(tdb_json_eq(a->json, tdb_printf(&T, "{\"accepted\":true,\"highest_server_seq\":%lld,"
+                                                          "\"statuses\":[]}", h)));
+        } else {
+            ck_assert_msg(a->outcome == SYNC_BAD_REQUEST, "depth %ld: outcome %d", d, (int)a->outcome);
+            ck_assert_msg(strncmp(a->err, "invalid JSON at byte ", 21) == 0 && strstr(a->err, ": nesting too deep"),
+                          "depth %ld: %s", d, a->err);
+        }
+        tdb_answer_free(a);
+        sb_free(&sb);
+        ck_assert_str_eq(tdb_snapshot(&T), before);
+    }
+}
+END_TEST
+
+/* Bodies of a million elements (issue #9): answered without memory per element. */
+
+#define MILLION 1000000L
+#define ARENA_SMALL (64 * 1024)   /* the whole arena of such an upload, whatever the count */
+
+/* Expected answer text, produced piece by piece and compared with what arrives: the head, one
+ * status per element (scid = scid_of(i)), the tail. */
+struct expect_stream {
+    long n, next;                 /* elements; next unit to produce (0 = head, n + 1 = tail) */
+    long long highest;
+    char msg[128];
+    strbuf_t unit;
+    size_t off;                   /* matched bytes of unit */
+    size_t seen;                  /* bytes compared */
+    bool mismatch;
+};
+
+static long long scid_of(long i)
+{
+    return i * 7 - 3;
+}
+
+static void expect_init(struct expect_stream *e, long n, long long highest, long limit)
+{
+    memset(e, 0, sizeof *e);
+    e->n = n;
+    e->highest = highest;
+    snprintf(e->msg, sizeof e->msg, "batch too large: %ld changes; the limit is %ld", n, limit);
+}
+
+static bool expect_unit(struct expect_stream *e)
+{
+    sb_reset(&e->unit);
+    e->off = 0;
+    if (e->next > e->n + 1)
+        return false;
+    if (e->next == 0)
+        sb_printf(&e->unit, "{\"accepted\":true,\"highest_server_seq\":%lld,\"statuses\":[", e->highest);
+    else if (e->next <= e->n)
+        sb_printf(&e->unit, "%s{\"source_change_id\":%lld,\"status\":\"invalid\",\"message\":\"%s\",\"invalid\":"
+                            "{\"reason\":\"bad_payload\",\"details\":{\"error\":\"%s\"}}}",
+                  e->next > 1 ? "," : "", scid_of(e->next - 1), e->msg, e->msg);
+    else
+        sb_puts(&e->unit, "]}");
+    e->next++;
+    return true;
+}
+
+static void expect_bytes(struct expect_stream *e, const char *data, size_t len)
+{
+    while (len && !e->mismatch) {
+        if (e->off == e->unit.len && !expect_unit(e)) {
+            e->mismatch = true;   /* more than expected */
+            break;
+        }
+        size_t k = e->unit.len - e->off < len ? e->unit.len - e->off : len;
+        if (memcmp(e->unit.data + e->off, data, k) != 0)
+            e->mismatch = true;
+        e->off += k;
+        e->seen += k;
+        data += k;
+        len -= k;
+    }
+}
+
+static bool expect_complete(struct expect_stream *e)
+{
+    return !e->mismatch && e->next == e->n + 2 && e->off == e->unit.len;
+}
+
+/* {"changes":[E,E,...]} of n copies of element (or, when element is NULL, {"source_change_id":S}
+ * with S = scid_of(i)). */
+static char *million_body(long n, const char *element, size_t *len)
+{
+    strbuf_t sb = STRBUF_INIT;
+    sb_puts(&sb, "{\"changes\":[");
+    for (long i = 0; i < n; i++) {
+        if (i)
+            sb_putc(&sb, ',');
+        if (element)
+            sb_puts(&sb, element);
+        else
+            sb_printf(&sb, "{\"source_change_id\":%lld}", scid_of(i));
+    }
+    sb_puts(&sb, "]}");
+    *len = sb.len;
+    return sb.data;
+}
+
+/* sync_upload as tdb_upload_len calls it, also giving the arena's size afterwards (all the upload
+ * allocated outside the answer); the answer stays raw in *out. */
+static enum sync_outcome upload_measured(const char *body, size_t len, strbuf_t *out, struct upload_counts *counts,
+                                         char *err, size_t errlen, size_t *arena_bytes)
+{
+    struct identity who = tdb_who(U, D);
+    arena_t *arena = arena_new(16384);
+    struct sync_request rq = {
+        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
+    };
+    enum sync_outcome o = sync_upload(&rq, body, len, out, counts, err, errlen);
+    *arena_bytes = arena_bytes_in_use(arena);
+    arena_free(arena);
+    ck_assert(PQtransactionStatus(T.conn) == PQTRANS_IDLE);
+    return o;
+}
+
+/* A million non-objects, or a million empty objects: 400 for the first element, and the upload's
+ * memory does not grow with the count (it used to allocate a change per element first). */
+START_TEST(test_million_bad_elements_400)
+{
+    char *before;
+    stored_row(&before);
+    static const struct {
+        const char *element, *err;
+    } cases[] = {
+        { "0", "changes[0] must be an object" },
+        { "{}", "changes[0].source_change_id is required" },
+    };
+    for (size_t k = 0; k < 2; k++) {
+        size_t len;
+        char *body = million_body(MILLION, cases[k].element, &len);
+        strbuf_t out = STRBUF_INIT;
+        struct upload_counts counts;
+        char err[256] = "";
+        size_t arena;
+        enum sync_outcome o = upload_measured(body, len, &out, &counts, err, sizeof err, &arena);
+        ck_assert_int_eq(o, SYNC_BAD_REQUEST);
+        ck_assert_str_eq(err, cases[k].err);
+        ck_assert_uint_eq(out.len, 0);
+        ck_assert_msg(arena <= ARENA_SMALL, "a million %s used %zu bytes of arena", cases[k].element, arena);
+        sb_free(&out);
+        free(body);
+        ck_assert_str_eq(tdb_snapshot(&T), before);
+    }
+}
+END_TEST
+
+/* A million well-formed changes over the limit: 200 with a million statuses, exactly as for a
+ * small oversized batch, nothing written, and the arena does not grow with the count. */
+START_TEST(test_million_over_limit)
+{
+    char *before;
+    long long h = stored_row(&before);
+    size_t len;
+    char *body = million_body(MILLION, NULL, &len);
+    strbuf_t out = STRBUF_INIT;
+    struct upload_counts counts;
+    char err[256] = "";
+    size_t arena;
+    enum sync_outcome o = upload_measured(body, len, &out, &counts, err, sizeof err, &arena);
+    ck_assert_msg(o == SYNC_OK, "outcome %d: %s", (int)o, err);
+    struct expect_stream e;
+    expect_init(&e, MILLION, h, T.cfg.max_upload_changes);
+    expect_bytes(&e, out.data, out.len);
+    ck_assert_msg(expect_complete(&e), "the answer differs from the expected text at byte %zu (of %zu)", e.seen,
+                  out.len);
+    ck_assert_uint_eq(counts.invalid[INVALID_BAD_PAYLOAD], MILLION);
+    ck_assert_uint_eq(counts.applied, 0);
+    ck_assert_msg(arena <= ARENA_SMALL, "a million changes used %zu bytes of arena", arena);
+    sb_free(&e.unit);
+    sb_free(&out);
+    free(body);
+    ck_assert_str_eq(tdb_snapshot(&T), before);
+}
+END_TEST
+
+/* The same through a sink (how the server sends it): the exact length first, then the answer in
+ * pieces, never held whole. */
+struct sink_record {
+    struct expect_stream e;
+    int begins;
+    size_t announced;
+    size_t largest_piece;
+    bool write_before_begin;
+};
+
+static void record_begin(void *ud, size_t len)
+{
+    struct sink_record *r = ud;
+    r->begins++;
+    r->announced = len;
+}
+
+static void record_write(void *ud, const char *data, size_t len)
+{
+    struct sink_record *r = ud;
+    if (!r->begins)
+        r->write_before_begin = true;
+    if (len > r->largest_piece)
+        r->largest_piece = len;
+    expect_bytes(&r->e, data, len);
+}
+
+START_TEST(test_million_over_limit_streamed)
+{
+    char *before;
+    long long h = stored_row(&before);
+    size_t len;
+    char *body = million_body(MILLION, NULL, &len);
+    struct sink_record rec;
+    memset(&rec, 0, sizeof rec);
+    expect_init(&rec.e, MILLION, h, T.cfg.max_upload_changes);
+    const struct sync_sink sink = { record_begin, record_write, &rec };
+    struct identity who = tdb_who(U, D);
+    arena_t *arena = arena_new(16384);
+    struct sync_request rq = {
+        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
+        .sink = &sink,
+    };
+    strbuf_t out = STRBUF_INIT;
+    struct upload_counts counts;
+    char err[256] = "";
+    enum sync_outcome o = sync_upload(&rq, body, len, &out, &counts, err, sizeof err);
+    ck_assert_msg(o == SYNC_OK, "outcome %d: %s", (int)o, err);
+    ck_assert_int_eq(rec.begins, 1);
+    ck_assert(!rec.write_before_begin);
+    ck_assert_msg(expect_complete(&rec.e), "the answer differs from the expected text at byte %zu", rec.e.seen);
+    ck_assert_uint_eq(rec.announced, rec.e.seen);
+    ck_assert_uint_eq(out.len, 0);
+    ck_assert_msg(out.cap <= 256 * 1024 && rec.largest_piece <= 256 * 1024,
+                  "the answer was held: buffer %zu bytes, largest piece %zu", out.cap, rec.largest_piece);
+    ck_assert_uint_le(arena_bytes_in_use(arena), ARENA_SMALL);
+    ck_assert_uint_eq(counts.invalid[INVALID_BAD_PAYLOAD], MILLION);
+    arena_free(arena);
+    sb_free(&out);
+    sb_free(&rec.e.unit);
+    free(body);
+    ck_assert_str_eq(tdb_snapshot(&T), before);
+
+    /* a batch within the limit is not streamed: its answer is built in out as always */
+    memset(&rec, 0, sizeof rec);
+    arena = arena_new(16384);
+    rq.arena = arena;
+    const char *small = batch(ins(2, PK2, 0, "{}"), NULL);
+    o = sync_upload(&rq, small, strlen(small), &out, &counts, err, sizeof err);
+    ck_assert_int_eq(o, SYNC_OK);
+    ck_assert_int_eq(rec.begins, 0);
+    ck_assert_ptr_nonnull(strstr(sb_cstr(&out), "\"source_change_id\":2,\"status\":\"applied\",\"new_server_version\":1"));
+    arena_free(arena);
+    sb_free(&out);
+}
+END_TEST
+
 /* ==================================================================== semantics */
 
 START_TEST(test_insert_update_delete_round_trip)
@@ -1826,6 +2170,12 @@ static Suite *body_suite(void)
     tcase_add_test(tc, test_unknown_fields_and_source_id_ignored);
     tcase_add_test(tc, test_batch_exactly_limit);
     tcase_add_test(tc, test_batch_too_large);
+    tcase_add_test(tc, test_batch_too_large_exact_text);
+    tcase_add_test(tc, test_batch_too_large_bad_element);
+    tcase_add_test(tc, test_deep_nesting);
+    tcase_add_test(tc, test_million_bad_elements_400);
+    tcase_add_test(tc, test_million_over_limit);
+    tcase_add_test(tc, test_million_over_limit_streamed);
     tcase_add_test(tc, test_many_changes_one_batch);
     suite_add_tcase(s, tc);
     return s;

@@ -1410,6 +1410,48 @@ START_TEST(test_respond_write_error)
 }
 END_TEST
 
+/* An answer sent in pieces: the headers with the announced length, then the pieces in order; a
+ * second answer is refused; HEAD gets the headers only; a failed write is reported. */
+START_TEST(test_respond_in_pieces)
+{
+    struct answer_ctx c;
+    answer_setup(&c, "POST");
+    ck_assert(http_respond_begin(&c.req, 200, "application/json", 11));
+    ck_assert(c.req.responded);
+    ck_assert_int_eq(c.req.status, 200);
+    ck_assert(http_respond_more(&c.req, "{\"a\":", 5));
+    ck_assert(http_respond_more(&c.req, "[1,2]}", 6));
+    ck_assert_int_eq(c.f.write_calls, 3);
+    struct answer ans = split_answer(&c.f.out);
+    ck_assert_str_eq(ans.body, "{\"a\":[1,2]}");
+    expect_header(ans.headers, "Content-Length", "11");
+    expect_header(ans.headers, "Content-Type", "application/json");
+    expect_header(ans.headers, "X-Request-Id", c.req.request_id);
+    /* a second answer is dropped */
+    ck_assert(!http_respond_begin(&c.req, 500, "application/json", 2));
+    http_json_text(&c.req, 500, "{}");
+    ck_assert_int_eq(c.f.write_calls, 3);
+    ck_assert_int_eq(c.req.status, 200);
+    answer_teardown(&c);
+
+    answer_setup(&c, "HEAD");
+    ck_assert(http_respond_begin(&c.req, 200, "application/json", 11));
+    ck_assert(http_respond_more(&c.req, "{\"a\":[1,2]}", 11));
+    ck_assert_int_eq(c.f.write_calls, 1);
+    ans = split_answer(&c.f.out);
+    ck_assert_str_eq(ans.body, "");
+    expect_header(ans.headers, "Content-Length", "11");
+    answer_teardown(&c);
+
+    answer_setup(&c, "POST");
+    c.f.write_error = true;
+    ck_assert(!http_respond_begin(&c.req, 200, "application/json", 11));
+    ck_assert(!http_respond_more(&c.req, "{}", 2));
+    ck_assert(c.req.responded);
+    answer_teardown(&c);
+}
+END_TEST
+
 START_TEST(test_error_long_message)
 {
     /* a message longer than any internal buffer must still give valid JSON */
@@ -1467,6 +1509,7 @@ static Suite *answer_suite(void)
     tcase_add_test(tc, test_head_no_body);
     tcase_add_test(tc, test_json_and_respond);
     tcase_add_test(tc, test_respond_write_error);
+    tcase_add_test(tc, test_respond_in_pieces);
     tcase_add_test(tc, test_error_long_message);
     tcase_add_test(tc, test_status_text);
     suite_add_tcase(s, tc);
