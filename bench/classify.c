@@ -73,13 +73,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "classify: %s", PQerrorMessage(conn));
         return 1;
     }
-    for (size_t i = 0; i < n_sync_statements; i++) {
-        PGresult *r = PQprepare(conn, sync_statements[i].name, sync_statements[i].sql, 0, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            fprintf(stderr, "classify: preparing %s: %s", sync_statements[i].name, PQresultErrorMessage(r));
-            return 1;
-        }
-        PQclear(r);
+    char perr[512];
+    sync_register_statements();
+    if (!db_prepare_statements(conn, perr, sizeof perr)) {
+        fprintf(stderr, "classify: %s\n", perr);
+        return 1;
     }
     struct table_conf table = { .schema = "bench", .name = "chain", .materializer = MATERIALIZER_NONE, .line = 1 };
     struct config cfg;

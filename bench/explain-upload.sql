@@ -1,7 +1,7 @@
 -- EXPLAIN ANALYZE of the statements oversyncd sends for one upload of 200 new rows, and of the
 -- floor's three INSERTs for 200 more, against whatever the sidecar holds when bench/run calls
 -- this (after the upload-sql scenario: ~176,000 rows in each sidecar table).
--- The statement texts are those of src/sync/upload.c (sync_statements[]) and bench/floor.c.
+-- The statement texts are those of src/sync/upload.c (upload_statements[]) and bench/floor.c.
 \set ON_ERROR_STOP 1
 \pset pager off
 

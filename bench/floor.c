@@ -110,7 +110,7 @@ static const char *const sql_state =
     " SELECT $1, 'bench', 'items', x.pk, $3::jsonb -> (x.n::int - 1)"
     "   FROM unnest($2::uuid[]) WITH ORDINALITY AS x(pk, n)";
 
-/* src/sync/upload.c, sync_statements[] (as of the commit bench/run reports) */
+/* src/sync/upload.c, upload_statements[] (as of the commit bench/run reports) */
 static const char *const sql_lock = "SELECT pg_advisory_xact_lock(1870030713, hashtext($1))";
 static const char *const sql_seen =
     "SELECT source_change_id FROM sync.server_change_log "

@@ -1,4 +1,5 @@
-/* Per-worker application state and the request dispatcher. */
+/* The application: per-worker state, the route table and the request dispatcher. The top layer:
+ * it alone (with worker.c, master.c and main.c) sees every layer below, and metrics. */
 #ifndef OVERSYNCD_APP_H
 #define OVERSYNCD_APP_H
 
@@ -7,6 +8,7 @@
 #include "config.h"
 #include "db/db.h"
 #include "http/http.h"
+#include "metrics.h"
 #include "sync/sync.h"
 
 struct app {
@@ -15,9 +17,12 @@ struct app {
     struct db *db;
     arena_t *arena;
     struct sync_schema schema;      /* registered tables and their apply order */
+    unsigned long reconnects_counted;   /* db reconnects already added to the metrics */
 };
 
-typedef void (*handler_fn)(struct app *app, struct request *req);
+/* The routes the application serves (one row each: method, path, needs, handler). */
+extern const struct route app_routes[];
+extern const size_t n_app_routes;
 
 void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *auth);
 void app_cleanup(struct app *app);

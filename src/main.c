@@ -3,10 +3,12 @@
 #include "db/bootstrap.h"
 #include "db/db.h"
 #include "log.h"
+#include "listener.h"
 #include "master.h"
 #include "materialize/materialize.h"
 #include "metrics.h"
 #include "sync/sync.h"
+#include "worker.h"
 #include "xalloc.h"
 
 #include <errno.h>

@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,9 +17,6 @@ static const double duration_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 static const double rows_bounds[] = { 0, 1, 10, 50, 100, 250, 500, 1000 };
 #define N_ROWS (sizeof rows_bounds / sizeof rows_bounds[0])
 
-static const char *const invalid_names[INVALID__COUNT] = {
-    "fk_missing", "bad_payload", "precheck_error", "unregistered_table", "internal_error", "pk_taken"
-};
 
 struct hist {
     _Atomic uint64_t bucket[16];   /* per bound, not cumulative; the last used slot is +Inf */
@@ -27,8 +25,8 @@ struct hist {
 };
 
 struct shared {
-    _Atomic uint64_t requests[ROUTE__COUNT][N_STATUS];
-    struct hist duration[ROUTE__COUNT];
+    _Atomic uint64_t requests[METRICS_MAX_ROUTES][N_STATUS];
+    struct hist duration[METRICS_MAX_ROUTES];
     _Atomic uint64_t worker_restarts;
     _Atomic uint64_t db_reconnects;
     _Atomic uint64_t changes_applied;
@@ -74,9 +72,9 @@ static void add(_Atomic uint64_t *v, uint64_t n)
     atomic_fetch_add_explicit(v, n, memory_order_relaxed);
 }
 
-void metrics_request(enum route_id route, int status, double seconds)
+void metrics_request(int route, int status, double seconds)
 {
-    if (!shm)
+    if (!shm || route < 0 || route >= METRICS_MAX_ROUTES)
         return;
     size_t s = N_STATUS - 1;
     for (size_t i = 0; i < N_STATUS - 1; i++)
@@ -92,10 +90,10 @@ void metrics_worker_restart(void)
         add(&shm->worker_restarts, 1);
 }
 
-void metrics_db_reconnect(void)
+void metrics_db_reconnect(unsigned long n)
 {
     if (shm)
-        add(&shm->db_reconnects, 1);
+        add(&shm->db_reconnects, n);
 }
 
 void metrics_upload(double seconds, unsigned long applied, unsigned long conflicts,
@@ -149,7 +147,7 @@ static void counter(strbuf_t *out, const char *name, const char *help, uint64_t 
               (unsigned long long)v);
 }
 
-void metrics_render(strbuf_t *out)
+void metrics_render(strbuf_t *out, const char *(*route_label)(int route_slot))
 {
     if (!shm) {
         sb_puts(out, "# metrics are not initialised\n");
@@ -157,7 +155,7 @@ void metrics_render(strbuf_t *out)
     }
     sb_puts(out, "# HELP oversyncd_http_requests_total Requests answered, by route and status.\n"
                  "# TYPE oversyncd_http_requests_total counter\n");
-    for (int r = 0; r < ROUTE__COUNT; r++)
+    for (int r = 0; r < METRICS_MAX_ROUTES; r++)
         for (size_t s = 0; s < N_STATUS; s++) {
             uint64_t v = get(&shm->requests[r][s]);
             if (!v)
@@ -168,15 +166,15 @@ void metrics_render(strbuf_t *out)
             else
                 strcpy(code, "other");
             sb_printf(out, "oversyncd_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-                      route_label((enum route_id)r), code, (unsigned long long)v);
+                      route_label(r), code, (unsigned long long)v);
         }
     sb_puts(out, "# HELP oversyncd_http_request_duration_seconds Time from accept to answer, by route.\n"
                  "# TYPE oversyncd_http_request_duration_seconds histogram\n");
-    for (int r = 0; r < ROUTE__COUNT; r++) {
+    for (int r = 0; r < METRICS_MAX_ROUTES; r++) {
         if (!get(&shm->duration[r].count))
             continue;
         char labels[96];
-        snprintf(labels, sizeof labels, "route=\"%s\"", route_label((enum route_id)r));
+        snprintf(labels, sizeof labels, "route=\"%s\"", route_label(r));
         render_hist(out, "oversyncd_http_request_duration_seconds", labels, &shm->duration[r],
                     duration_bounds, N_DURATION, false);
     }
@@ -193,7 +191,7 @@ void metrics_render(strbuf_t *out)
     sb_puts(out, "# HELP oversyncd_sync_invalid_total Uploaded changes answered invalid, by reason.\n"
                  "# TYPE oversyncd_sync_invalid_total counter\n");
     for (int i = 0; i < INVALID__COUNT; i++)
-        sb_printf(out, "oversyncd_sync_invalid_total{reason=\"%s\"} %llu\n", invalid_names[i],
+        sb_printf(out, "oversyncd_sync_invalid_total{reason=\"%s\"} %llu\n", sync_invalid_reason_name((enum invalid_reason)i),
                   (unsigned long long)get(&shm->invalid[i]));
     sb_puts(out, "# HELP oversyncd_sync_upload_duration_seconds Time spent applying an upload.\n"
                  "# TYPE oversyncd_sync_upload_duration_seconds histogram\n");

@@ -6,27 +6,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "http/http.h"
 #include "strbuf.h"
+#include "sync/sync.h"
 
-enum metric_invalid_reason {
-    INVALID_FK_MISSING = 0,
-    INVALID_BAD_PAYLOAD,
-    INVALID_PRECHECK_ERROR,
-    INVALID_UNREGISTERED_TABLE,
-    INVALID_INTERNAL_ERROR,
-    INVALID_PK_TAKEN,              /* the row belongs to another user (sync.row_owner) */
-    INVALID__COUNT
-};
+/* Request counters are kept per route slot: 0 for requests no route took, 1.. for the
+ * application's routes (app.c); labels come from the application when rendering. */
+#define METRICS_MAX_ROUTES 32
 
 /* Create the shared segment (master, before forking). Idempotent. */
 bool metrics_init(void);
-void metrics_request(enum route_id route, int status, double seconds);
+void metrics_request(int route_slot, int status, double seconds);
 void metrics_worker_restart(void);
-void metrics_db_reconnect(void);
+void metrics_db_reconnect(unsigned long n);
 void metrics_upload(double seconds, unsigned long applied, unsigned long conflicts,
                     unsigned long materialize_errors, const unsigned long invalid[INVALID__COUNT]);
 void metrics_download(double seconds, unsigned long rows);
-void metrics_render(strbuf_t *out);
+void metrics_render(strbuf_t *out, const char *(*route_label)(int route_slot));
 
 #endif

@@ -1,7 +1,7 @@
 #include "app.h"
 #include "http/fcgi.h"
 #include "log.h"
-#include "master.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <fcgiapp.h>

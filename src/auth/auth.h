@@ -8,13 +8,8 @@
 #include <time.h>
 
 #include "../config.h"
+#include "../identity.h"
 
-#define IDENTITY_MAX 256
-
-struct identity {
-    char user[IDENTITY_MAX];     /* JWT sub */
-    char device[IDENTITY_MAX];   /* JWT did */
-};
 
 /* Parameter lookup supplied by the caller (FastCGI params in production, a table in tests). */
 typedef const char *(*auth_param_fn)(void *ud, const char *name);

@@ -1,7 +1,6 @@
 #include "db.h"
 #include "bootstrap.h"
 #include "../log.h"
-#include "../metrics.h"
 #include "../strbuf.h"
 #include "../xalloc.h"
 
@@ -32,13 +31,51 @@ void db_set_setup_hook(struct db *db, db_setup_fn fn, void *ud)
     db->setup_ud = ud;
 }
 
-static const struct db_statement *statements;
-static size_t n_statements;
+static void one_line(char *s)
+{
+    str_trim_right(s);
+    for (char *p = s; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+}
+
+/* The modules' lists of statements, prepared on every connection. */
+#define MAX_STATEMENT_LISTS 16
+static struct {
+    const struct db_statement *list;
+    size_t n;
+} statement_lists[MAX_STATEMENT_LISTS];
+static size_t n_statement_lists;
 
 void db_register_statements(const struct db_statement *list, size_t n)
 {
-    statements = list;
-    n_statements = n;
+    for (size_t i = 0; i < n_statement_lists; i++)
+        if (statement_lists[i].list == list)
+            return;
+    if (n_statement_lists == MAX_STATEMENT_LISTS) {
+        log_error("db_register_statements: more than %d lists", MAX_STATEMENT_LISTS);
+        abort();
+    }
+    statement_lists[n_statement_lists].list = list;
+    statement_lists[n_statement_lists].n = n;
+    n_statement_lists++;
+}
+
+bool db_prepare_statements(PGconn *conn, char *err, size_t errlen)
+{
+    for (size_t l = 0; l < n_statement_lists; l++)
+        for (size_t i = 0; i < statement_lists[l].n; i++) {
+            const struct db_statement *st = &statement_lists[l].list[i];
+            PGresult *r = PQprepare(conn, st->name, st->sql, 0, NULL);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+                snprintf(err, errlen, "preparing %s: %s", st->name, PQerrorMessage(conn));
+                one_line(err);
+                PQclear(r);
+                return false;
+            }
+            PQclear(r);
+        }
+    return true;
 }
 
 static long now_ms(void)
@@ -70,14 +107,6 @@ void db_free(struct db *db)
         return;
     drop(db);
     free(db);
-}
-
-static void one_line(char *s)
-{
-    str_trim_right(s);
-    for (char *p = s; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
 }
 
 PGconn *db_connect_plain(const struct config *cfg, char *err, size_t errlen)
@@ -126,17 +155,7 @@ static bool setup(struct db *db, char *err, size_t errlen)
         log_info("sidecar schema: applied %d migration(s)", applied);
     if (db->setup_hook && !db->setup_hook(db->conn, db->setup_ud, err, errlen))
         return false;
-    for (size_t i = 0; i < n_statements; i++) {
-        PGresult *r = PQprepare(db->conn, statements[i].name, statements[i].sql, 0, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            snprintf(err, errlen, "preparing %s: %s", statements[i].name, PQerrorMessage(db->conn));
-            one_line(err);
-            PQclear(r);
-            return false;
-        }
-        PQclear(r);
-    }
-    return true;
+    return db_prepare_statements(db->conn, err, errlen);
 }
 
 /* A server that went away (shut down, restarted, connection killed) leaves a readable socket
@@ -188,7 +207,6 @@ bool db_ensure(struct db *db)
         db->next_try.tv_sec = db->next_try.tv_nsec = 0;
         if (db->ever_connected) {
             db->reconnects++;
-            metrics_db_reconnect();
             log_info("database connection re-established");
         }
         db->ever_connected = true;

@@ -9,7 +9,7 @@
 
 #include "../config.h"
 
-/* A statement prepared on every connection. Modules list theirs in db_statements (db.c). */
+/* A statement prepared on every connection. Each module keeps its own list and registers it. */
 struct db_statement {
     const char *name;
     const char *sql;
@@ -22,8 +22,12 @@ struct db;
 typedef bool (*db_setup_fn)(PGconn *conn, void *ud, char *err, size_t errlen);
 void db_set_setup_hook(struct db *db, db_setup_fn fn, void *ud);
 
-/* Statements every connection prepares (once, right after connecting). Call before db_ensure. */
+/* Adds a module's statements to those every connection prepares (once, right after connecting).
+ * Call before db_ensure; registering the same list again does nothing. */
 void db_register_statements(const struct db_statement *list, size_t n);
+/* Prepares every registered statement on conn (db_ensure does it on each new connection; tests
+ * and benchmarks call it on connections of their own). false with the reason in err. */
+bool db_prepare_statements(PGconn *conn, char *err, size_t errlen);
 
 struct db *db_new(const struct config *cfg);
 void db_free(struct db *db);

@@ -8,7 +8,7 @@
 #include <sys/types.h>
 
 #include "../arena.h"
-#include "../auth/auth.h"
+#include "../identity.h"
 #include "../strbuf.h"
 
 struct http_io {
@@ -18,17 +18,17 @@ struct http_io {
     void *ud;
 };
 
-enum route_id {
-    ROUTE_NONE = 0,
-    ROUTE_SYNC_UPLOAD,
-    ROUTE_SYNC_DOWNLOAD,
-    ROUTE_SYNC_SCHEMA_VERSION,
-    ROUTE_ADMIN_FAILURES,
-    ROUTE_ADMIN_FAILURES_RETRY,
-    ROUTE_HEALTH,
-    ROUTE_READY,
-    ROUTE_METRICS,
-    ROUTE__COUNT
+struct app;
+struct request;
+
+/* One route of the application: its table lives with the handlers (app.c), so a route is added
+ * in one place. The request layer only matches method and path against it. */
+struct route {
+    const char *method;     /* "GET", "POST" or "DELETE" */
+    const char *path;       /* e.g. "/sync/upload", matched under any mount prefix */
+    bool needs_auth;        /* an authenticated identity before the handler runs */
+    bool needs_db;          /* a database connection before the handler runs (else 503) */
+    void (*handler)(struct app *app, struct request *req);
 };
 
 struct request {
@@ -38,7 +38,7 @@ struct request {
     const char *method;           /* never NULL */
     const char *path;             /* the path routing looked at, without query */
     const char *query;            /* never NULL, without '?' */
-    enum route_id route;
+    const struct route *route;    /* NULL until routed */
     const char *route_path;       /* canonical route path, "-" when none */
 
     /* body, read by http_read_body */
@@ -55,25 +55,14 @@ struct request {
     bool responded;
 };
 
-/* Route table entry. */
-struct route {
-    enum route_id id;
-    const char *path;       /* e.g. "/sync/upload" */
-    const char *method;     /* "GET" or "POST" */
-    bool needs_auth;
-};
-
-extern const struct route routes[];
-const struct route *route_by_id(enum route_id id);
-const char *route_label(enum route_id id);      /* the path, or "other" for ROUTE_NONE */
-
 enum route_match { ROUTE_MATCHED, ROUTE_NOT_FOUND, ROUTE_WRONG_METHOD };
 
 /* Picks the path out of PATH_INFO / SCRIPT_NAME / DOCUMENT_URI / REQUEST_URI (whichever names a
  * route, under any mount prefix) and matches method + path. On ROUTE_WRONG_METHOD, *allow gets
  * the methods the path accepts. *path_out gets the path that was examined (for logs). */
-enum route_match http_route(const struct http_io *io, arena_t *arena, const char *method,
-                            const struct route **out, const char **allow, const char **path_out);
+enum route_match http_route(const struct route *routes, size_t nroutes, const struct http_io *io, arena_t *arena,
+                            const char *method, const struct route **out, const char **allow,
+                            const char **path_out);
 
 /* Fills method, path, query, route of req; returns the match result. */
 void http_request_init(struct request *req, const struct http_io *io, arena_t *arena);

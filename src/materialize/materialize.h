@@ -9,7 +9,7 @@
 
 #include "../arena.h"
 #include "../config.h"
-#include "../sync/pipeline.h"
+#include "../db/pipeline.h"
 
 struct materializer;
 

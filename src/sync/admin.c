@@ -1,11 +1,21 @@
 /* GET /admin/materialize-failures (SPEC §7). */
-#include "sync.h"
+#include "internal.h"
 #include "../log.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+const struct db_statement admin_statements[] = {
+    { "sync_list_failures",
+      "SELECT id, schema_name, table_name, pk_uuid, attempted_version, op, payload::text, error,"
+      "       to_char(first_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), retry_count"
+      "  FROM sync.materialize_failures"
+      " WHERE user_id = $1 AND ($2::text IS NULL OR schema_name = $2) AND ($3::text IS NULL OR table_name = $3)"
+      " ORDER BY first_seen DESC, id DESC LIMIT $4" },
+};
+const size_t n_admin_statements = sizeof admin_statements / sizeof admin_statements[0];
 
 bool failures_params_parse(const char *schema, const char *table, const char *limit, const char **schema_out,
                            const char **table_out, int *limit_out, char *err, size_t errlen)
@@ -45,9 +55,7 @@ enum sync_outcome sync_list_failures(const struct sync_request *rq, const char *
     const char *vals[4] = { rq->who->user, schema, table, lim };
     PGresult *r = PQexecPrepared(rq->conn, "sync_list_failures", 4, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        enum sync_outcome o = sync_classify_pg_error(rq->conn, r);
-        sync_pg_error_text(rq->conn, r, "listing failures", err, errlen);
-        log_error("request %s: %s", rq->request_id, err);
+        enum sync_outcome o = sync_db_failure(rq, r, "listing failures", err, errlen);
         PQclear(r);
         return o;
     }

@@ -1,5 +1,5 @@
 /* GET /sync/download (SPEC §5): one indexed range scan on (user_id, server_id) per page. */
-#include "sync.h"
+#include "internal.h"
 #include "../log.h"
 
 #include <ctype.h>
@@ -60,13 +60,27 @@ bool download_params_parse(const char *after, const char *limit, const char *sch
     return true;
 }
 
-static enum sync_outcome failed(const struct sync_request *rq, const PGresult *res, char *err, size_t errlen)
-{
-    enum sync_outcome o = sync_classify_pg_error(rq->conn, res);
-    sync_pg_error_text(rq->conn, res, "download", err, errlen);
-    log_error("request %s: %s", rq->request_id, err);
-    return o;
-}
+/* Planned per call, like sql_highest (statements.c). */
+static const char sql_download_all[] =
+      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
+      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
+      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+      "  FROM sync.server_change_log l"
+      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
+      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
+      " WHERE l.user_id = $1 AND l.server_id > $2 AND l.server_id <= $3 AND ($4 OR l.source_id <> $5)"
+      " ORDER BY l.server_id LIMIT $6";
+static const char sql_download_schema[] =
+      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
+      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
+      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+      "  FROM sync.server_change_log l"
+      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
+      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
+      " WHERE l.user_id = $1 AND l.schema_name = $7 AND l.server_id > $2 AND l.server_id <= $3"
+      "   AND ($4 OR l.source_id <> $5)"
+      " ORDER BY l.server_id LIMIT $6";
+
 
 enum sync_outcome sync_download(const struct sync_request *rq, const struct download_params *p,
                                 strbuf_t *out, unsigned long *nrows, char *err, size_t errlen)
@@ -83,7 +97,7 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
     if (window == 0) {
         PGresult *r = PQexecParams(rq->conn, sql_highest, 1, NULL, user, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            enum sync_outcome o = failed(rq, r, err, errlen);
+            enum sync_outcome o = sync_db_failure(rq, r, "download", err, errlen);
             PQclear(r);
             return o;
         }
@@ -99,7 +113,7 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
         r = PQexecParams(rq->conn, p->schema ? sql_download_schema : sql_download_all, p->schema ? 7 : 6, NULL,
                          vals, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            enum sync_outcome o = failed(rq, r, err, errlen);
+            enum sync_outcome o = sync_db_failure(rq, r, "download", err, errlen);
             PQclear(r);
             return o;
         }

@@ -8,11 +8,23 @@
 #include <libpq-fe.h>
 
 #include "../arena.h"
-#include "../auth/auth.h"
+#include "../identity.h"
 #include "../config.h"
 #include "../db/db.h"
-#include "../metrics.h"
 #include "../strbuf.h"
+
+/* Why an uploaded change is answered invalid (invalid.reason on the wire, in this order). */
+enum invalid_reason {
+    INVALID_FK_MISSING = 0,
+    INVALID_BAD_PAYLOAD,
+    INVALID_PRECHECK_ERROR,
+    INVALID_UNREGISTERED_TABLE,
+    INVALID_INTERNAL_ERROR,
+    INVALID_PK_TAKEN,              /* the row belongs to another user (sync.row_owner) */
+    INVALID__COUNT
+};
+/* The wire name of a reason ("fk_missing", ...). */
+const char *sync_invalid_reason_name(enum invalid_reason r);
 
 /* How a foreign-key value from a payload is checked against the parent column. */
 enum fk_value_kind { FK_VALUE_UUID, FK_VALUE_INT2, FK_VALUE_INT4, FK_VALUE_INT8, FK_VALUE_TEXT, FK_VALUE_OTHER };
@@ -76,14 +88,9 @@ void sync_schema_arrays(const struct sync_schema *s, bool materialized_only, str
 bool sync_ownership_setup(const struct sync_schema *s, PGconn *conn, char *err, size_t errlen);
 const struct sync_table *sync_schema_find(const struct sync_schema *s, const char *schema, const char *name);
 
-/* Statements planned per call (see upload.c). */
-extern const char sql_highest[];
-extern const char sql_download_all[];
-extern const char sql_download_schema[];
-
-/* Statements the sync core prepares on every connection. */
-extern const struct db_statement sync_statements[];
-extern const size_t n_sync_statements;
+/* Registers the sync core's prepared statements with the db layer (once per process, before the
+ * first connection); db_prepare_statements prepares them on a connection of one's own. */
+void sync_register_statements(void);
 
 enum sync_outcome {
     SYNC_OK,                 /* *out holds the 200 answer (or it went to the request's sink) */

@@ -9,8 +9,8 @@
  * row inside the batch). That is sound because every writer of a user's rows holds the user's
  * lock, which also makes each user's server_ids commit in ascending order (SPEC §8.3). */
 #include "json_scan.h"
-#include "pipeline.h"
-#include "sync.h"
+#include "../db/pipeline.h"
+#include "internal.h"
 #include "../base64.h"
 #include "../log.h"
 #include "../materialize/materialize.h"
@@ -52,7 +52,7 @@ struct change {
     int nrefs;
 
     enum status status;
-    enum metric_invalid_reason reason;
+    enum invalid_reason reason;
     const char *message;
     const char *details;            /* JSON object text of invalid.details */
     long long new_version;
@@ -257,7 +257,15 @@ static char *trim_case(arena_t *a, const char *s, bool upper)
     return o;
 }
 
-static void invalid(struct batch *b, struct change *c, enum metric_invalid_reason reason,
+const char *sync_invalid_reason_name(enum invalid_reason r)
+{
+    static const char *const names[INVALID__COUNT] = {
+        "fk_missing", "bad_payload", "precheck_error", "unregistered_table", "internal_error", "pk_taken"
+    };
+    return r >= 0 && r < INVALID__COUNT ? names[r] : "internal_error";
+}
+
+static void invalid(struct batch *b, struct change *c, enum invalid_reason reason,
                     const char *message, const char *details)
 {
     c->status = ST_INVALID;
@@ -268,7 +276,7 @@ static void invalid(struct batch *b, struct change *c, enum metric_invalid_reaso
 
 /* invalid with details {"error": message}, the shape of every reason but fk_missing and
  * unregistered_table */
-static void invalid_error(struct batch *b, struct change *c, enum metric_invalid_reason reason, const char *msg)
+static void invalid_error(struct batch *b, struct change *c, enum invalid_reason reason, const char *msg)
 {
     strbuf_t d = STRBUF_INIT;
     sb_puts(&d, "{\"error\":");
@@ -656,32 +664,8 @@ static const char *array_end(struct batch *b, strbuf_t *sb)
 
 /* ------------------------------------------------------------------------- statements */
 
-/* Planned on every call (sent unnamed, never prepared): with a generic plan PostgreSQL may walk
- * the server_id-only index and filter by user, so a user with a short log pays for everybody
- * else's rows (measured: 616 ms instead of 1 ms for a first page, docs/performance.md). */
-const char sql_highest[] =
-    "SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1";
-const char sql_download_all[] =
-      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
-      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
-      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-      "  FROM sync.server_change_log l"
-      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
-      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
-      " WHERE l.user_id = $1 AND l.server_id > $2 AND l.server_id <= $3 AND ($4 OR l.source_id <> $5)"
-      " ORDER BY l.server_id LIMIT $6";
-const char sql_download_schema[] =
-      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
-      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
-      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-      "  FROM sync.server_change_log l"
-      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
-      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
-      " WHERE l.user_id = $1 AND l.schema_name = $7 AND l.server_id > $2 AND l.server_id <= $3"
-      "   AND ($4 OR l.source_id <> $5)"
-      " ORDER BY l.server_id LIMIT $6";
-
-const struct db_statement sync_statements[] = {
+/* Prepared on every connection (sync_register_statements). */
+const struct db_statement upload_statements[] = {
     { "sync_user_lock",
       /* two-key form: its lock space never meets the one-key locks of other applications */
       "SELECT pg_advisory_xact_lock(1870030713, hashtext($1))" },
@@ -762,12 +746,6 @@ const struct db_statement sync_statements[] = {
       "ON CONFLICT (user_id, schema_name, table_name, pk_uuid, attempted_version) DO UPDATE"
       "   SET retry_count = sync.materialize_failures.retry_count + 1, error = EXCLUDED.error,"
       "       op = EXCLUDED.op, payload = EXCLUDED.payload" },
-    { "sync_list_failures",
-      "SELECT id, schema_name, table_name, pk_uuid, attempted_version, op, payload::text, error,"
-      "       to_char(first_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), retry_count"
-      "  FROM sync.materialize_failures"
-      " WHERE user_id = $1 AND ($2::text IS NULL OR schema_name = $2) AND ($3::text IS NULL OR table_name = $3)"
-      " ORDER BY first_seen DESC, id DESC LIMIT $4" },
     { "sync_get_failure",
       "SELECT schema_name, table_name, pk_uuid, op, payload::text, retry_count"
       "  FROM sync.materialize_failures WHERE id = $1 AND user_id = $2" },
@@ -776,48 +754,12 @@ const struct db_statement sync_statements[] = {
       "UPDATE sync.materialize_failures SET retry_count = retry_count + 1, error = $3"
       " WHERE id = $1 AND user_id = $2" },
 };
-const size_t n_sync_statements = sizeof sync_statements / sizeof sync_statements[0];
-
-enum sync_outcome sync_classify_pg_error(PGconn *conn, const PGresult *res)
-{
-    if (PQstatus(conn) != CONNECTION_OK || !res)
-        return SYNC_UNAVAILABLE;
-    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (!state)
-        return SYNC_FAILED;
-    /* lock/statement timeout, serialization failure, deadlock, server shutting down */
-    if (strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0 || strcmp(state, "40001") == 0 ||
-        strcmp(state, "40P01") == 0 || strncmp(state, "57P", 3) == 0 || strncmp(state, "08", 2) == 0 ||
-        strcmp(state, "53300") == 0)
-        return SYNC_UNAVAILABLE;
-    return SYNC_FAILED;
-}
-
-void sync_pg_error_text(PGconn *conn, const PGresult *res, const char *stage, char *err, size_t errlen)
-{
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (primary)
-        snprintf(err, errlen, "%s: %s %s", stage, state ? state : "", primary);
-    else if (PQstatus(conn) != CONNECTION_OK)
-        snprintf(err, errlen, "%s: connection lost", stage);
-    else
-        snprintf(err, errlen, "%s: %s", stage, res ? PQresStatus(PQresultStatus(res)) : "no result");
-    str_trim_right(err);
-}
+const size_t n_upload_statements = sizeof upload_statements / sizeof upload_statements[0];
 
 static enum sync_outcome db_failure(struct batch *b, const PGresult *res, const char *stage, char *err,
                                     size_t errlen)
 {
-    PGconn *conn = b->rq->conn;
-    enum sync_outcome o = sync_classify_pg_error(conn, res);
-    sync_pg_error_text(conn, res, stage, err, errlen);
-    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(conn, "ROLLBACK");
-        PQclear(r);
-    }
-    log_error("request %s: upload %s", b->rq->request_id, err);
-    return o;
+    return sync_db_failure(b->rq, res, stage, err, errlen);
 }
 
 /* --------------------------------------------------------------------- classification */
@@ -1339,16 +1281,13 @@ static void write_status(struct batch *b, strbuf_t *out, const struct change *c)
     case ST_INVALID:
     case ST_PENDING:
     default: {
-        static const char *const names[INVALID__COUNT] = {
-            "fk_missing", "bad_payload", "precheck_error", "unregistered_table", "internal_error", "pk_taken"
-        };
         sb_puts(out, "\"invalid\"");
         if (c->message && c->reason != INVALID_FK_MISSING) {
             sb_puts(out, ",\"message\":");
             sb_json_str(out, c->message);
         }
         sb_puts(out, ",\"invalid\":{\"reason\":");
-        sb_json_str(out, names[c->status == ST_INVALID ? c->reason : INVALID_INTERNAL_ERROR]);
+        sb_json_str(out, sync_invalid_reason_name(c->status == ST_INVALID ? c->reason : INVALID_INTERNAL_ERROR));
         sb_puts(out, ",\"details\":");
         sb_puts(out, c->details ? c->details : "{}");
         sb_puts(out, "}}");
@@ -2094,9 +2033,7 @@ enum sync_outcome sync_retry_failure(const struct sync_request *rq, long long id
     const char *vals[2] = { idtext, rq->who->user };
     PGresult *r = PQexecPrepared(rq->conn, "sync_get_failure", 2, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        enum sync_outcome o = sync_classify_pg_error(rq->conn, r);
-        sync_pg_error_text(rq->conn, r, "reading a materialize failure", err, errlen);
-        log_error("request %s: %s", rq->request_id, err);
+        enum sync_outcome o = sync_db_failure(rq, r, "reading a materialize failure", err, errlen);
         PQclear(r);
         return o;
     }
@@ -2142,7 +2079,7 @@ enum sync_outcome sync_retry_failure(const struct sync_request *rq, long long id
         const char *rv[3] = { idtext, rq->who->user, c->message ? c->message : "invalid" };
         r = PQexecPrepared(rq->conn, "sync_failure_retried", 3, rv, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            o = sync_classify_pg_error(rq->conn, r);
+            o = sync_db_failure(rq, r, "counting a retry", err, errlen);
         PQclear(r);
     }
     if (o != SYNC_OK)

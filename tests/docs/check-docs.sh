@@ -1,7 +1,7 @@
 #!/bin/sh
 # The documentation against the code, to catch the next drift between them:
 #
-#   1. routes: the route table of the router (src/http/request.c), the endpoint table and the
+#   1. routes: the application's route table (src/app.c), the endpoint table and the
 #      section headings of docs/api.md, and the paths of docs/openapi.yaml name the same
 #      METHOD /path pairs;
 #   2. configuration keys: every `[section] key` the documents mention is a key of that section
@@ -76,9 +76,9 @@ for f in $docs; do
 done
 
 # ------------------------------------------------------------------------ 1. routes
-# { ROUTE_SYNC_UPLOAD, "/sync/upload", "POST", true },
-sed -n 's/^ *{ *ROUTE_[A-Z_]*, *"\(\/[^"]*\)", *"\([A-Z]*\)".*/\2 \1/p' src/http/request.c | sort >"$tmp/routes.code"
-check "the router declares routes (src/http/request.c)" test -s "$tmp/routes.code"
+# { "POST", "/sync/upload", true, true, handle_upload },
+sed -n 's/^ *{ *"\([A-Z]*\)", *"\(\/[^"]*\)",.*/\1 \2/p' src/app.c | sort >"$tmp/routes.code"
+check "the application declares routes (src/app.c)" test -s "$tmp/routes.code"
 # | [`POST /sync/upload`](#post-syncupload) | ...
 sed -n 's/^| *\[`\([A-Z]* \/[^`]*\)`\].*/\1/p' docs/api.md | sort >"$tmp/routes.api-table"
 sed -n 's/^## \([A-Z][A-Z]* \/.*\)$/\1/p' docs/api.md | sort >"$tmp/routes.api-headings"

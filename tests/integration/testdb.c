@@ -65,12 +65,9 @@ static void fill_tables(struct testdb *t, const char *const *tables)
 
 static void prepare_all(PGconn *c)
 {
-    for (size_t i = 0; i < n_sync_statements; i++) {
-        PGresult *r = PQprepare(c, sync_statements[i].name, sync_statements[i].sql, 0, NULL);
-        ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "preparing %s: %s", sync_statements[i].name,
-                      PQresultErrorMessage(r));
-        PQclear(r);
-    }
+    char err[512];
+    sync_register_statements();
+    ck_assert_msg(db_prepare_statements(c, err, sizeof err), "%s", err);
 }
 
 void tdb_child_connect(struct testdb *t)

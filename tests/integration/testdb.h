@@ -1,7 +1,7 @@
 /* Shared helpers of the sync-core integration tests (check_upload, check_download).
  *
  * Every test gets a database of its own on the throwaway cluster of tests/pg.sh: created fresh,
- * bootstrapped with bootstrap_sidecar and with every statement of sync_statements[] prepared,
+ * bootstrapped with bootstrap_sidecar and with every statement of the modules' statement lists (sync_register_statements) prepared,
  * exactly what a worker does after connecting; dropped at the end. The configuration and the
  * table registry are built by hand, so a test can register whatever tables it needs.
  *

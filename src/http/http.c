@@ -10,32 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-const struct route routes[] = {
-    { ROUTE_SYNC_UPLOAD, "/sync/upload", "POST", true },
-    { ROUTE_SYNC_DOWNLOAD, "/sync/download", "GET", true },
-    { ROUTE_SYNC_SCHEMA_VERSION, "/sync/schema-version", "GET", true },
-    { ROUTE_ADMIN_FAILURES, "/admin/materialize-failures", "GET", true },
-    { ROUTE_ADMIN_FAILURES_RETRY, "/admin/materialize-failures/retry", "POST", true },
-    { ROUTE_HEALTH, "/health", "GET", false },
-    { ROUTE_READY, "/ready", "GET", false },
-    { ROUTE_METRICS, "/metrics", "GET", false },
-    { ROUTE_NONE, NULL, NULL, false },
-};
-
-const struct route *route_by_id(enum route_id id)
-{
-    for (const struct route *r = routes; r->path; r++)
-        if (r->id == id)
-            return r;
-    return NULL;
-}
-
-const char *route_label(enum route_id id)
-{
-    const struct route *r = route_by_id(id);
-    return r ? r->path : "other";
-}
-
 static const char *param(const struct http_io *io, const char *name)
 {
     return io->param(io->ud, name);
@@ -65,16 +39,17 @@ static bool ends_with_route(const char *path, size_t len, const char *route)
     return true;
 }
 
-static const char *match_candidate(const char *path, size_t len)
+static const char *match_candidate(const struct route *routes, size_t nroutes, const char *path, size_t len)
 {
-    for (const struct route *r = routes; r->path; r++)
-        if (ends_with_route(path, len, r->path))
-            return r->path;
+    for (size_t i = 0; i < nroutes; i++)
+        if (ends_with_route(path, len, routes[i].path))
+            return routes[i].path;
     return NULL;
 }
 
-enum route_match http_route(const struct http_io *io, arena_t *arena, const char *method,
-                            const struct route **out, const char **allow, const char **path_out)
+enum route_match http_route(const struct route *routes, size_t nroutes, const struct http_io *io, arena_t *arena,
+                            const char *method, const struct route **out, const char **allow,
+                            const char **path_out)
 {
     const char *script = param(io, "SCRIPT_NAME");
     const char *info = param(io, "PATH_INFO");
@@ -113,12 +88,12 @@ enum route_match http_route(const struct http_io *io, arena_t *arena, const char
     *allow = NULL;
     *path_out = n ? arena_strndup(arena, cands[0], lens[0]) : "/";
     for (int i = 0; i < n; i++) {
-        const char *rp = match_candidate(cands[i], lens[i]);
+        const char *rp = match_candidate(routes, nroutes, cands[i], lens[i]);
         if (!rp)
             continue;
         *path_out = arena_strndup(arena, cands[i], lens[i]);
         strbuf_t methods = STRBUF_INIT;
-        for (const struct route *r = routes; r->path; r++) {
+        for (const struct route *r = routes; r < routes + nroutes; r++) {
             if (strcmp(r->path, rp) != 0)
                 continue;
             if (strcmp(r->method, method) == 0 ||
@@ -164,7 +139,7 @@ void http_request_init(struct request *req, const struct http_io *io, arena_t *a
     req->method = m && *m ? m : "GET";
     const char *q = param(io, "QUERY_STRING");
     req->query = q ? q : "";
-    req->route = ROUTE_NONE;
+    req->route = NULL;
     req->route_path = "-";
     req->path = "/";
 }

@@ -29,10 +29,12 @@ static void handle_ready(struct app *app, struct request *req)
     http_error(req, 503, "database_unavailable", "the database is unreachable");
 }
 
+static const char *slot_label(int slot);
+
 static void handle_metrics(struct app *app, struct request *req)
 {
     strbuf_t sb = STRBUF_INIT;
-    metrics_render(&sb);
+    metrics_render(&sb, slot_label);
     http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, sb.data, sb.len);
     sb_free(&sb);
 }
@@ -229,25 +231,30 @@ static void handle_retry_failure(struct app *app, struct request *req)
     sb_free(&out);
 }
 
-/* Which routes need the database before their handler runs. */
-static bool needs_db(enum route_id id)
+/* The routes: method, path (matched under any mount prefix), whether the identity and the
+ * database are needed before the handler runs, and the handler. Adding a route is adding a row. */
+const struct route app_routes[] = {
+    { "POST", "/sync/upload", true, true, handle_upload },
+    { "GET", "/sync/download", true, true, handle_download },
+    { "GET", "/sync/schema-version", true, true, handle_schema_version },
+    { "GET", "/admin/materialize-failures", true, true, handle_list_failures },
+    { "POST", "/admin/materialize-failures/retry", true, true, handle_retry_failure },
+    { "GET", "/health", false, false, handle_health },
+    { "GET", "/ready", false, true, handle_ready },
+    { "GET", "/metrics", false, false, handle_metrics },
+};
+const size_t n_app_routes = sizeof app_routes / sizeof app_routes[0];
+_Static_assert(sizeof app_routes / sizeof app_routes[0] < METRICS_MAX_ROUTES, "metrics has a slot per route");
+
+/* Metrics slot of a route: 0 for a request no route took, 1 + its index otherwise. */
+static int route_slot(const struct route *r)
 {
-    return id != ROUTE_HEALTH && id != ROUTE_METRICS;
+    return r ? (int)(r - app_routes) + 1 : 0;
 }
 
-static handler_fn handler_for(enum route_id id)
+static const char *slot_label(int slot)
 {
-    switch (id) {
-    case ROUTE_HEALTH: return handle_health;
-    case ROUTE_READY: return handle_ready;
-    case ROUTE_METRICS: return handle_metrics;
-    case ROUTE_SYNC_SCHEMA_VERSION: return handle_schema_version;
-    case ROUTE_SYNC_UPLOAD: return handle_upload;
-    case ROUTE_SYNC_DOWNLOAD: return handle_download;
-    case ROUTE_ADMIN_FAILURES: return handle_list_failures;
-    case ROUTE_ADMIN_FAILURES_RETRY: return handle_retry_failure;
-    default: return NULL;
-    }
+    return slot > 0 && (size_t)slot <= n_app_routes ? app_routes[slot - 1].path : "other";
 }
 
 /* Each new connection re-reads the foreign keys, so a reconnect after a schema change (or a
@@ -290,7 +297,7 @@ void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *
         if (!t->mat && t->conf->materializer != MATERIALIZER_NONE)
             log_error("%s", err);   /* verified at start-up; only a file changed since can get here */
     }
-    db_register_statements(sync_statements, n_sync_statements);
+    sync_register_statements();
     db_set_setup_hook(app->db, app_db_setup, app);
 }
 
@@ -315,7 +322,8 @@ static void dispatch(struct app *app, struct request *req)
 {
     const struct route *route;
     const char *allow;
-    enum route_match m = http_route(req->io, req->arena, req->method, &route, &allow, &req->path);
+    enum route_match m = http_route(app_routes, n_app_routes, req->io, req->arena, req->method, &route, &allow,
+                                    &req->path);
     if (m == ROUTE_NOT_FOUND) {
         http_error(req, 404, "not_found", "no such endpoint: %s", req->path);
         return;
@@ -326,13 +334,8 @@ static void dispatch(struct app *app, struct request *req)
                            req->method, allow);
         return;
     }
-    req->route = route->id;
+    req->route = route;
     req->route_path = route->path;
-    handler_fn handler = handler_for(route->id);
-    if (!handler) {
-        http_error(req, 404, "not_found", "no such endpoint: %s", req->path);
-        return;
-    }
 
     bool has_body = strcmp(route->method, "POST") == 0;
     if (has_body) {
@@ -370,11 +373,19 @@ static void dispatch(struct app *app, struct request *req)
         }
     }
 
-    if (needs_db(route->id) && !db_ensure(app->db)) {
-        http_error(req, 503, "database_unavailable", "the database is unreachable; retry later");
-        return;
+    if (route->needs_db) {
+        bool up = db_ensure(app->db);
+        unsigned long reconnects = db_reconnect_count(app->db);
+        if (reconnects != app->reconnects_counted) {
+            metrics_db_reconnect(reconnects - app->reconnects_counted);
+            app->reconnects_counted = reconnects;
+        }
+        if (!up) {
+            http_error(req, 503, "database_unavailable", "the database is unreachable; retry later");
+            return;
+        }
     }
-    handler(app, req);
+    route->handler(app, req);
 }
 
 void app_handle(struct app *app, const struct http_io *io)
@@ -392,7 +403,7 @@ void app_handle(struct app *app, const struct http_io *io)
     }
 
     double secs = since(&t0);
-    metrics_request(req.route, req.status, secs);
+    metrics_request(route_slot(req.route), req.status, secs);
     struct log_request lr = {
         .request_id = req.request_id,
         .method = req.method,
