@@ -18,9 +18,8 @@ static void handle_health(struct app *app, struct request *req)
 
 static void handle_ready(struct app *app, struct request *req)
 {
-    PGresult *r = PQexec(db_conn(app->db), "SELECT 1");
+    PGresult *r = db_result_in(req->arena, PQexec(db_conn(app->db), "SELECT 1"));
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-    PQclear(r);
     if (ok) {
         http_json_text(req, 200, "{\"status\":\"ready\"}");
         return;
@@ -33,10 +32,9 @@ static const char *slot_label(int slot);
 
 static void handle_metrics(struct app *app, struct request *req)
 {
-    strbuf_t sb = STRBUF_INIT;
+    strbuf_t sb = STRBUF_ARENA(req->arena);
     metrics_render(&sb, slot_label);
     http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, sb.data, sb.len);
-    sb_free(&sb);
 }
 
 static void handle_schema_version(struct app *app, struct request *req)
@@ -109,7 +107,7 @@ static void handle_upload(struct app *app, struct request *req)
     struct upload_sink sink_state = { req, false };
     const struct sync_sink sink = { upload_sink_begin, upload_sink_write, &sink_state };
     rq.sink = &sink;
-    strbuf_t out = STRBUF_INIT;
+    strbuf_t out = STRBUF_ARENA(req->arena);
     struct upload_counts counts;
     char err[512];
     enum sync_outcome o = sync_upload(&rq, req->body, req->body_len, &out, &counts, err, sizeof err);
@@ -120,7 +118,6 @@ static void handle_upload(struct app *app, struct request *req)
     } else {
         sync_failure(app, req, o, err);
     }
-    sb_free(&out);
 }
 
 static void handle_download(struct app *app, struct request *req)
@@ -139,7 +136,7 @@ static void handle_download(struct app *app, struct request *req)
     }
     struct sync_request rq;
     sync_request_init(&rq, app, req);
-    strbuf_t out = STRBUF_INIT;
+    strbuf_t out = STRBUF_ARENA(req->arena);
     unsigned long rows = 0;
     enum sync_outcome o = sync_download(&rq, &p, &out, &rows, err, sizeof err);
     if (o == SYNC_OK) {
@@ -148,7 +145,6 @@ static void handle_download(struct app *app, struct request *req)
     } else {
         sync_failure(app, req, o, err);
     }
-    sb_free(&out);
 }
 
 static void handle_list_failures(struct app *app, struct request *req)
@@ -166,13 +162,12 @@ static void handle_list_failures(struct app *app, struct request *req)
     }
     struct sync_request rq;
     sync_request_init(&rq, app, req);
-    strbuf_t out = STRBUF_INIT;
+    strbuf_t out = STRBUF_ARENA(req->arena);
     enum sync_outcome o = sync_list_failures(&rq, schema, table, limit, &out, err, sizeof err);
     if (o == SYNC_OK)
         http_json(req, 200, &out);
     else
         sync_failure(app, req, o, err);
-    sb_free(&out);
 }
 
 /* The failure id: ?id=N or a body {"id": N}; a positive integer either way. q: the query's id. */
@@ -220,7 +215,7 @@ static void handle_retry_failure(struct app *app, struct request *req)
     }
     struct sync_request rq;
     sync_request_init(&rq, app, req);
-    strbuf_t out = STRBUF_INIT;
+    strbuf_t out = STRBUF_ARENA(req->arena);
     enum sync_outcome o = sync_retry_failure(&rq, id, &out, err, sizeof err);
     if (o == SYNC_OK)
         http_json(req, 200, &out);
@@ -228,7 +223,6 @@ static void handle_retry_failure(struct app *app, struct request *req)
         http_error(req, 404, "not_found", "%s", err);
     else
         sync_failure(app, req, o, err);
-    sb_free(&out);
 }
 
 /* The routes: method, path (matched under any mount prefix), whether the identity and the

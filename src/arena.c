@@ -12,10 +12,17 @@ struct block {
     _Alignas(16) unsigned char data[];
 };
 
+struct cleanup {
+    struct cleanup *next;
+    void (*fn)(void *);
+    void *p;
+};
+
 struct arena {
     struct block *head;   /* current block, newest first */
     struct block *first;  /* kept across resets */
     size_t block_size;
+    struct cleanup *cleanups;   /* newest first; the records live in the arena */
 };
 
 static struct block *block_new(size_t size)
@@ -32,6 +39,7 @@ arena_t *arena_new(size_t block_size)
     arena_t *a = xmalloc(sizeof *a);
     a->block_size = block_size ? block_size : 64 * 1024;
     a->first = a->head = block_new(a->block_size);
+    a->cleanups = NULL;
     return a;
 }
 
@@ -96,8 +104,23 @@ char *arena_printf(arena_t *a, const char *fmt, ...)
     return p;
 }
 
+void arena_on_reset(arena_t *a, void (*fn)(void *), void *p)
+{
+    struct cleanup *c = arena_alloc(a, sizeof *c);
+    c->fn = fn;
+    c->p = p;
+    c->next = a->cleanups;
+    a->cleanups = c;
+}
+
 void arena_reset(arena_t *a)
 {
+    /* newest first, and a cleanup may register another: run until none is left */
+    while (a->cleanups) {
+        struct cleanup *c = a->cleanups;
+        a->cleanups = c->next;
+        c->fn(c->p);
+    }
     struct block *b = a->head;
     while (b != a->first) {
         struct block *next = b->next;

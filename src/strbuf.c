@@ -1,4 +1,5 @@
 #include "strbuf.h"
+#include "arena.h"
 #include "xalloc.h"
 
 #include <stdio.h>
@@ -9,12 +10,16 @@ void sb_init(strbuf_t *sb)
 {
     sb->data = NULL;
     sb->len = sb->cap = 0;
+    sb->arena = NULL;
 }
 
 void sb_free(strbuf_t *sb)
 {
-    free(sb->data);
+    struct arena *a = sb->arena;
+    if (!a)
+        free(sb->data);
     sb_init(sb);
+    sb->arena = a;
 }
 
 void sb_reset(strbuf_t *sb)
@@ -32,7 +37,16 @@ void sb_reserve(strbuf_t *sb, size_t extra)
     size_t cap = sb->cap ? sb->cap : 256;
     while (cap < need)
         cap *= 2;
-    sb->data = xrealloc(sb->data, cap);
+    if (sb->arena) {
+        /* the old block stays in the arena until it is reset: growth by doubling wastes at most
+         * as much as the buffer holds */
+        char *p = arena_alloc(sb->arena, cap);
+        if (sb->len)
+            memcpy(p, sb->data, sb->len + 1);
+        sb->data = p;
+    } else {
+        sb->data = xrealloc(sb->data, cap);
+    }
     sb->cap = cap;
 }
 

@@ -5,16 +5,22 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+struct arena;
+
 typedef struct strbuf {
     char *data;   /* always NUL-terminated once anything was appended */
     size_t len;
     size_t cap;
+    struct arena *arena;   /* NULL: malloc'd, sb_free releases it; else it lives in this arena */
 } strbuf_t;
 
-#define STRBUF_INIT { NULL, 0, 0 }
+#define STRBUF_INIT { NULL, 0, 0, NULL }
+/* A buffer whose memory belongs to arena a: it needs no sb_free, and its data stays valid until
+ * the arena is reset (a request's answer, an array literal handed to libpq). */
+#define STRBUF_ARENA(a) { NULL, 0, 0, (a) }
 
 void sb_init(strbuf_t *sb);
-void sb_free(strbuf_t *sb);
+void sb_free(strbuf_t *sb);              /* no-op for an arena buffer (forgets it) */
 void sb_reset(strbuf_t *sb);                 /* keep capacity, empty contents */
 void sb_reserve(strbuf_t *sb, size_t extra);
 void sb_append(strbuf_t *sb, const char *s, size_t n);

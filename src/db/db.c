@@ -109,6 +109,18 @@ void db_free(struct db *db)
     free(db);
 }
 
+static void clear_result(void *res)
+{
+    PQclear(res);
+}
+
+PGresult *db_result_in(arena_t *a, PGresult *res)
+{
+    if (res)
+        arena_on_reset(a, clear_result, res);
+    return res;
+}
+
 PGconn *db_connect_plain(const struct config *cfg, char *err, size_t errlen)
 {
     /* Our defaults come first: values in the configured conninfo/URI (expanded from dbname)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <libpq-fe.h>
 
+#include "../arena.h"
 #include "../config.h"
 
 /* A statement prepared on every connection. Each module keeps its own list and registers it. */
@@ -40,6 +41,9 @@ PGconn *db_conn(struct db *db);
 bool db_check_lost(struct db *db);
 /* Connections (re)established after the first one. */
 unsigned long db_reconnect_count(const struct db *db);
+/* Hands res to arena a: PQclear runs when the arena is reset (the request is over), so no error
+ * path has to remember it. Returns res. */
+PGresult *db_result_in(arena_t *a, PGresult *res);
 /* Opens a plain connection with the configured settings (used by the master, --check-config and
  * tests). NULL with the reason in err. */
 PGconn *db_connect_plain(const struct config *cfg, char *err, size_t errlen);

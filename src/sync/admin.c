@@ -53,12 +53,9 @@ enum sync_outcome sync_list_failures(const struct sync_request *rq, const char *
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit);
     const char *vals[4] = { rq->who->user, schema, table, lim };
-    PGresult *r = PQexecPrepared(rq->conn, "sync_list_failures", 4, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        enum sync_outcome o = sync_db_failure(rq, r, "listing failures", err, errlen);
-        PQclear(r);
-        return o;
-    }
+    PGresult *r = db_result_in(rq->arena, PQexecPrepared(rq->conn, "sync_list_failures", 4, vals, NULL, NULL, 0));
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return sync_db_failure(rq, r, "listing failures", err, errlen);
     sb_putc(out, '[');
     for (int i = 0; i < PQntuples(r); i++) {
         if (i)
@@ -76,6 +73,5 @@ enum sync_outcome sync_list_failures(const struct sync_request *rq, const char *
         sb_printf(out, ",\"first_seen\":\"%s\",\"retry_count\":%s}", PQgetvalue(r, i, 8), PQgetvalue(r, i, 9));
     }
     sb_putc(out, ']');
-    PQclear(r);
     return SYNC_OK;
 }

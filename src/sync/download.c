@@ -95,14 +95,10 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
      * between wait for the next window. */
     long long window = p->until;
     if (window == 0) {
-        PGresult *r = PQexecParams(rq->conn, sql_highest, 1, NULL, user, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            enum sync_outcome o = sync_db_failure(rq, r, "download", err, errlen);
-            PQclear(r);
-            return o;
-        }
+        PGresult *r = db_result_in(rq->arena, PQexecParams(rq->conn, sql_highest, 1, NULL, user, NULL, NULL, 0));
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            return sync_db_failure(rq, r, "download", err, errlen);
         window = atoll(PQgetvalue(r, 0, 0));
-        PQclear(r);
     }
     snprintf(until, sizeof until, "%lld", window);
 
@@ -110,13 +106,10 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
     if (window > p->after) {
         const char *vals[7] = { rq->who->user, after, until, p->include_self ? "t" : "f",
                                 rq->who->device, limit, p->schema };
-        r = PQexecParams(rq->conn, p->schema ? sql_download_schema : sql_download_all, p->schema ? 7 : 6, NULL,
-                         vals, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            enum sync_outcome o = sync_db_failure(rq, r, "download", err, errlen);
-            PQclear(r);
-            return o;
-        }
+        r = db_result_in(rq->arena, PQexecParams(rq->conn, p->schema ? sql_download_schema : sql_download_all,
+                                                 p->schema ? 7 : 6, NULL, vals, NULL, NULL, 0));
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            return sync_db_failure(rq, r, "download", err, errlen);
     }
 
     int n = r ? PQntuples(r) : 0;
@@ -158,7 +151,6 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
     const char *next = n ? PQgetvalue(r, n - 1, 0) : after;
     sb_printf(out, "],\"has_more\":%s,\"next_after\":%s,\"window_until\":%lld}", more ? "true" : "false",
               next, window);
-    PQclear(r);
     *nrows = (unsigned long)n;
     return SYNC_OK;
 }

@@ -76,7 +76,7 @@ struct rowkey {
     bool deleted;
     bool exists;
     int image;                      /* change holding the after-image, -1 = database */
-    char *db_payload;               /* fetched for conflicts only */
+    const char *db_payload;         /* fetched for conflicts only */
     /* as read in round trip 1, to classify again after a materializer failure */
     long long db_version;
     bool db_deleted;
@@ -278,12 +278,11 @@ static void invalid(struct batch *b, struct change *c, enum invalid_reason reaso
  * unregistered_table */
 static void invalid_error(struct batch *b, struct change *c, enum invalid_reason reason, const char *msg)
 {
-    strbuf_t d = STRBUF_INIT;
+    strbuf_t d = STRBUF_ARENA(b->rq->arena);
     sb_puts(&d, "{\"error\":");
     sb_json_str(&d, msg);
     sb_putc(&d, '}');
-    invalid(b, c, reason, msg, arena_strdup(b->rq->arena, d.data));
-    sb_free(&d);
+    invalid(b, c, reason, msg, d.data);
 }
 
 static void bad_payload(struct batch *b, struct change *c, const char *fmt, ...)
@@ -326,7 +325,7 @@ static void validate(struct batch *b, struct change *c)
         return bad_payload(b, c, "invalid table name \"%s\": it must match ^[a-z0-9_]+$", c->table);
     c->tbl = sync_schema_find(b->rq->schema, c->schema, c->table);
     if (!c->tbl) {
-        strbuf_t d = STRBUF_INIT;
+        strbuf_t d = STRBUF_ARENA(a);
         sb_puts(&d, "{\"schema\":");
         sb_json_str(&d, c->schema);
         sb_puts(&d, ",\"table\":");
@@ -334,8 +333,7 @@ static void validate(struct batch *b, struct change *c)
         sb_putc(&d, '}');
         invalid(b, c, INVALID_UNREGISTERED_TABLE,
                 arena_printf(a, "table %s.%s is not registered for sync", c->schema, c->table),
-                arena_strdup(a, d.data));
-        sb_free(&d);
+                d.data);
         return;
     }
     if (strcmp(c->op_text, "INSERT") == 0)
@@ -654,12 +652,10 @@ static void array_bool(strbuf_t *sb, bool v)
     sb_putc(sb, v ? 't' : 'f');
 }
 
-static const char *array_end(struct batch *b, strbuf_t *sb)
+static const char *array_end(strbuf_t *sb)
 {
     sb_putc(sb, '}');
-    const char *s = arena_strndup(b->rq->arena, sb->data, sb->len);
-    sb_free(sb);
-    return s;
+    return sb->data;
 }
 
 /* ------------------------------------------------------------------------- statements */
@@ -1327,14 +1323,10 @@ static void write_answer(struct batch *b, strbuf_t *out, long long highest, stru
 static enum sync_outcome highest_only(struct batch *b, long long *highest, char *err, size_t errlen)
 {
     const char *vals[1] = { b->rq->who->user };
-    PGresult *r = PQexecParams(b->rq->conn, sql_highest, 1, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        enum sync_outcome o = db_failure(b, r, "reading the highest server id", err, errlen);
-        PQclear(r);
-        return o;
-    }
+    PGresult *r = db_result_in(b->rq->arena, PQexecParams(b->rq->conn, sql_highest, 1, NULL, vals, NULL, NULL, 0));
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return db_failure(b, r, "reading the highest server id", err, errlen);
     *highest = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
     return SYNC_OK;
 }
 
@@ -1342,7 +1334,8 @@ static enum sync_outcome highest_only(struct batch *b, long long *highest, char 
 static void key_arrays(struct batch *b, const char **schemas, const char **tables, const char **pks,
                        bool (*want)(const struct batch *, int))
 {
-    strbuf_t s = STRBUF_INIT, t = STRBUF_INIT, p = STRBUF_INIT;
+    arena_t *a = b->rq->arena;
+    strbuf_t s = STRBUF_ARENA(a), t = STRBUF_ARENA(a), p = STRBUF_ARENA(a);
     array_begin(&s);
     array_begin(&t);
     array_begin(&p);
@@ -1353,9 +1346,9 @@ static void key_arrays(struct batch *b, const char **schemas, const char **table
         sb_pg_array_str(&t, b->keys[k].table);
         sb_pg_array_str(&p, b->keys[k].pk);
     }
-    *schemas = array_end(b, &s);
-    *tables = array_end(b, &t);
-    *pks = array_end(b, &p);
+    *schemas = array_end(&s);
+    *tables = array_end(&t);
+    *pks = array_end(&p);
 }
 
 static bool key_guarded(const struct batch *b, int k)
@@ -1432,7 +1425,7 @@ static struct fk_query *plan_fk_queries(struct batch *b, int *nq)
         fq->fk = f;
         fq->refs = arena_calloc(b->rq->arena, (size_t)count, sizeof *fq->refs);
         fq->slot_sidecar = -1;
-        strbuf_t vals = STRBUF_INIT;
+        strbuf_t vals = STRBUF_ARENA(b->rq->arena);
         array_begin(&vals);
         for (int oi = 0; oi < b->norder; oi++) {
             struct change *c = &b->changes[b->order[oi]];
@@ -1442,7 +1435,7 @@ static struct fk_query *plan_fk_queries(struct batch *b, int *nq)
                     sb_pg_array_str(&vals, c->refs[i].value);
                 }
         }
-        fq->values = array_end(b, &vals);
+        fq->values = array_end(&vals);
     }
     return q;
 }
@@ -1456,11 +1449,11 @@ static bool sidecar_parent(const struct sync_schema *sch, const struct sync_fk *
 static enum sync_outcome read_state(struct batch *b, long long *prev_highest, char *err, size_t errlen)
 {
     const struct sync_request *rq = b->rq;
-    strbuf_t scids = STRBUF_INIT;
+    strbuf_t scids = STRBUF_ARENA(rq->arena);
     array_begin(&scids);
     for (int i = 0; i < b->norder; i++)
         array_ll(&scids, b->changes[b->order[i]].scid);
-    const char *scid_arr = array_end(b, &scids);
+    const char *scid_arr = array_end(&scids);
     const char *ks, *kt, *kp, *cs, *ct, *cp, *gs, *gt, *gp;
     key_arrays(b, &ks, &kt, &kp, NULL);
     key_arrays(b, &cs, &ct, &cp, key_to_claim);
@@ -1760,26 +1753,24 @@ static enum sync_outcome read_conflict_images(struct batch *b, char *err, size_t
     const char *ks, *kt, *kp;
     key_arrays(b, &ks, &kt, &kp, key_needs_image);
     const char *vals[4] = { b->rq->who->user, ks, kt, kp };
-    PGresult *r = PQexecPrepared(b->rq->conn, "sync_row_images", 4, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        enum sync_outcome o = db_failure(b, r, "reading conflicting rows", err, errlen);
-        PQclear(r);
-        return o;
-    }
+    PGresult *r = db_result_in(b->rq->arena, PQexecPrepared(b->rq->conn, "sync_row_images", 4, vals, NULL, NULL, 0));
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return db_failure(b, r, "reading conflicting rows", err, errlen);
     for (int i = 0; i < PQntuples(r); i++) {
         int j = atoi(PQgetvalue(r, i, 0)) - 1;
         if (j >= 0 && j < m)
-            b->keys[map[j]].db_payload = arena_strdup(b->rq->arena, PQgetvalue(r, i, 1));
+            b->keys[map[j]].db_payload = PQgetvalue(r, i, 1);   /* the result lives as long as the request */
     }
-    PQclear(r);
     return SYNC_OK;
 }
 
 static enum sync_outcome write_and_commit(struct batch *b, long long *highest, char *err, size_t errlen)
 {
     const struct sync_request *rq = b->rq;
-    strbuf_t s = STRBUF_INIT, t = STRBUF_INIT, o = STRBUF_INIT, pk = STRBUF_INIT, scid = STRBUF_INIT,
-             v = STRBUF_INIT, fin = STRBUF_INIT, del = STRBUF_INIT, mat = STRBUF_INIT, payloads = STRBUF_INIT;
+    arena_t *a = rq->arena;
+    strbuf_t s = STRBUF_ARENA(a), t = STRBUF_ARENA(a), o = STRBUF_ARENA(a), pk = STRBUF_ARENA(a),
+             scid = STRBUF_ARENA(a), v = STRBUF_ARENA(a), fin = STRBUF_ARENA(a), del = STRBUF_ARENA(a),
+             mat = STRBUF_ARENA(a), payloads = STRBUF_ARENA(a);
     array_begin(&s);
     array_begin(&t);
     array_begin(&o);
@@ -1789,6 +1780,15 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     array_begin(&fin);
     array_begin(&del);
     array_begin(&mat);
+    /* the payload array can be as large as the body: reserved at its exact size, so that an arena
+     * buffer never leaves outgrown copies behind */
+    size_t need = 2;
+    for (int oi = 0; oi < b->norder; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        if (c->logged)
+            need += (c->op == OP_DELETE ? 4 : c->payload.len) + 1;
+    }
+    sb_reserve(&payloads, need);
     sb_putc(&payloads, '[');
     int nlog = 0;
     for (int oi = 0; oi < b->norder; oi++) {
@@ -1813,20 +1813,27 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     }
     sb_putc(&payloads, ']');
     const char *vals[12] = {
-        rq->who->user,       rq->who->device,    array_end(b, &s),  array_end(b, &t),
-        array_end(b, &o),    array_end(b, &pk),  array_end(b, &scid), array_end(b, &v),
-        array_end(b, &fin),  array_end(b, &del), payloads.data,     array_end(b, &mat),
+        rq->who->user,       rq->who->device,    array_end(&s),  array_end(&t),
+        array_end(&o),    array_end(&pk),  array_end(&scid), array_end(&v),
+        array_end(&fin),  array_end(&del), payloads.data,     array_end(&mat),
     };
 
     /* materializer failures: one row per (row, attempted version); a repeat bumps retry_count */
-    strbuf_t fs = STRBUF_INIT, ft = STRBUF_INIT, fpk = STRBUF_INIT, fv = STRBUF_INIT, fop = STRBUF_INIT,
-             fe = STRBUF_INIT, fpl = STRBUF_INIT;
+    strbuf_t fs = STRBUF_ARENA(a), ft = STRBUF_ARENA(a), fpk = STRBUF_ARENA(a), fv = STRBUF_ARENA(a),
+             fop = STRBUF_ARENA(a), fe = STRBUF_ARENA(a), fpl = STRBUF_ARENA(a);
     array_begin(&fs);
     array_begin(&ft);
     array_begin(&fpk);
     array_begin(&fv);
     array_begin(&fop);
     array_begin(&fe);
+    need = 2;
+    for (int oi = 0; oi < b->norder; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        if (c->status == ST_MATERIALIZE_ERROR)
+            need += (c->op == OP_DELETE ? 4 : c->payload.len) + 1;
+    }
+    sb_reserve(&fpl, need);
     sb_putc(&fpl, '[');
     int nfail = 0;
     for (int oi = 0; oi < b->norder && !b->retry_id; oi++) {
@@ -1854,8 +1861,8 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
             sb_append(&fpl, c->payload.start, c->payload.len);
     }
     sb_putc(&fpl, ']');
-    const char *fvals[8] = { rq->who->user, array_end(b, &fs), array_end(b, &ft), array_end(b, &fpk),
-                             array_end(b, &fv), array_end(b, &fop), array_end(b, &fe), fpl.data };
+    const char *fvals[8] = { rq->who->user, array_end(&fs), array_end(&ft), array_end(&fpk),
+                             array_end(&fv), array_end(&fop), array_end(&fe), fpl.data };
 
     struct pipeline p;
     pipeline_begin(&p, rq->conn);
@@ -1882,8 +1889,6 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     }
     sent = sent && pipeline_add(&p, NULL, "COMMIT", 0, NULL);
     bool ok = sent && pipeline_run(&p);
-    sb_free(&payloads);
-    sb_free(&fpl);
     if (!ok) {
         enum sync_outcome out = db_failure(b, pipeline_error(&p), "writing the batch", err, errlen);
         pipeline_clear(&p);
@@ -2031,14 +2036,10 @@ enum sync_outcome sync_retry_failure(const struct sync_request *rq, long long id
     char idtext[24];
     snprintf(idtext, sizeof idtext, "%lld", id);
     const char *vals[2] = { idtext, rq->who->user };
-    PGresult *r = PQexecPrepared(rq->conn, "sync_get_failure", 2, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        enum sync_outcome o = sync_db_failure(rq, r, "reading a materialize failure", err, errlen);
-        PQclear(r);
-        return o;
-    }
+    PGresult *r = db_result_in(rq->arena, PQexecPrepared(rq->conn, "sync_get_failure", 2, vals, NULL, NULL, 0));
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return sync_db_failure(rq, r, "reading a materialize failure", err, errlen);
     if (PQntuples(r) == 0) {
-        PQclear(r);
         snprintf(err, errlen, "no materialize failure with id %lld", id);
         return SYNC_NOT_FOUND;
     }
@@ -2057,18 +2058,18 @@ enum sync_outcome sync_retry_failure(const struct sync_request *rq, long long id
     c->key = -1;
     c->row_image = -2;
     c->scid = id;
-    c->schema = arena_strdup(rq->arena, PQgetvalue(r, 0, 0));
-    c->table = arena_strdup(rq->arena, PQgetvalue(r, 0, 1));
-    c->pk_raw = arena_strdup(rq->arena, PQgetvalue(r, 0, 2));
-    c->op_text = arena_strdup(rq->arena, PQgetvalue(r, 0, 3));
+    /* the result lives as long as the request: its values are used in place */
+    c->schema = PQgetvalue(r, 0, 0);
+    c->table = PQgetvalue(r, 0, 1);
+    c->pk_raw = PQgetvalue(r, 0, 2);
+    c->op_text = PQgetvalue(r, 0, 3);
     long long retries = atoll(PQgetvalue(r, 0, 5));
     c->at_current_version = true;
     if (!PQgetisnull(r, 0, 4)) {
-        const char *payload = arena_strdup(rq->arena, PQgetvalue(r, 0, 4));
+        const char *payload = PQgetvalue(r, 0, 4);
         char scan[128];
         c->has_payload = json_validate(payload, strlen(payload), &c->payload, scan, sizeof scan);
     }
-    PQclear(r);
     validate(&b, c);
 
     long long highest = 0;
@@ -2077,19 +2078,17 @@ enum sync_outcome sync_retry_failure(const struct sync_request *rq, long long id
         o = run_batch(&b, &highest, err, errlen);
     } else {
         const char *rv[3] = { idtext, rq->who->user, c->message ? c->message : "invalid" };
-        r = PQexecPrepared(rq->conn, "sync_failure_retried", 3, rv, NULL, NULL, 0);
+        r = db_result_in(rq->arena, PQexecPrepared(rq->conn, "sync_failure_retried", 3, rv, NULL, NULL, 0));
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             o = sync_db_failure(rq, r, "counting a retry", err, errlen);
-        PQclear(r);
     }
     if (o != SYNC_OK)
         return o;
     bool done = c->status == ST_APPLIED || c->status == ST_IDEMPOTENT;
-    strbuf_t st = STRBUF_INIT;
+    strbuf_t st = STRBUF_ARENA(rq->arena);
     write_status(&b, &st, c);
     /* {"id":N,"retry_count":K, then the status object's fields without its source_change_id */
     const char *rest = strstr(st.data, ",\"status\":");
     sb_printf(out, "{\"id\":%lld,\"retry_count\":%lld%s", id, done ? retries : retries + 1, rest ? rest : "}");
-    sb_free(&st);
     return SYNC_OK;
 }
