@@ -1,8 +1,10 @@
-/* Configuration. config_keys[] below is the one list of keys, one row per key with its type, where
- * and how its value is stored, its limits, default and documentation: the parser looks keys up in
- * it and applies its defaults, and the example file and the references are printed from it, so
- * the documentation cannot promise a default or a key that the code does not have. */
+/* Configuration. config_keys[] below is the one list of keys, one row per key with its type,
+ * where and how its value is stored, its limits, default and documentation: the parser looks
+ * keys up in it and applies its defaults, and config_doc.c prints the example file and the
+ * references from it, so the documentation cannot promise a default or a key that the code does
+ * not have. */
 #include "config.h"
+#include "config_internal.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -20,13 +22,7 @@
 /* ------------------------------------------------------------------------------------------ */
 /* The table of keys                                                                           */
 
-struct section_info {
-    const char *name;        /* as in config_keys[].section */
-    const char *title;       /* as written in a file */
-    const char *description;
-};
-
-static const struct section_info sections[] = {
+const struct config_section config_sections[] = {
     { "server", "[server]",
       "The process: where it listens, how many workers it runs, as whom, and how it logs." },
     { "database", "[database]",
@@ -39,8 +35,8 @@ static const struct section_info sections[] = {
       "(unregistered_table). Schema and table names are lower-cased and may contain only a-z, "
       "0-9 and _." },
 };
-#define N_SECTIONS (sizeof sections / sizeof sections[0])
-#define TABLE_SECTION "table"
+#define N_SECTIONS (sizeof config_sections / sizeof config_sections[0])
+const size_t n_config_sections = N_SECTIONS;
 
 /* Enum fields are written through an int; the indexes of the choice lists are the enum values. */
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum log_level is not int-sized");
@@ -335,7 +331,7 @@ static bool is_identifier(const char *s)
     return true;
 }
 
-static void join_choices(const char *const *choices, char *out, size_t outlen)
+void config_join_choices(const char *const *choices, char *out, size_t outlen)
 {
     strbuf_t sb = STRBUF_INIT;
     for (size_t i = 0; choices[i]; i++) {
@@ -620,7 +616,7 @@ static bool store_algorithms(struct config *cfg, const struct config_key *key, c
             c++;
         if (!key->choices[c]) {
             char allowed[128];
-            join_choices(key->choices, allowed, sizeof allowed);
+            config_join_choices(key->choices, allowed, sizeof allowed);
             snprintf(why, whylen, "\"%s\" is not a supported algorithm (%s)", items[i], allowed);
             ok = false;
             break;
@@ -766,7 +762,7 @@ static const char *unit_short_name(long unit_us)
     return unit_us == US_PER_S ? "s" : "ms";
 }
 
-static const char *unit_long_name(long unit_us)
+const char *config_unit_long_name(long unit_us)
 {
     return unit_us == US_PER_S ? "seconds" : "milliseconds";
 }
@@ -824,7 +820,7 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
         status = parse_with_units(value, duration_units, key->unit_us, key->unit_us, key->max,
                                   &number);
         if (status != NUM_OK) {
-            const char *unit = status == NUM_NOT_WHOLE ? unit_long_name(key->unit_us)
+            const char *unit = status == NUM_NOT_WHOLE ? config_unit_long_name(key->unit_us)
                                                        : unit_short_name(key->unit_us);
             number_message(status, value, DURATION_SYNTAX, key, unit, why, whylen);
             return false;
@@ -858,7 +854,7 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
             i++;
         if (!key->choices[i]) {
             char allowed[128];
-            join_choices(key->choices, allowed, sizeof allowed);
+            config_join_choices(key->choices, allowed, sizeof allowed);
             snprintf(why, whylen, "\"%s\" is not one of %s", value, allowed);
             return false;
         }
@@ -887,7 +883,7 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
 struct parse_state {
     const char *file;
     int line;
-    const char *section;           /* a sections[].name, NULL before the first header */
+    const char *section;           /* a config_sections[].name, NULL before the first header */
     int table;                     /* index in cfg->tables for a [table ...] section */
     int section_line[N_SECTIONS];  /* where each fixed section started, 0 = not yet */
     int key_line[N_KEYS];          /* where each key was set in the current section */
@@ -900,7 +896,7 @@ struct parse_state {
 static void section_label(const struct config *cfg, const struct parse_state *st, char *out,
                           size_t outlen)
 {
-    if (strcmp(st->section, TABLE_SECTION) == 0)
+    if (strcmp(st->section, CONFIG_TABLE_SECTION) == 0)
         snprintf(out, outlen, "[table %s.%s]", cfg->tables[st->table].schema,
                  cfg->tables[st->table].name);
     else
@@ -960,7 +956,7 @@ static bool open_table_section(struct config *cfg, struct parse_state *st, char 
     t->name = xstrdup(name);
     t->line = st->line;
     st->table = cfg->n_tables++;
-    apply_defaults(cfg, t, TABLE_SECTION);
+    apply_defaults(cfg, t, CONFIG_TABLE_SECTION);
     return true;
 }
 
@@ -976,17 +972,18 @@ static bool parse_section_header(struct config *cfg, struct parse_state *st, cha
 
     memset(st->key_line, 0, sizeof st->key_line);
     if (strncmp(inner, "table", 5) == 0 && isspace((unsigned char)inner[5])) {
-        st->section = TABLE_SECTION;
+        st->section = CONFIG_TABLE_SECTION;
         return open_table_section(cfg, st, trim(inner + 5), err, errlen);
     }
     for (size_t i = 0; i < N_SECTIONS; i++) {
-        if (strcmp(sections[i].name, TABLE_SECTION) == 0 || strcmp(sections[i].name, inner) != 0)
+        if (strcmp(config_sections[i].name, CONFIG_TABLE_SECTION) == 0 ||
+            strcmp(config_sections[i].name, inner) != 0)
             continue;
         if (st->section_line[i])
             return line_error(st, err, errlen, "duplicate section [%s] (first on line %d)", inner,
                               st->section_line[i]);
         st->section_line[i] = st->line;
-        st->section = sections[i].name;
+        st->section = config_sections[i].name;
         return true;
     }
     if (strcmp(inner, "table") == 0)
@@ -1037,7 +1034,7 @@ static bool parse_assignment(struct config *cfg, struct parse_state *st, char *t
 
     char why[512];
     struct table_conf *t =
-        strcmp(st->section, TABLE_SECTION) == 0 ? &cfg->tables[st->table] : NULL;
+        strcmp(st->section, CONFIG_TABLE_SECTION) == 0 ? &cfg->tables[st->table] : NULL;
     if (!apply_value(cfg, t, key, value, why, sizeof why))
         return line_error(st, err, errlen, "%s %s: %s", label, name, why);
 
@@ -1155,8 +1152,8 @@ bool config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < N_SECTIONS; i++)
-        if (strcmp(sections[i].name, TABLE_SECTION) != 0)
-            apply_defaults(cfg, NULL, sections[i].name);
+        if (strcmp(config_sections[i].name, CONFIG_TABLE_SECTION) != 0)
+            apply_defaults(cfg, NULL, config_sections[i].name);
 
     struct parse_state st;
     memset(&st, 0, sizeof st);
@@ -1292,223 +1289,4 @@ bool config_validate(const struct config *cfg, char *err, size_t errlen)
         return false;
     }
     return true;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Documentation                                                                               */
-
-static const char *type_name(const struct config_key *key)
-{
-    switch (key->type) {
-    case CONFIG_STRING:
-        return key->store == CONFIG_STORE_MATERIALIZER ? "materializer" : "string";
-    case CONFIG_INT:
-        return "integer";
-    case CONFIG_BOOL:
-        return "boolean";
-    case CONFIG_DURATION:
-        return "duration";
-    case CONFIG_SIZE:
-        return "size";
-    case CONFIG_LIST:
-        return "list";
-    case CONFIG_ENUM:
-        return "enum";
-    case CONFIG_OCTAL:
-        return "octal";
-    }
-    return "?";
-}
-
-/* The description plus what the key's row says about its values, so allowed values and units
- * are never written out twice by hand. */
-static void full_description(const struct config_key *key, strbuf_t *sb)
-{
-    sb_puts(sb, key->description);
-    if (key->choices) {
-        char allowed[128];
-        join_choices(key->choices, allowed, sizeof allowed);
-        sb_printf(sb, " %s: %s.", key->type == CONFIG_LIST ? "Allowed values" : "One of",
-                  allowed);
-    }
-    if (key->type == CONFIG_DURATION)
-        sb_printf(sb, " A number without a unit is in %s.", unit_long_name(key->unit_us));
-}
-
-static void write_wrapped(FILE *out, const char *prefix, const char *text, size_t width)
-{
-    size_t room = width - strlen(prefix);
-    const char *p = text;
-    while (*p) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        size_t n = strlen(p);
-        if (n > room) {
-            size_t cut = room;
-            while (cut > 0 && p[cut] != ' ')
-                cut--;
-            if (cut == 0) {
-                cut = strcspn(p, " ");
-            }
-            n = cut;
-        }
-        fprintf(out, "%s%.*s\n", prefix, (int)n, p);
-        p += n;
-    }
-}
-
-void config_write_example(FILE *out)
-{
-    enum { WIDTH = 79 };
-    fputs("# oversyncd configuration\n"
-          "#\n"
-          "# Every key is listed below with its description and its default, commented out:\n"
-          "# remove the # in front of a key to change it. Comments are lines that start\n"
-          "# with # or ;. A value in double quotes is taken literally, which is needed when\n"
-          "# it contains a #.\n"
-          "#\n"
-          "# Durations take a unit: us, ms, s, min, h or d (500ms, 3s, 1min). Sizes take\n"
-          "# B, kB, MB or GB, counted in units of 1024 (64kB, 16MB).\n"
-          "#\n"
-          "# The environment variables DATABASE_URL and JWT_SECRET override [database] url\n"
-          "# and [auth] jwt_secret.\n"
-          "#\n"
-          "# SIGHUP reloads this file; keys marked \"Needs a restart\" keep their old value\n"
-          "# until oversyncd is restarted. Check a file before using it with\n"
-          "#\n"
-          "#     oversyncd --check-config -c /etc/oversyncd/oversyncd.conf\n"
-          "#\n"
-          "# docs/configuration.md is the full reference.\n",
-          out);
-
-    strbuf_t sb = STRBUF_INIT;
-    for (size_t s = 0; s < N_SECTIONS; s++) {
-        bool table = strcmp(sections[s].name, TABLE_SECTION) == 0;
-        const char *prefix = table ? "# " : "";
-        fputs("\n", out);
-        if (table) {
-            fprintf(out, "# %s sections\n#\n", sections[s].title);
-            write_wrapped(out, "# ", sections[s].description, WIDTH);
-        } else {
-            fprintf(out, "%s\n", sections[s].title);
-        }
-        for (size_t i = 0; i < N_KEYS; i++) {
-            const struct config_key *key = &config_keys[i];
-            if (strcmp(key->section, sections[s].name) != 0)
-                continue;
-            sb_reset(&sb);
-            full_description(key, &sb);
-            fputs(table ? "#\n" : "\n", out);
-            if (table)
-                fprintf(out, "# %s:\n", key->name);
-            write_wrapped(out, "# ", sb_cstr(&sb), WIDTH);
-            fprintf(out, "# Default: %s.%s\n", key->default_value ? key->default_value : "unset",
-                    key->reloadable ? "" : " Needs a restart.");
-            if (!table) {
-                if (key->default_value)
-                    fprintf(out, "# %s = %s\n", key->name, key->default_value);
-                else
-                    fprintf(out, "# %s =\n", key->name);
-            }
-        }
-        if (table)
-            fprintf(out, "#\n%s[table business.users]\n%smaterializer = generic\n", prefix,
-                    prefix);
-    }
-    sb_free(&sb);
-}
-
-/* Table cells must not end the cell early or open an HTML tag. */
-static void write_cell(FILE *out, const char *text)
-{
-    for (const char *p = text; *p; p++) {
-        if (*p == '|')
-            fputs("\\|", out);
-        else if (*p == '<')
-            fputs("&lt;", out);
-        else
-            fputc(*p, out);
-    }
-}
-
-void config_write_markdown(FILE *out)
-{
-    strbuf_t sb = STRBUF_INIT;
-    for (size_t s = 0; s < N_SECTIONS; s++) {
-        if (s > 0)
-            fputs("\n", out);
-        fprintf(out, "### `%s`\n\n", sections[s].title);
-        write_cell(out, sections[s].description);
-        fputs("\n\n| key | type | default | reload | description |\n"
-              "|---|---|---|---|---|\n", out);
-        for (size_t i = 0; i < N_KEYS; i++) {
-            const struct config_key *key = &config_keys[i];
-            if (strcmp(key->section, sections[s].name) != 0)
-                continue;
-            sb_reset(&sb);
-            full_description(key, &sb);
-            fprintf(out, "| `%s` | %s | ", key->name, type_name(key));
-            if (key->default_value)
-                fprintf(out, "`%s`", key->default_value);
-            else
-                fputs("unset", out);
-            fprintf(out, " | %s | ", key->reloadable ? "yes" : "restart");
-            write_cell(out, sb_cstr(&sb));
-            fputs(" |\n", out);
-        }
-    }
-    sb_free(&sb);
-}
-
-/* Text for a roff line: a backslash is written \e, a minus \- (an option or a value to type, not
- * a typographic hyphen), and a line that would start with a control character is guarded. */
-static void write_roff(FILE *out, const char *text)
-{
-    if (*text == '.' || *text == '\'')
-        fputs("\\&", out);
-    for (const char *p = text; *p; p++) {
-        if (*p == '\\')
-            fputs("\\e", out);
-        else if (*p == '-')
-            fputs("\\-", out);
-        else
-            fputc(*p, out);
-    }
-}
-
-void config_write_man(FILE *out)
-{
-    strbuf_t sb = STRBUF_INIT;
-    for (size_t s = 0; s < N_SECTIONS; s++) {
-        fputs(".SS \"", out);
-        write_roff(out, sections[s].title);
-        fputs("\"\n", out);
-        write_roff(out, sections[s].description);
-        fputs("\n", out);
-        for (size_t i = 0; i < N_KEYS; i++) {
-            const struct config_key *key = &config_keys[i];
-            if (strcmp(key->section, sections[s].name) != 0)
-                continue;
-            sb_reset(&sb);
-            full_description(key, &sb);
-            fputs(".TP\n\\fB", out);
-            write_roff(out, key->name);
-            fputs("\\fR (\\fI", out);
-            write_roff(out, type_name(key));
-            fputs("\\fR, default ", out);
-            if (key->default_value) {
-                fputs("\\fB", out);
-                write_roff(out, key->default_value);
-                fputs("\\fR", out);
-            } else {
-                fputs("unset", out);
-            }
-            fputs(key->reloadable ? ")\n" : "; needs a restart)\n", out);
-            write_roff(out, sb_cstr(&sb));
-            fputs("\n", out);
-        }
-    }
-    sb_free(&sb);
 }

@@ -137,8 +137,9 @@ bool config_parse_duration_ms(const char *s, long *out_ms);
 bool config_parse_size(const char *s, long *out_bytes);
 bool config_parse_bool(const char *s, bool *out);
 
-/* Writes the documented example file generated from config_keys (etc/oversyncd.conf.example
- * must equal this output; a test checks it). */
+/* The writers of the documentation, in config_doc.c. Writes the documented example file
+ * generated from config_keys (etc/oversyncd.conf.example must equal this output; a test checks
+ * it). */
 void config_write_example(FILE *out);
 /* Writes the Markdown reference table (docs/configuration.md embeds it; a test checks it). */
 void config_write_markdown(FILE *out);
