@@ -1,7 +1,10 @@
-/* Configuration. config_keys[] below is the one list of keys: the parser looks keys up in it and
- * applies its defaults, and the example file and the Markdown reference are printed from it, so
- * the documentation cannot promise a default or a key that the code does not have. */
+/* Configuration. config_keys[] below is the one list of keys, one row per key with its type,
+ * where and how its value is stored, its limits, default and documentation: the parser looks
+ * keys up in it and applies its defaults, and config_doc.c prints the example file and the
+ * references from it, so the documentation cannot promise a default or a key that the code does
+ * not have. */
 #include "config.h"
+#include "config_internal.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -19,146 +22,7 @@
 /* ------------------------------------------------------------------------------------------ */
 /* The table of keys                                                                           */
 
-const struct config_key config_keys[] = {
-    /* [server] */
-    { "server", "listen", CONFIG_STRING, NULL, false,
-      "Where oversyncd accepts FastCGI connections: unix:/absolute/path for a unix socket, or "
-      "host:port for TCP (use [::1]:9000 for an IPv6 address). Leave it unset when a web server "
-      "or spawn-fcgi starts oversyncd with the listen socket already open on file descriptor 0. "
-      "The --listen option overrides it." },
-    { "server", "workers", CONFIG_INT, "0", true,
-      "Number of worker processes; each serves one request at a time on its own PostgreSQL "
-      "connection. 0 chooses automatically: four per CPU when oversyncd listens on its own "
-      "socket, 1 when it serves on an inherited file descriptor 0 (the web server then decides "
-      "how many processes run). The --workers option overrides it." },
-    { "server", "max_requests", CONFIG_INT, "0", true,
-      "A worker that has served this many requests is replaced by a fresh one, which bounds the "
-      "effect of any slow leak. 0 never recycles workers." },
-    { "server", "user", CONFIG_STRING, NULL, false,
-      "When started as root, switch to this user after opening the listen socket and writing "
-      "the pid file. Required when started as root: oversyncd refuses to run its workers as root." },
-    { "server", "group", CONFIG_STRING, NULL, false,
-      "When started as root, switch to this group. Unset uses the primary group of user." },
-    { "server", "pid_file", CONFIG_STRING, NULL, false,
-      "File the master process writes its process id into, for init scripts that send it "
-      "SIGHUP or SIGTERM. Unset writes no pid file." },
-    { "server", "socket_mode", CONFIG_OCTAL, "0660", false,
-      "Permission bits of a unix listen socket, in octal. The web server's user must be able to "
-      "connect: 0660 when it shares the socket's group, 0666 to let every local user connect." },
-    { "server", "log_level", CONFIG_ENUM, "info", true,
-      "Least severe event that is logged." },
-    { "server", "log_format", CONFIG_ENUM, "text", true,
-      "text writes one readable line per event on standard error; json writes one JSON object "
-      "per line, for log collectors." },
-
-    /* [database] */
-    { "database", "url", CONFIG_STRING, NULL, true,
-      "PostgreSQL connection, as a libpq conninfo string (host=/run/postgresql dbname=app "
-      "user=oversyncd) or URI (postgresql://oversyncd@localhost/app). Required. The environment "
-      "variable DATABASE_URL overrides it, which keeps a password out of this file. Put a value "
-      "that contains # in double quotes." },
-    { "database", "statement_timeout", CONFIG_DURATION, "30s", true,
-      "PostgreSQL statement_timeout of every worker session: a statement that runs longer is "
-      "cancelled and its request fails without writing anything. 0 disables the limit." },
-    { "database", "idle_in_transaction_session_timeout", CONFIG_DURATION, "60s", true,
-      "PostgreSQL idle_in_transaction_session_timeout of every worker session: a session left "
-      "idle inside an open transaction this long is ended, so a stuck worker cannot hold locks "
-      "for ever. 0 disables the limit." },
-    { "database", "lock_timeout", CONFIG_DURATION, "5s", true,
-      "PostgreSQL lock_timeout of every worker session: how long a statement waits for a lock "
-      "before its request fails. 0 waits for ever." },
-
-    /* [auth] */
-    { "auth", "mode", CONFIG_ENUM, "jwt", true,
-      "How the user and device of a request are established. jwt: a bearer token in the "
-      "Authorization header, verified by oversyncd (sub is the user, did the device). "
-      "trusted_header: the web server in front has already authenticated the caller and passes "
-      "the user and device in FastCGI parameters (see trusted_user_param and "
-      "trusted_device_param); use it only when nothing but that web server can reach "
-      "oversyncd's socket." },
-    { "auth", "jwt_secret", CONFIG_STRING, NULL, true,
-      "Shared secret for the HMAC algorithms (HS256, HS384, HS512). RFC 7518 asks for at least "
-      "32 random bytes for HS256, 48 for HS384 and 64 for HS512; a shorter secret works, with a "
-      "warning at start-up for each configured algorithm it is too short for. The environment "
-      "variable JWT_SECRET overrides it. Prefer JWT_SECRET or jwt_secret_file, which keep the "
-      "secret out of this file." },
-    { "auth", "jwt_secret_file", CONFIG_STRING, NULL, true,
-      "File holding the HMAC secret; one trailing newline is ignored, and the file must not be "
-      "empty. It is read at start-up and on every reload. Cannot be combined with jwt_secret; "
-      "JWT_SECRET in the environment takes precedence over it." },
-    { "auth", "jwt_algorithms", CONFIG_LIST, "HS256,HS384,HS512", true,
-      "Comma-separated signing algorithms that are accepted. This list, never the token's "
-      "header, decides the algorithm: a token signed any other way, or with alg none, is "
-      "rejected. The HS algorithms need a secret; RS256 and ES256 need jwt_public_key_files. "
-      "The default accepts the three HMAC algorithms with the shared secret, as go-oversync "
-      "does; oversyncd token signs with the first HS algorithm listed." },
-    { "auth", "jwt_public_key_files", CONFIG_LIST, NULL, true,
-      "Comma-separated PEM public key files for RS256 and ES256, each written kid=path or just "
-      "path. With several keys, the kid header of a token selects its key, which allows key "
-      "rotation. The files are read at start-up, before privileges are dropped." },
-    { "auth", "jwt_issuer", CONFIG_STRING, NULL, true,
-      "When set, a token's iss claim must equal this value. Unset does not check iss." },
-    { "auth", "jwt_audience", CONFIG_STRING, NULL, true,
-      "When set, a token's aud claim (a string or an array of strings) must contain this "
-      "value. Unset does not check aud." },
-    { "auth", "jwt_leeway", CONFIG_DURATION, "30s", true,
-      "Clock difference tolerated when checking the exp and nbf claims of a token." },
-    { "auth", "jwt_require_exp", CONFIG_BOOL, "true", true,
-      "Reject tokens without an exp claim. Turning it off accepts tokens that never expire." },
-    { "auth", "jwt_max_token_bytes", CONFIG_SIZE, "8kB", true,
-      "Longest token accepted; a longer one is rejected before it is decoded." },
-    { "auth", "trusted_user_param", CONFIG_STRING, "REMOTE_USER", true,
-      "With mode = trusted_header: the FastCGI parameter that carries the user id, such as "
-      "REMOTE_USER set by the web server's own authentication." },
-    { "auth", "trusted_device_param", CONFIG_STRING, "HTTP_X_DEVICE_ID", true,
-      "With mode = trusted_header: the FastCGI parameter that carries the device id. "
-      "HTTP_X_DEVICE_ID is the X-Device-Id request header." },
-
-    /* [sync] */
-    { "sync", "app_name", CONFIG_STRING, "oversyncd", true,
-      "Name of this sync service, by which it identifies itself, for example as the "
-      "application_name of its PostgreSQL connections." },
-    { "sync", "schema_version", CONFIG_INT, "1", true,
-      "Version of the business schema that GET /sync/schema-version reports to clients. Raise "
-      "it when the synced tables change shape, so that clients know to migrate." },
-    { "sync", "max_upload_changes", CONFIG_INT, "1000", true,
-      "Most changes accepted in one upload. A larger batch is answered with every change "
-      "invalid (bad_payload, batch too large) and nothing is written; exactly this many is "
-      "allowed." },
-    { "sync", "max_payload_bytes", CONFIG_SIZE, "1MB", true,
-      "Largest payload of a single change, counted in bytes as sent. A larger one is answered "
-      "invalid (bad_payload)." },
-    { "sync", "max_body_bytes", CONFIG_SIZE, "16MB", true,
-      "Largest request body. A larger one is answered 413 payload_too_large before it is "
-      "parsed." },
-    { "sync", "auto_migrate_fks", CONFIG_BOOL, "true", true,
-      "At start-up, make the non-deferrable foreign keys of registered tables DEFERRABLE "
-      "INITIALLY DEFERRED, keeping their ON DELETE and ON UPDATE actions, so that one upload "
-      "can write a child before its parent. Turn it off to manage the constraints yourself." },
-
-    /* [table SCHEMA.NAME] */
-    { "table", "materializer", CONFIG_STRING, "none", true,
-      "How changes to this table reach the business table SCHEMA.NAME. none: kept in the sync "
-      "tables only. generic: the payload is upserted into the table by matching JSON keys to "
-      "columns, and a delete removes the row by primary key. sql:SCHEMA.FUNCTION: calls "
-      "FUNCTION(op text, schema text, tbl text, pk uuid, payload jsonb, user_id text), or the "
-      "same without user_id; an exception becomes the change's materialize error. "
-      "plugin:/path/to/file.so: a shared object implementing the interface of the installed "
-      "header oversyncd/materializer.h, loaded once per worker (the path must be absolute). "
-      "With any materializer but none, each row belongs to the user who created it; other "
-      "users' changes to it are refused (pk_taken)." },
-};
-
-const size_t n_config_keys = sizeof config_keys / sizeof config_keys[0];
-#define N_KEYS (sizeof config_keys / sizeof config_keys[0])
-
-struct section_info {
-    const char *name;        /* as in config_keys[].section */
-    const char *title;       /* as written in a file */
-    const char *description;
-};
-
-static const struct section_info sections[] = {
+const struct config_section config_sections[] = {
     { "server", "[server]",
       "The process: where it listens, how many workers it runs, as whom, and how it logs." },
     { "database", "[database]",
@@ -171,33 +35,8 @@ static const struct section_info sections[] = {
       "(unregistered_table). Schema and table names are lower-cased and may contain only a-z, "
       "0-9 and _." },
 };
-#define N_SECTIONS (sizeof sections / sizeof sections[0])
-#define TABLE_SECTION "table"
-
-/* How a key's parsed value is stored; what config_keys cannot say because struct config_key is
- * public. Looked up by section and name, so the order of this list does not matter. */
-enum store {
-    STORE_STRING,        /* char *, NULL when the value is empty */
-    STORE_INT,           /* int */
-    STORE_LONG,          /* long; durations in the key's unit, sizes in bytes */
-    STORE_BOOL,
-    STORE_ENUM,          /* an enum field, value = index in choices */
-    STORE_ALGORITHMS,    /* jwt_algorithms + n_jwt_algorithms */
-    STORE_KEY_FILES,     /* jwt_public_key_files + n_jwt_public_key_files */
-    STORE_MATERIALIZER,  /* the current [table ...] section */
-};
-
-struct key_rule {
-    const char *section;
-    const char *name;
-    enum store store;
-    size_t offset;                   /* into struct config */
-    long min, max;                   /* numbers, in the stored unit */
-    long unit_us;                    /* durations: what a bare number means, in microseconds */
-    const char *const *choices;      /* enums and the algorithm list, NULL-terminated */
-    bool nonempty;                   /* strings: an empty value is an error, not "unset" */
-    bool (*check)(const char *value, char *why, size_t whylen);
-};
+#define N_SECTIONS (sizeof config_sections / sizeof config_sections[0])
+const size_t n_config_sections = N_SECTIONS;
 
 /* Enum fields are written through an int; the indexes of the choice lists are the enum values. */
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum log_level is not int-sized");
@@ -223,84 +62,224 @@ static bool check_listen(const char *value, char *why, size_t whylen);
 
 #define AT(field) offsetof(struct config, field)
 
-static const struct key_rule key_rules[] = {
-    { .section = "server", .name = "listen", .store = STORE_STRING, .offset = AT(listen),
-      .check = check_listen },
-    { .section = "server", .name = "workers", .store = STORE_INT, .offset = AT(workers),
-      .min = 0, .max = INT_MAX },
-    { .section = "server", .name = "max_requests", .store = STORE_LONG,
-      .offset = AT(max_requests), .min = 0, .max = LONG_MAX },
-    { .section = "server", .name = "user", .store = STORE_STRING, .offset = AT(user) },
-    { .section = "server", .name = "group", .store = STORE_STRING, .offset = AT(group) },
-    { .section = "server", .name = "pid_file", .store = STORE_STRING, .offset = AT(pid_file) },
-    { .section = "server", .name = "socket_mode", .store = STORE_INT, .offset = AT(socket_mode),
-      .min = 0, .max = 0777 },
-    { .section = "server", .name = "log_level", .store = STORE_ENUM, .offset = AT(log_level),
-      .choices = log_level_choices },
-    { .section = "server", .name = "log_format", .store = STORE_ENUM, .offset = AT(log_format),
-      .choices = log_format_choices },
+const struct config_key config_keys[] = {
+    /* [server] */
+    { .section = "server", .name = "listen", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(listen), .check = check_listen,
+      .reloadable = false,
+      .description = "Where oversyncd accepts FastCGI connections: unix:/absolute/path for a unix "
+                     "socket, or host:port for TCP (use [::1]:9000 for an IPv6 address). Leave it "
+                     "unset when a web server or spawn-fcgi starts oversyncd with the listen "
+                     "socket already open on file descriptor 0. The --listen option overrides "
+                     "it." },
+    { .section = "server", .name = "workers", .type = CONFIG_INT,
+      .store = CONFIG_STORE_INT, .offset = AT(workers), .min = 0, .max = INT_MAX,
+      .default_value = "0", .reloadable = true,
+      .description = "Number of worker processes; each serves one request at a time on its own "
+                     "PostgreSQL connection. 0 chooses automatically: four per CPU when oversyncd "
+                     "listens on its own socket, 1 when it serves on an inherited file descriptor "
+                     "0 (the web server then decides how many processes run). The --workers "
+                     "option overrides it." },
+    { .section = "server", .name = "max_requests", .type = CONFIG_INT,
+      .store = CONFIG_STORE_LONG, .offset = AT(max_requests), .min = 0, .max = LONG_MAX,
+      .default_value = "0", .reloadable = true,
+      .description = "A worker that has served this many requests is replaced by a fresh one, "
+                     "which bounds the effect of any slow leak. 0 never recycles workers." },
+    { .section = "server", .name = "user", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(user),
+      .reloadable = false,
+      .description = "When started as root, switch to this user after opening the listen socket "
+                     "and writing the pid file. Required when started as root: oversyncd refuses "
+                     "to run its workers as root." },
+    { .section = "server", .name = "group", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(group),
+      .reloadable = false,
+      .description = "When started as root, switch to this group. Unset uses the primary group of "
+                     "user." },
+    { .section = "server", .name = "pid_file", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(pid_file),
+      .reloadable = false,
+      .description = "File the master process writes its process id into, for init scripts that "
+                     "send it SIGHUP or SIGTERM. Unset writes no pid file." },
+    { .section = "server", .name = "socket_mode", .type = CONFIG_OCTAL,
+      .store = CONFIG_STORE_INT, .offset = AT(socket_mode), .min = 0, .max = 0777,
+      .default_value = "0660", .reloadable = false,
+      .description = "Permission bits of a unix listen socket, in octal. The web server's user "
+                     "must be able to connect: 0660 when it shares the socket's group, 0666 to "
+                     "let every local user connect." },
+    { .section = "server", .name = "log_level", .type = CONFIG_ENUM,
+      .store = CONFIG_STORE_ENUM, .offset = AT(log_level), .choices = log_level_choices,
+      .default_value = "info", .reloadable = true,
+      .description = "Least severe event that is logged." },
+    { .section = "server", .name = "log_format", .type = CONFIG_ENUM,
+      .store = CONFIG_STORE_ENUM, .offset = AT(log_format), .choices = log_format_choices,
+      .default_value = "text", .reloadable = true,
+      .description = "text writes one readable line per event on standard error; json writes one "
+                     "JSON object per line, for log collectors." },
 
-    { .section = "database", .name = "url", .store = STORE_STRING, .offset = AT(database_url) },
+    /* [database] */
+    { .section = "database", .name = "url", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(database_url),
+      .reloadable = true,
+      .description = "PostgreSQL connection, as a libpq conninfo string (host=/run/postgresql "
+                     "dbname=app user=oversyncd) or URI (postgresql://oversyncd@localhost/app). "
+                     "Required. The environment variable DATABASE_URL overrides it, which keeps a "
+                     "password out of this file. Put a value that contains # in double quotes." },
     /* PostgreSQL takes these three as an int of milliseconds. */
-    { .section = "database", .name = "statement_timeout", .store = STORE_LONG,
-      .offset = AT(statement_timeout_ms), .min = 0, .max = INT_MAX, .unit_us = US_PER_MS },
-    { .section = "database", .name = "idle_in_transaction_session_timeout", .store = STORE_LONG,
-      .offset = AT(idle_in_transaction_session_timeout_ms), .min = 0, .max = INT_MAX,
-      .unit_us = US_PER_MS },
-    { .section = "database", .name = "lock_timeout", .store = STORE_LONG,
-      .offset = AT(lock_timeout_ms), .min = 0, .max = INT_MAX, .unit_us = US_PER_MS },
+    { .section = "database", .name = "statement_timeout", .type = CONFIG_DURATION,
+      .store = CONFIG_STORE_LONG, .offset = AT(statement_timeout_ms), .min = 0, .max = INT_MAX,
+      .unit_us = US_PER_MS,
+      .default_value = "30s", .reloadable = true,
+      .description = "PostgreSQL statement_timeout of every worker session: a statement that runs "
+                     "longer is cancelled and its request fails without writing anything. 0 "
+                     "disables the limit." },
+    { .section = "database", .name = "idle_in_transaction_session_timeout",
+      .type = CONFIG_DURATION,
+      .store = CONFIG_STORE_LONG, .offset = AT(idle_in_transaction_session_timeout_ms),
+      .min = 0, .max = INT_MAX, .unit_us = US_PER_MS,
+      .default_value = "60s", .reloadable = true,
+      .description = "PostgreSQL idle_in_transaction_session_timeout of every worker session: a "
+                     "session left idle inside an open transaction this long is ended, so a stuck "
+                     "worker cannot hold locks for ever. 0 disables the limit." },
+    { .section = "database", .name = "lock_timeout", .type = CONFIG_DURATION,
+      .store = CONFIG_STORE_LONG, .offset = AT(lock_timeout_ms), .min = 0, .max = INT_MAX,
+      .unit_us = US_PER_MS,
+      .default_value = "5s", .reloadable = true,
+      .description = "PostgreSQL lock_timeout of every worker session: how long a statement waits "
+                     "for a lock before its request fails. 0 waits for ever." },
 
-    { .section = "auth", .name = "mode", .store = STORE_ENUM, .offset = AT(auth_mode),
-      .choices = auth_mode_choices },
-    { .section = "auth", .name = "jwt_secret", .store = STORE_STRING, .offset = AT(jwt_secret) },
-    { .section = "auth", .name = "jwt_secret_file", .store = STORE_STRING,
-      .offset = AT(jwt_secret_file) },
-    { .section = "auth", .name = "jwt_algorithms", .store = STORE_ALGORITHMS,
-      .choices = algorithm_choices },
-    { .section = "auth", .name = "jwt_public_key_files", .store = STORE_KEY_FILES },
-    { .section = "auth", .name = "jwt_issuer", .store = STORE_STRING, .offset = AT(jwt_issuer) },
-    { .section = "auth", .name = "jwt_audience", .store = STORE_STRING,
-      .offset = AT(jwt_audience) },
-    { .section = "auth", .name = "jwt_leeway", .store = STORE_LONG, .offset = AT(jwt_leeway_s),
-      .min = 0, .max = LONG_MAX, .unit_us = US_PER_S },
-    { .section = "auth", .name = "jwt_require_exp", .store = STORE_BOOL,
-      .offset = AT(jwt_require_exp) },
-    { .section = "auth", .name = "jwt_max_token_bytes", .store = STORE_LONG,
-      .offset = AT(jwt_max_token_bytes), .min = 1, .max = LONG_MAX },
-    { .section = "auth", .name = "trusted_user_param", .store = STORE_STRING,
-      .offset = AT(trusted_user_param), .nonempty = true },
-    { .section = "auth", .name = "trusted_device_param", .store = STORE_STRING,
-      .offset = AT(trusted_device_param), .nonempty = true },
+    /* [auth] */
+    { .section = "auth", .name = "mode", .type = CONFIG_ENUM,
+      .store = CONFIG_STORE_ENUM, .offset = AT(auth_mode), .choices = auth_mode_choices,
+      .default_value = "jwt", .reloadable = true,
+      .description = "How the user and device of a request are established. jwt: a bearer token "
+                     "in the Authorization header, verified by oversyncd (sub is the user, did "
+                     "the device). trusted_header: the web server in front has already "
+                     "authenticated the caller and passes the user and device in FastCGI "
+                     "parameters (see trusted_user_param and trusted_device_param); use it only "
+                     "when nothing but that web server can reach oversyncd's socket." },
+    { .section = "auth", .name = "jwt_secret", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(jwt_secret),
+      .reloadable = true,
+      .description = "Shared secret for the HMAC algorithms (HS256, HS384, HS512). RFC 7518 asks "
+                     "for at least 32 random bytes for HS256, 48 for HS384 and 64 for HS512; a "
+                     "shorter secret works, with a warning at start-up for each configured "
+                     "algorithm it is too short for. The environment variable JWT_SECRET "
+                     "overrides it. Prefer JWT_SECRET or jwt_secret_file, which keep the secret "
+                     "out of this file." },
+    { .section = "auth", .name = "jwt_secret_file", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(jwt_secret_file),
+      .reloadable = true,
+      .description = "File holding the HMAC secret; one trailing newline is ignored, and the file "
+                     "must not be empty. It is read at start-up and on every reload. Cannot be "
+                     "combined with jwt_secret; JWT_SECRET in the environment takes precedence "
+                     "over it." },
+    { .section = "auth", .name = "jwt_algorithms", .type = CONFIG_LIST,
+      .store = CONFIG_STORE_ALGORITHMS, .choices = algorithm_choices,
+      .default_value = "HS256,HS384,HS512", .reloadable = true,
+      .description = "Comma-separated signing algorithms that are accepted. This list, never the "
+                     "token's header, decides the algorithm: a token signed any other way, or "
+                     "with alg none, is rejected. The HS algorithms need a secret; RS256 and "
+                     "ES256 need jwt_public_key_files. The default accepts the three HMAC "
+                     "algorithms with the shared secret, as go-oversync does; oversyncd token "
+                     "signs with the first HS algorithm listed." },
+    { .section = "auth", .name = "jwt_public_key_files", .type = CONFIG_LIST,
+      .store = CONFIG_STORE_KEY_FILES,
+      .reloadable = true,
+      .description = "Comma-separated PEM public key files for RS256 and ES256, each written "
+                     "kid=path or just path. With several keys, the kid header of a token selects "
+                     "its key, which allows key rotation. The files are read at start-up, before "
+                     "privileges are dropped." },
+    { .section = "auth", .name = "jwt_issuer", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(jwt_issuer),
+      .reloadable = true,
+      .description = "When set, a token's iss claim must equal this value. Unset does not check "
+                     "iss." },
+    { .section = "auth", .name = "jwt_audience", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(jwt_audience),
+      .reloadable = true,
+      .description = "When set, a token's aud claim (a string or an array of strings) must "
+                     "contain this value. Unset does not check aud." },
+    { .section = "auth", .name = "jwt_leeway", .type = CONFIG_DURATION,
+      .store = CONFIG_STORE_LONG, .offset = AT(jwt_leeway_s), .min = 0, .max = LONG_MAX,
+      .unit_us = US_PER_S,
+      .default_value = "30s", .reloadable = true,
+      .description = "Clock difference tolerated when checking the exp and nbf claims of a "
+                     "token." },
+    { .section = "auth", .name = "jwt_require_exp", .type = CONFIG_BOOL,
+      .store = CONFIG_STORE_BOOL, .offset = AT(jwt_require_exp),
+      .default_value = "true", .reloadable = true,
+      .description = "Reject tokens without an exp claim. Turning it off accepts tokens that "
+                     "never expire." },
+    { .section = "auth", .name = "jwt_max_token_bytes", .type = CONFIG_SIZE,
+      .store = CONFIG_STORE_LONG, .offset = AT(jwt_max_token_bytes), .min = 1, .max = LONG_MAX,
+      .default_value = "8kB", .reloadable = true,
+      .description = "Longest token accepted; a longer one is rejected before it is decoded." },
+    { .section = "auth", .name = "trusted_user_param", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(trusted_user_param), .nonempty = true,
+      .default_value = "REMOTE_USER", .reloadable = true,
+      .description = "With mode = trusted_header: the FastCGI parameter that carries the user id, "
+                     "such as REMOTE_USER set by the web server's own authentication." },
+    { .section = "auth", .name = "trusted_device_param", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(trusted_device_param), .nonempty = true,
+      .default_value = "HTTP_X_DEVICE_ID", .reloadable = true,
+      .description = "With mode = trusted_header: the FastCGI parameter that carries the device "
+                     "id. HTTP_X_DEVICE_ID is the X-Device-Id request header." },
 
-    { .section = "sync", .name = "app_name", .store = STORE_STRING, .offset = AT(app_name),
-      .nonempty = true },
-    { .section = "sync", .name = "schema_version", .store = STORE_LONG,
-      .offset = AT(schema_version), .min = 1, .max = LONG_MAX },
-    { .section = "sync", .name = "max_upload_changes", .store = STORE_LONG,
-      .offset = AT(max_upload_changes), .min = 1, .max = LONG_MAX },
-    { .section = "sync", .name = "max_payload_bytes", .store = STORE_LONG,
-      .offset = AT(max_payload_bytes), .min = 1, .max = LONG_MAX },
-    { .section = "sync", .name = "max_body_bytes", .store = STORE_LONG,
-      .offset = AT(max_body_bytes), .min = 1, .max = LONG_MAX },
-    { .section = "sync", .name = "auto_migrate_fks", .store = STORE_BOOL,
-      .offset = AT(auto_migrate_fks) },
+    /* [sync] */
+    { .section = "sync", .name = "app_name", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(app_name), .nonempty = true,
+      .default_value = "oversyncd", .reloadable = true,
+      .description = "Name of this sync service, by which it identifies itself, for example as "
+                     "the application_name of its PostgreSQL connections." },
+    { .section = "sync", .name = "schema_version", .type = CONFIG_INT,
+      .store = CONFIG_STORE_LONG, .offset = AT(schema_version), .min = 1, .max = LONG_MAX,
+      .default_value = "1", .reloadable = true,
+      .description = "Version of the business schema that GET /sync/schema-version reports to "
+                     "clients. Raise it when the synced tables change shape, so that clients know "
+                     "to migrate." },
+    { .section = "sync", .name = "max_upload_changes", .type = CONFIG_INT,
+      .store = CONFIG_STORE_LONG, .offset = AT(max_upload_changes), .min = 1, .max = LONG_MAX,
+      .default_value = "1000", .reloadable = true,
+      .description = "Most changes accepted in one upload. A larger batch is answered with every "
+                     "change invalid (bad_payload, batch too large) and nothing is written; "
+                     "exactly this many is allowed." },
+    { .section = "sync", .name = "max_payload_bytes", .type = CONFIG_SIZE,
+      .store = CONFIG_STORE_LONG, .offset = AT(max_payload_bytes), .min = 1, .max = LONG_MAX,
+      .default_value = "1MB", .reloadable = true,
+      .description = "Largest payload of a single change, counted in bytes as sent. A larger one "
+                     "is answered invalid (bad_payload)." },
+    { .section = "sync", .name = "max_body_bytes", .type = CONFIG_SIZE,
+      .store = CONFIG_STORE_LONG, .offset = AT(max_body_bytes), .min = 1, .max = LONG_MAX,
+      .default_value = "16MB", .reloadable = true,
+      .description = "Largest request body. A larger one is answered 413 payload_too_large before "
+                     "it is parsed." },
+    { .section = "sync", .name = "auto_migrate_fks", .type = CONFIG_BOOL,
+      .store = CONFIG_STORE_BOOL, .offset = AT(auto_migrate_fks),
+      .default_value = "true", .reloadable = true,
+      .description = "At start-up, make the non-deferrable foreign keys of registered tables "
+                     "DEFERRABLE INITIALLY DEFERRED, keeping their ON DELETE and ON UPDATE "
+                     "actions, so that one upload can write a child before its parent. Turn it "
+                     "off to manage the constraints yourself." },
 
-    { .section = "table", .name = "materializer", .store = STORE_MATERIALIZER },
+    /* [table SCHEMA.NAME] */
+    { .section = "table", .name = "materializer", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_MATERIALIZER,
+      .default_value = "none", .reloadable = true,
+      .description = "How changes to this table reach the business table SCHEMA.NAME. none: kept "
+                     "in the sync tables only. generic: the payload is upserted into the table by "
+                     "matching JSON keys to columns, and a delete removes the row by primary key. "
+                     "sql:SCHEMA.FUNCTION: calls FUNCTION(op text, schema text, tbl text, pk "
+                     "uuid, payload jsonb, user_id text), or the same without user_id; an "
+                     "exception becomes the change's materialize error. plugin:/path/to/file.so: "
+                     "a shared object implementing the interface of the installed header "
+                     "oversyncd/materializer.h, loaded once per worker (the path must be "
+                     "absolute). With any materializer but none, each row belongs to the user who "
+                     "created it; other users' changes to it are refused (pk_taken)." },
 };
-#define N_RULES (sizeof key_rules / sizeof key_rules[0])
 
-_Static_assert(N_RULES == N_KEYS, "every key in config_keys needs exactly one rule");
-
-static const struct key_rule *rule_for(const struct config_key *key)
-{
-    for (size_t i = 0; i < N_RULES; i++)
-        if (strcmp(key_rules[i].section, key->section) == 0 &&
-            strcmp(key_rules[i].name, key->name) == 0)
-            return &key_rules[i];
-    /* A key without a rule is a programming error that any test run reveals at once. */
-    fprintf(stderr, "oversyncd: config key [%s] %s has no rule\n", key->section, key->name);
-    abort();
-}
+const size_t n_config_keys = sizeof config_keys / sizeof config_keys[0];
+#define N_KEYS (sizeof config_keys / sizeof config_keys[0])
 
 static const struct config_key *find_key(const char *section, const char *name)
 {
@@ -352,7 +331,7 @@ static bool is_identifier(const char *s)
     return true;
 }
 
-static void join_choices(const char *const *choices, char *out, size_t outlen)
+void config_join_choices(const char *const *choices, char *out, size_t outlen)
 {
     strbuf_t sb = STRBUF_INIT;
     for (size_t i = 0; choices[i]; i++) {
@@ -615,7 +594,7 @@ static bool split_list(const char *value, char **storage, char ***items, int *n_
     return true;
 }
 
-static bool store_algorithms(struct config *cfg, const struct key_rule *rule, const char *value,
+static bool store_algorithms(struct config *cfg, const struct config_key *key, const char *value,
                              char *why, size_t whylen)
 {
     char *storage, **items;
@@ -633,22 +612,22 @@ static bool store_algorithms(struct config *cfg, const struct key_rule *rule, co
     char **list = xcalloc((size_t)n + 1, sizeof *list);
     for (int i = 0; ok && i < n; i++) {
         size_t c = 0;
-        while (rule->choices[c] && strcasecmp(rule->choices[c], items[i]) != 0)
+        while (key->choices[c] && strcasecmp(key->choices[c], items[i]) != 0)
             c++;
-        if (!rule->choices[c]) {
+        if (!key->choices[c]) {
             char allowed[128];
-            join_choices(rule->choices, allowed, sizeof allowed);
+            config_join_choices(key->choices, allowed, sizeof allowed);
             snprintf(why, whylen, "\"%s\" is not a supported algorithm (%s)", items[i], allowed);
             ok = false;
             break;
         }
         for (int j = 0; j < i; j++)
-            if (strcmp(list[j], rule->choices[c]) == 0) {
-                snprintf(why, whylen, "%s is listed twice", rule->choices[c]);
+            if (strcmp(list[j], key->choices[c]) == 0) {
+                snprintf(why, whylen, "%s is listed twice", key->choices[c]);
                 ok = false;
             }
         if (ok)
-            list[i] = xstrdup(rule->choices[c]);
+            list[i] = xstrdup(key->choices[c]);
     }
     free(items);
     free(storage);
@@ -752,7 +731,7 @@ static bool store_materializer(struct table_conf *t, const char *value, char *wh
 }
 
 static void number_message(enum number_status status, const char *value, const char *what,
-                           const struct key_rule *rule, const char *unit_name, char *why,
+                           const struct config_key *key, const char *unit_name, char *why,
                            size_t whylen)
 {
     switch (status) {
@@ -764,11 +743,11 @@ static void number_message(enum number_status status, const char *value, const c
         break;
     case NUM_TOO_SMALL:
     case NUM_TOO_LARGE:
-        if (rule->max != LONG_MAX)
-            snprintf(why, whylen, "\"%s\" is out of range (%ld to %ld%s)", value, rule->min,
-                     rule->max, unit_name ? unit_name : "");
+        if (key->max != LONG_MAX)
+            snprintf(why, whylen, "\"%s\" is out of range (%ld to %ld%s)", value, key->min,
+                     key->max, unit_name ? unit_name : "");
         else if (status == NUM_TOO_SMALL)
-            snprintf(why, whylen, "\"%s\" is out of range (at least %ld)", value, rule->min);
+            snprintf(why, whylen, "\"%s\" is out of range (at least %ld)", value, key->min);
         else
             snprintf(why, whylen, "\"%s\" is too large", value);
         break;
@@ -783,7 +762,7 @@ static const char *unit_short_name(long unit_us)
     return unit_us == US_PER_S ? "s" : "ms";
 }
 
-static const char *unit_long_name(long unit_us)
+const char *config_unit_long_name(long unit_us)
 {
     return unit_us == US_PER_S ? "seconds" : "milliseconds";
 }
@@ -796,20 +775,19 @@ static const char *unit_long_name(long unit_us)
 static bool apply_value(struct config *cfg, struct table_conf *t, const struct config_key *key,
                         const char *value, char *why, size_t whylen)
 {
-    const struct key_rule *rule = rule_for(key);
-    char *field = (char *)cfg + rule->offset;
+    char *field = (char *)cfg + key->offset;
     long number = 0;
     enum number_status status;
 
     switch (key->type) {
     case CONFIG_STRING: {
-        if (rule->store == STORE_MATERIALIZER)
+        if (key->store == CONFIG_STORE_MATERIALIZER)
             return store_materializer(t, value, why, whylen);
-        if (!*value && rule->nonempty) {
+        if (!*value && key->nonempty) {
             snprintf(why, whylen, "must not be empty");
             return false;
         }
-        if (*value && rule->check && !rule->check(value, why, whylen))
+        if (*value && key->check && !key->check(value, why, whylen))
             return false;
         char **slot = (char **)(void *)field;
         free(*slot);
@@ -818,43 +796,43 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
     }
 
     case CONFIG_INT:
-        status = parse_integer(value, rule->min, rule->max, &number);
+        status = parse_integer(value, key->min, key->max, &number);
         if (status != NUM_OK) {
-            number_message(status, value, "an integer", rule, NULL, why, whylen);
+            number_message(status, value, "an integer", key, NULL, why, whylen);
             return false;
         }
         break;
 
     case CONFIG_OCTAL:
-        status = parse_octal(value, rule->max, &number);
+        status = parse_octal(value, key->max, &number);
         if (status == NUM_TOO_LARGE) {
             snprintf(why, whylen, "\"%s\" is out of range (0 to 0%lo)", value,
-                     (unsigned long)rule->max);
+                     (unsigned long)key->max);
             return false;
         }
         if (status != NUM_OK) {
-            number_message(status, value, "an octal mode such as 0660", rule, NULL, why, whylen);
+            number_message(status, value, "an octal mode such as 0660", key, NULL, why, whylen);
             return false;
         }
         break;
 
     case CONFIG_DURATION:
-        status = parse_with_units(value, duration_units, rule->unit_us, rule->unit_us, rule->max,
+        status = parse_with_units(value, duration_units, key->unit_us, key->unit_us, key->max,
                                   &number);
         if (status != NUM_OK) {
-            const char *unit = status == NUM_NOT_WHOLE ? unit_long_name(rule->unit_us)
-                                                       : unit_short_name(rule->unit_us);
-            number_message(status, value, DURATION_SYNTAX, rule, unit, why, whylen);
+            const char *unit = status == NUM_NOT_WHOLE ? config_unit_long_name(key->unit_us)
+                                                       : unit_short_name(key->unit_us);
+            number_message(status, value, DURATION_SYNTAX, key, unit, why, whylen);
             return false;
         }
         break;
 
     case CONFIG_SIZE:
-        status = parse_with_units(value, size_units, 1, 1, rule->max, &number);
-        if (status == NUM_OK && number < rule->min)
+        status = parse_with_units(value, size_units, 1, 1, key->max, &number);
+        if (status == NUM_OK && number < key->min)
             status = NUM_TOO_SMALL;
         if (status != NUM_OK) {
-            number_message(status, value, SIZE_SYNTAX, rule, NULL, why, whylen);
+            number_message(status, value, SIZE_SYNTAX, key, NULL, why, whylen);
             return false;
         }
         break;
@@ -872,11 +850,11 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
 
     case CONFIG_ENUM: {
         int i = 0;
-        while (rule->choices[i] && strcasecmp(rule->choices[i], value) != 0)
+        while (key->choices[i] && strcasecmp(key->choices[i], value) != 0)
             i++;
-        if (!rule->choices[i]) {
+        if (!key->choices[i]) {
             char allowed[128];
-            join_choices(rule->choices, allowed, sizeof allowed);
+            config_join_choices(key->choices, allowed, sizeof allowed);
             snprintf(why, whylen, "\"%s\" is not one of %s", value, allowed);
             return false;
         }
@@ -885,12 +863,12 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
     }
 
     case CONFIG_LIST:
-        if (rule->store == STORE_ALGORITHMS)
-            return store_algorithms(cfg, rule, value, why, whylen);
+        if (key->store == CONFIG_STORE_ALGORITHMS)
+            return store_algorithms(cfg, key, value, why, whylen);
         return store_key_files(cfg, value, why, whylen);
     }
 
-    if (rule->store == STORE_INT) {
+    if (key->store == CONFIG_STORE_INT) {
         int v = (int)number;
         memcpy(field, &v, sizeof v);
     } else {
@@ -905,7 +883,7 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
 struct parse_state {
     const char *file;
     int line;
-    const char *section;           /* a sections[].name, NULL before the first header */
+    const char *section;           /* a config_sections[].name, NULL before the first header */
     int table;                     /* index in cfg->tables for a [table ...] section */
     int section_line[N_SECTIONS];  /* where each fixed section started, 0 = not yet */
     int key_line[N_KEYS];          /* where each key was set in the current section */
@@ -918,7 +896,7 @@ struct parse_state {
 static void section_label(const struct config *cfg, const struct parse_state *st, char *out,
                           size_t outlen)
 {
-    if (strcmp(st->section, TABLE_SECTION) == 0)
+    if (strcmp(st->section, CONFIG_TABLE_SECTION) == 0)
         snprintf(out, outlen, "[table %s.%s]", cfg->tables[st->table].schema,
                  cfg->tables[st->table].name);
     else
@@ -978,7 +956,7 @@ static bool open_table_section(struct config *cfg, struct parse_state *st, char 
     t->name = xstrdup(name);
     t->line = st->line;
     st->table = cfg->n_tables++;
-    apply_defaults(cfg, t, TABLE_SECTION);
+    apply_defaults(cfg, t, CONFIG_TABLE_SECTION);
     return true;
 }
 
@@ -994,17 +972,18 @@ static bool parse_section_header(struct config *cfg, struct parse_state *st, cha
 
     memset(st->key_line, 0, sizeof st->key_line);
     if (strncmp(inner, "table", 5) == 0 && isspace((unsigned char)inner[5])) {
-        st->section = TABLE_SECTION;
+        st->section = CONFIG_TABLE_SECTION;
         return open_table_section(cfg, st, trim(inner + 5), err, errlen);
     }
     for (size_t i = 0; i < N_SECTIONS; i++) {
-        if (strcmp(sections[i].name, TABLE_SECTION) == 0 || strcmp(sections[i].name, inner) != 0)
+        if (strcmp(config_sections[i].name, CONFIG_TABLE_SECTION) == 0 ||
+            strcmp(config_sections[i].name, inner) != 0)
             continue;
         if (st->section_line[i])
             return line_error(st, err, errlen, "duplicate section [%s] (first on line %d)", inner,
                               st->section_line[i]);
         st->section_line[i] = st->line;
-        st->section = sections[i].name;
+        st->section = config_sections[i].name;
         return true;
     }
     if (strcmp(inner, "table") == 0)
@@ -1055,7 +1034,7 @@ static bool parse_assignment(struct config *cfg, struct parse_state *st, char *t
 
     char why[512];
     struct table_conf *t =
-        strcmp(st->section, TABLE_SECTION) == 0 ? &cfg->tables[st->table] : NULL;
+        strcmp(st->section, CONFIG_TABLE_SECTION) == 0 ? &cfg->tables[st->table] : NULL;
     if (!apply_value(cfg, t, key, value, why, sizeof why))
         return line_error(st, err, errlen, "%s %s: %s", label, name, why);
 
@@ -1173,8 +1152,8 @@ bool config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < N_SECTIONS; i++)
-        if (strcmp(sections[i].name, TABLE_SECTION) != 0)
-            apply_defaults(cfg, NULL, sections[i].name);
+        if (strcmp(config_sections[i].name, CONFIG_TABLE_SECTION) != 0)
+            apply_defaults(cfg, NULL, config_sections[i].name);
 
     struct parse_state st;
     memset(&st, 0, sizeof st);
@@ -1217,9 +1196,9 @@ void config_free(struct config *cfg)
         explicit_bzero(cfg->jwt_secret, strlen(cfg->jwt_secret));
     if (cfg->database_url)
         explicit_bzero(cfg->database_url, strlen(cfg->database_url));
-    for (size_t i = 0; i < N_RULES; i++)
-        if (key_rules[i].store == STORE_STRING)
-            free(*(char **)(void *)((char *)cfg + key_rules[i].offset));
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (config_keys[i].store == CONFIG_STORE_STRING)
+            free(*(char **)(void *)((char *)cfg + config_keys[i].offset));
     free(cfg->path);
     free_string_list(cfg->jwt_algorithms);
     free_key_files(cfg->jwt_public_key_files, cfg->n_jwt_public_key_files);
@@ -1310,224 +1289,4 @@ bool config_validate(const struct config *cfg, char *err, size_t errlen)
         return false;
     }
     return true;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Documentation                                                                               */
-
-static const char *type_name(const struct config_key *key)
-{
-    switch (key->type) {
-    case CONFIG_STRING:
-        return rule_for(key)->store == STORE_MATERIALIZER ? "materializer" : "string";
-    case CONFIG_INT:
-        return "integer";
-    case CONFIG_BOOL:
-        return "boolean";
-    case CONFIG_DURATION:
-        return "duration";
-    case CONFIG_SIZE:
-        return "size";
-    case CONFIG_LIST:
-        return "list";
-    case CONFIG_ENUM:
-        return "enum";
-    case CONFIG_OCTAL:
-        return "octal";
-    }
-    return "?";
-}
-
-/* The description plus what the rule implies, so allowed values and units are never written
- * out twice by hand. */
-static void full_description(const struct config_key *key, strbuf_t *sb)
-{
-    const struct key_rule *rule = rule_for(key);
-    sb_puts(sb, key->description);
-    if (rule->choices) {
-        char allowed[128];
-        join_choices(rule->choices, allowed, sizeof allowed);
-        sb_printf(sb, " %s: %s.", key->type == CONFIG_LIST ? "Allowed values" : "One of",
-                  allowed);
-    }
-    if (key->type == CONFIG_DURATION)
-        sb_printf(sb, " A number without a unit is in %s.", unit_long_name(rule->unit_us));
-}
-
-static void write_wrapped(FILE *out, const char *prefix, const char *text, size_t width)
-{
-    size_t room = width - strlen(prefix);
-    const char *p = text;
-    while (*p) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        size_t n = strlen(p);
-        if (n > room) {
-            size_t cut = room;
-            while (cut > 0 && p[cut] != ' ')
-                cut--;
-            if (cut == 0) {
-                cut = strcspn(p, " ");
-            }
-            n = cut;
-        }
-        fprintf(out, "%s%.*s\n", prefix, (int)n, p);
-        p += n;
-    }
-}
-
-void config_write_example(FILE *out)
-{
-    enum { WIDTH = 79 };
-    fputs("# oversyncd configuration\n"
-          "#\n"
-          "# Every key is listed below with its description and its default, commented out:\n"
-          "# remove the # in front of a key to change it. Comments are lines that start\n"
-          "# with # or ;. A value in double quotes is taken literally, which is needed when\n"
-          "# it contains a #.\n"
-          "#\n"
-          "# Durations take a unit: us, ms, s, min, h or d (500ms, 3s, 1min). Sizes take\n"
-          "# B, kB, MB or GB, counted in units of 1024 (64kB, 16MB).\n"
-          "#\n"
-          "# The environment variables DATABASE_URL and JWT_SECRET override [database] url\n"
-          "# and [auth] jwt_secret.\n"
-          "#\n"
-          "# SIGHUP reloads this file; keys marked \"Needs a restart\" keep their old value\n"
-          "# until oversyncd is restarted. Check a file before using it with\n"
-          "#\n"
-          "#     oversyncd --check-config -c /etc/oversyncd/oversyncd.conf\n"
-          "#\n"
-          "# docs/configuration.md is the full reference.\n",
-          out);
-
-    strbuf_t sb = STRBUF_INIT;
-    for (size_t s = 0; s < N_SECTIONS; s++) {
-        bool table = strcmp(sections[s].name, TABLE_SECTION) == 0;
-        const char *prefix = table ? "# " : "";
-        fputs("\n", out);
-        if (table) {
-            fprintf(out, "# %s sections\n#\n", sections[s].title);
-            write_wrapped(out, "# ", sections[s].description, WIDTH);
-        } else {
-            fprintf(out, "%s\n", sections[s].title);
-        }
-        for (size_t i = 0; i < N_KEYS; i++) {
-            const struct config_key *key = &config_keys[i];
-            if (strcmp(key->section, sections[s].name) != 0)
-                continue;
-            sb_reset(&sb);
-            full_description(key, &sb);
-            fputs(table ? "#\n" : "\n", out);
-            if (table)
-                fprintf(out, "# %s:\n", key->name);
-            write_wrapped(out, "# ", sb_cstr(&sb), WIDTH);
-            fprintf(out, "# Default: %s.%s\n", key->default_value ? key->default_value : "unset",
-                    key->reloadable ? "" : " Needs a restart.");
-            if (!table) {
-                if (key->default_value)
-                    fprintf(out, "# %s = %s\n", key->name, key->default_value);
-                else
-                    fprintf(out, "# %s =\n", key->name);
-            }
-        }
-        if (table)
-            fprintf(out, "#\n%s[table business.users]\n%smaterializer = generic\n", prefix,
-                    prefix);
-    }
-    sb_free(&sb);
-}
-
-/* Table cells must not end the cell early or open an HTML tag. */
-static void write_cell(FILE *out, const char *text)
-{
-    for (const char *p = text; *p; p++) {
-        if (*p == '|')
-            fputs("\\|", out);
-        else if (*p == '<')
-            fputs("&lt;", out);
-        else
-            fputc(*p, out);
-    }
-}
-
-void config_write_markdown(FILE *out)
-{
-    strbuf_t sb = STRBUF_INIT;
-    for (size_t s = 0; s < N_SECTIONS; s++) {
-        if (s > 0)
-            fputs("\n", out);
-        fprintf(out, "### `%s`\n\n", sections[s].title);
-        write_cell(out, sections[s].description);
-        fputs("\n\n| key | type | default | reload | description |\n"
-              "|---|---|---|---|---|\n", out);
-        for (size_t i = 0; i < N_KEYS; i++) {
-            const struct config_key *key = &config_keys[i];
-            if (strcmp(key->section, sections[s].name) != 0)
-                continue;
-            sb_reset(&sb);
-            full_description(key, &sb);
-            fprintf(out, "| `%s` | %s | ", key->name, type_name(key));
-            if (key->default_value)
-                fprintf(out, "`%s`", key->default_value);
-            else
-                fputs("unset", out);
-            fprintf(out, " | %s | ", key->reloadable ? "yes" : "restart");
-            write_cell(out, sb_cstr(&sb));
-            fputs(" |\n", out);
-        }
-    }
-    sb_free(&sb);
-}
-
-/* Text for a roff line: a backslash is written \e, a minus \- (an option or a value to type, not
- * a typographic hyphen), and a line that would start with a control character is guarded. */
-static void write_roff(FILE *out, const char *text)
-{
-    if (*text == '.' || *text == '\'')
-        fputs("\\&", out);
-    for (const char *p = text; *p; p++) {
-        if (*p == '\\')
-            fputs("\\e", out);
-        else if (*p == '-')
-            fputs("\\-", out);
-        else
-            fputc(*p, out);
-    }
-}
-
-void config_write_man(FILE *out)
-{
-    strbuf_t sb = STRBUF_INIT;
-    for (size_t s = 0; s < N_SECTIONS; s++) {
-        fputs(".SS \"", out);
-        write_roff(out, sections[s].title);
-        fputs("\"\n", out);
-        write_roff(out, sections[s].description);
-        fputs("\n", out);
-        for (size_t i = 0; i < N_KEYS; i++) {
-            const struct config_key *key = &config_keys[i];
-            if (strcmp(key->section, sections[s].name) != 0)
-                continue;
-            sb_reset(&sb);
-            full_description(key, &sb);
-            fputs(".TP\n\\fB", out);
-            write_roff(out, key->name);
-            fputs("\\fR (\\fI", out);
-            write_roff(out, type_name(key));
-            fputs("\\fR, default ", out);
-            if (key->default_value) {
-                fputs("\\fB", out);
-                write_roff(out, key->default_value);
-                fputs("\\fR", out);
-            } else {
-                fputs("unset", out);
-            }
-            fputs(key->reloadable ? ")\n" : "; needs a restart)\n", out);
-            write_roff(out, sb_cstr(&sb));
-            fputs("\n", out);
-        }
-    }
-    sb_free(&sb);
 }

@@ -75,7 +75,7 @@ struct config {
     int n_tables;
 };
 
-/* Key types of the table in config.c. */
+/* Key types of the table in config.c: how a value is written in the file and documented. */
 enum config_type {
     CONFIG_STRING,
     CONFIG_INT,        /* plain integer */
@@ -87,10 +87,34 @@ enum config_type {
     CONFIG_OCTAL,
 };
 
+/* How a key's parsed value is stored in struct config. */
+enum config_store {
+    CONFIG_STORE_STRING,        /* char *, NULL when the value is empty */
+    CONFIG_STORE_INT,           /* int */
+    CONFIG_STORE_LONG,          /* long; durations in the key's unit, sizes in bytes */
+    CONFIG_STORE_BOOL,
+    CONFIG_STORE_ENUM,          /* an enum field, value = index in choices */
+    CONFIG_STORE_ALGORITHMS,    /* jwt_algorithms + n_jwt_algorithms */
+    CONFIG_STORE_KEY_FILES,     /* jwt_public_key_files + n_jwt_public_key_files */
+    CONFIG_STORE_MATERIALIZER,  /* the current [table ...] section */
+};
+
+/* One row per key: everything the parser, the checks and the documentation know about it. */
 struct config_key {
     const char *section;
     const char *name;
     enum config_type type;
+
+    /* Storage and limits */
+    enum config_store store;
+    size_t offset;               /* into struct config; not used by the list and table stores */
+    long min, max;               /* numbers, in the stored unit */
+    long unit_us;                /* durations: what a bare number means, in microseconds */
+    const char *const *choices;  /* enums and the algorithm list, NULL-terminated */
+    bool nonempty;               /* strings: an empty value is an error, not "unset" */
+    bool (*check)(const char *value, char *why, size_t whylen);  /* strings, when not empty */
+
+    /* Default, reloading and documentation */
     const char *default_value;   /* as written in the file; NULL = no default */
     bool reloadable;             /* SIGHUP applies it to new workers */
     const char *description;     /* one or more sentences, used for the example file and the docs */
@@ -113,8 +137,9 @@ bool config_parse_duration_ms(const char *s, long *out_ms);
 bool config_parse_size(const char *s, long *out_bytes);
 bool config_parse_bool(const char *s, bool *out);
 
-/* Writes the documented example file generated from config_keys (etc/oversyncd.conf.example
- * must equal this output; a test checks it). */
+/* The writers of the documentation, in config_doc.c. Writes the documented example file
+ * generated from config_keys (etc/oversyncd.conf.example must equal this output; a test checks
+ * it). */
 void config_write_example(FILE *out);
 /* Writes the Markdown reference table (docs/configuration.md embeds it; a test checks it). */
 void config_write_markdown(FILE *out);
