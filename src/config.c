@@ -292,18 +292,6 @@ static const struct config_key *find_key(const char *section, const char *name)
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers                                                                               */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *trim(char *s)
 {
@@ -913,7 +901,7 @@ static bool line_error(const struct parse_state *st, char *err, size_t errlen, c
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    set_err(err, errlen, "%s:%d: %s", st->file, st->line, msg);
+    err_set(err, errlen, "%s:%d: %s", st->file, st->line, msg);
     return false;
 }
 
@@ -1065,7 +1053,7 @@ static bool parse_file(struct config *cfg, struct parse_state *st, char *err, si
 {
     FILE *f = fopen(st->file, "r");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", st->file, strerror(errno));
+        err_set(err, errlen, "%s: cannot open: %s", st->file, strerror(errno));
         return false;
     }
     char *buf = NULL;
@@ -1085,7 +1073,7 @@ static bool parse_file(struct config *cfg, struct parse_state *st, char *err, si
         ok = parse_line(cfg, st, text, err, errlen);
     }
     if (ok && ferror(f)) {
-        set_err(err, errlen, "%s: read error: %s", st->file, strerror(errno));
+        err_set(err, errlen, "%s: read error: %s", st->file, strerror(errno));
         ok = false;
     }
     free(buf);
@@ -1233,29 +1221,29 @@ bool config_validate(const struct config *cfg, char *err, size_t errlen)
 {
     char why[512];
     if (!cfg->database_url || !*cfg->database_url) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "no database configured: set the DATABASE_URL environment variable or url in "
                 "[database]");
         return false;
     }
     if (cfg->listen && !check_listen(cfg->listen, why, sizeof why)) {
-        set_err(err, errlen, "[server] listen: %s", why);
+        err_set(err, errlen, "[server] listen: %s", why);
         return false;
     }
     if (cfg->workers < 0) {
-        set_err(err, errlen, "[server] workers: %d is negative (0 chooses automatically)",
+        err_set(err, errlen, "[server] workers: %d is negative (0 chooses automatically)",
                 cfg->workers);
         return false;
     }
     if (cfg->max_requests < 0) {
-        set_err(err, errlen, "[server] max_requests: %ld is negative (0 never recycles)",
+        err_set(err, errlen, "[server] max_requests: %ld is negative (0 never recycles)",
                 cfg->max_requests);
         return false;
     }
     if (cfg->auth_mode == AUTH_MODE_TRUSTED_HEADER) {
         if (!cfg->trusted_user_param || !*cfg->trusted_user_param ||
             !cfg->trusted_device_param || !*cfg->trusted_device_param) {
-            set_err(err, errlen,
+            err_set(err, errlen,
                     "[auth] mode = trusted_header needs trusted_user_param and "
                     "trusted_device_param");
             return false;
@@ -1264,26 +1252,26 @@ bool config_validate(const struct config *cfg, char *err, size_t errlen)
     }
 
     if (cfg->n_jwt_algorithms == 0) {
-        set_err(err, errlen, "[auth] jwt_algorithms: no algorithm is configured");
+        err_set(err, errlen, "[auth] jwt_algorithms: no algorithm is configured");
         return false;
     }
     const char *hmac = first_algorithm(cfg, true);
     const char *public_key = first_algorithm(cfg, false);
     if (hmac && (!cfg->jwt_secret || !*cfg->jwt_secret)) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "[auth] jwt_algorithms includes %s but no secret is configured: set the "
                 "JWT_SECRET environment variable, jwt_secret or jwt_secret_file",
                 hmac);
         return false;
     }
     if (public_key && cfg->n_jwt_public_key_files == 0) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "[auth] jwt_algorithms includes %s but jwt_public_key_files is not set",
                 public_key);
         return false;
     }
     if (!public_key && cfg->n_jwt_public_key_files > 0) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "[auth] jwt_public_key_files is set but jwt_algorithms has neither RS256 nor "
                 "ES256");
         return false;

@@ -142,6 +142,16 @@ void sb_pg_array_str(strbuf_t *sb, const char *s)
     sb_putc(sb, '"');
 }
 
+void err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 void str_trim_right(char *s)
 {
     size_t n = strlen(s);

@@ -34,6 +34,9 @@ void sb_json_strn(strbuf_t *sb, const char *s, size_t n);
 const char *sb_cstr(strbuf_t *sb);           /* "" when empty */
 /* Append s as one quoted element of a PostgreSQL array literal whose '{' is already in sb. */
 void sb_pg_array_str(strbuf_t *sb, const char *s);
+/* The reason of a failure, formatted into the caller's err buffer (errlen bytes); nothing when
+ * err is NULL or errlen 0. */
+void err_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Remove trailing new lines and spaces (PostgreSQL's messages end with one). */
 void str_trim_right(char *s);
 

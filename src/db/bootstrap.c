@@ -35,18 +35,6 @@ static const char begin_sql[] =
     "  name text NOT NULL,"
     "  applied_at timestamptz NOT NULL DEFAULT now())";
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* PostgreSQL's error text spans several lines (ERROR, DETAIL, HINT, CONTEXT) and ends with a
  * newline; a log line must be one line, so the lines are joined with "; ". */
@@ -100,7 +88,7 @@ static bool exec_step(PGconn *conn, const char *sql, const char *what, char *err
     if (!ok) {
         strbuf_t sb = STRBUF_INIT;
         pg_message(&sb, conn, r);
-        set_err(err, errlen, "%s: %s", what, sb_cstr(&sb));
+        err_set(err, errlen, "%s: %s", what, sb_cstr(&sb));
         sb_free(&sb);
     }
     PQclear(r);
@@ -118,7 +106,7 @@ static int query_int(PGconn *conn, const char *sql, const char *what, char *err,
     } else {
         strbuf_t sb = STRBUF_INIT;
         pg_message(&sb, conn, r);
-        set_err(err, errlen, "%s: %s", what, sb_cstr(&sb));
+        err_set(err, errlen, "%s: %s", what, sb_cstr(&sb));
         sb_free(&sb);
     }
     PQclear(r);
@@ -145,7 +133,7 @@ static bool embedded_in_order(char *err, size_t errlen)
     for (int i = 0; i < n_sidecar_migrations; i++) {
         if (sidecar_migrations[i].version <= 0
             || (i > 0 && sidecar_migrations[i].version <= sidecar_migrations[i - 1].version)) {
-            set_err(err, errlen,
+            err_set(err, errlen,
                     "sidecar bootstrap: embedded migration %s is out of version order",
                     sidecar_migrations[i].name);
             return false;
@@ -179,7 +167,7 @@ static bool record_migration(PGconn *conn, const struct migration *m, char *err,
     if (!ok) {
         strbuf_t sb = STRBUF_INIT;
         pg_message(&sb, conn, r);
-        set_err(err, errlen, "sidecar migration %s: recording it in sync.schema_migrations: %s",
+        err_set(err, errlen, "sidecar migration %s: recording it in sync.schema_migrations: %s",
                 m->name, sb_cstr(&sb));
         sb_free(&sb);
     }
@@ -213,7 +201,7 @@ static int apply_locked(PGconn *conn, char *err, size_t errlen)
         if (!exec_step(conn, m->sql, what, err, errlen))
             return -1;
         if (PQtransactionStatus(conn) != PQTRANS_INTRANS) {
-            set_err(err, errlen,
+            err_set(err, errlen,
                     "sidecar migration %s ended the bootstrap transaction "
                     "(a migration must not contain BEGIN, COMMIT or ROLLBACK)", m->name);
             return -1;
@@ -229,7 +217,7 @@ static int apply_locked(PGconn *conn, char *err, size_t errlen)
     if (!committed) {
         strbuf_t sb = STRBUF_INIT;
         pg_message(&sb, conn, r);
-        set_err(err, errlen, "sidecar bootstrap: committing the migrations: %s", sb_cstr(&sb));
+        err_set(err, errlen, "sidecar bootstrap: committing the migrations: %s", sb_cstr(&sb));
         sb_free(&sb);
     }
     PQclear(r);
@@ -244,13 +232,13 @@ bool bootstrap_sidecar(PGconn *conn, int *applied, char *err, size_t errlen)
         err[0] = '\0';
 
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        set_err(err, errlen, "sidecar bootstrap: no connection to PostgreSQL");
+        err_set(err, errlen, "sidecar bootstrap: no connection to PostgreSQL");
         return false;
     }
     /* The migrations' own BEGIN would only warn inside a caller's transaction, and their COMMIT
      * would commit the caller's work with them. */
     if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
-        set_err(err, errlen, "sidecar bootstrap: the connection is inside a transaction");
+        err_set(err, errlen, "sidecar bootstrap: the connection is inside a transaction");
         return false;
     }
     if (!embedded_in_order(err, errlen))

@@ -1,0 +1,101 @@
+#!/bin/sh
+# The include graph of src/ against the layers of docs/architecture.md: a file includes only
+# files of its own module or of a lower layer, and the modules form no circle.
+#
+#   layer 0  leaves: xalloc arena strbuf log uuid base64 identity json_scan canonical_json
+#            bundle_hash config (config.c, config_doc.c)
+#   layer 1  db/
+#   layer 2  materialize/
+#   layer 3  sync/   auth/   http/      (side by side: none includes another)
+#   layer 4  metrics
+#   layer 5  the top: app worker listener master main
+#
+# Leaves may include each other (strbuf uses the arena, config the log), and so may the files of
+# the top (main starts the master, which forks workers); tsort proves that the module graph has
+# no circle. Ends with "layers: N checks passed".
+set -u
+top_srcdir=${top_srcdir:-.}
+src=$(cd "$top_srcdir/src" && pwd) || exit 99
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/oversyncd-layers.XXXXXX") || exit 99
+trap 'rm -rf "$tmp"' EXIT
+
+checks=0
+failures=0
+fail() {
+    failures=$((failures + 1))
+    echo "FAIL: $*"
+}
+
+# module and layer of a path relative to src/
+module_of() {
+    case $1 in
+    db/*) echo db ;;
+    materialize/*) echo materialize ;;
+    sync/*) echo sync ;;
+    auth/*) echo auth ;;
+    http/*) echo http ;;
+    config.[ch] | config_doc.c | config_internal.h) echo config ;;
+    *) basename "$1" | sed 's/\.[ch]$//' ;;
+    esac
+}
+layer_of() {
+    case $1 in
+    db) echo 1 ;;
+    materialize) echo 2 ;;
+    sync | auth | http) echo 3 ;;
+    metrics) echo 4 ;;
+    app | worker | listener | master | main) echo 5 ;;
+    xalloc | arena | strbuf | log | uuid | base64 | identity | json_scan | canonical_json | bundle_hash | config)
+        echo 0 ;;
+    *) echo unknown ;;
+    esac
+}
+
+: >"$tmp/edges"
+files=$(cd "$src" && find . -name '*.[ch]' ! -name sql_embedded.c | sed 's|^\./||' | sort)
+for f in $files; do
+    mod=$(module_of "$f")
+    layer=$(layer_of "$mod")
+    checks=$((checks + 1))
+    if [ "$layer" = unknown ]; then
+        fail "src/$f belongs to no layer: add its module to tests/unit/check-layers.sh and docs/architecture.md"
+        continue
+    fi
+    dir=$(dirname "$f")
+    for inc in $(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$src/$f"); do
+        # as the compiler resolves it: beside the file first, then from src/ (-I src)
+        if [ -f "$src/$dir/$inc" ]; then
+            target=$(cd "$src/$dir" && realpath --relative-to="$src" "$inc")
+        elif [ -f "$src/$inc" ]; then
+            target=$inc
+        else
+            continue   # a generated or system-side header (config.h of the build is -include'd)
+        fi
+        tmod=$(module_of "$target")
+        tlayer=$(layer_of "$tmod")
+        checks=$((checks + 1))
+        [ "$tmod" = "$mod" ] && continue
+        echo "$mod $tmod" >>"$tmp/edges"
+        if [ "$tlayer" = unknown ]; then
+            fail "src/$f includes $target, which belongs to no layer"
+        elif [ "$tlayer" = "$layer" ] && { [ "$layer" -eq 0 ] || [ "$layer" -eq 5 ]; }; then
+            :   # leaf on leaf, or within the top: allowed, circles are caught below
+        elif [ "$tlayer" -ge "$layer" ]; then
+            fail "src/$f (layer $layer, $mod) includes $target (layer $tlayer, $tmod): an arrow up or sideways"
+        fi
+    done
+done
+
+checks=$((checks + 1))
+if ! sort -u "$tmp/edges" | tsort >/dev/null 2>"$tmp/tsort"; then
+    fail "the modules include each other in a circle: $(tr '\n' ' ' <"$tmp/tsort")"
+elif [ -s "$tmp/tsort" ]; then
+    fail "the modules include each other in a circle: $(tr '\n' ' ' <"$tmp/tsort")"
+fi
+
+if [ "$failures" -ne 0 ]; then
+    echo "layers: $failures of $checks checks failed"
+    exit 1
+fi
+echo "layers: $checks checks passed"
+exit 0
