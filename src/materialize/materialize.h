@@ -9,7 +9,6 @@
 
 #include "../arena.h"
 #include "../config.h"
-#include "../sync/pipeline.h"
 
 struct materializer;
 
