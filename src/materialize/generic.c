@@ -3,8 +3,8 @@
  * One prepared statement per set of present columns, prepared on first use per connection. */
 #include "internal.h"
 #include "../base64.h"
+#include "../json_scan.h"
 #include "../strbuf.h"
-#include "../sync/json_scan.h"
 #include "../uuid.h"
 #include "../xalloc.h"
 

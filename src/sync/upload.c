@@ -8,10 +8,10 @@
  * Between them the batch is classified in C (idempotency, version gate, chains of changes to one
  * row inside the batch). That is sound because every writer of a user's rows holds the user's
  * lock, which also makes each user's server_ids commit in ascending order (SPEC §8.3). */
-#include "json_scan.h"
 #include "pipeline.h"
 #include "sync.h"
 #include "../base64.h"
+#include "../json_scan.h"
 #include "../log.h"
 #include "../materialize/materialize.h"
 #include "../uuid.h"
