@@ -198,7 +198,7 @@ static bool convert(const struct column *col, const struct json_span *v, arena_t
             sb_json_str(out, canon);
             return true;
         }
-        if (len <= 24 && base64_decode(s, len, bytes, &n) && n == 16) {
+        if (len <= 24 && base64_decode(s, len, BASE64_ANY | BASE64_PAD_OPTIONAL, bytes, &n) && n == 16) {
             uuid_format(bytes, canon);
             sb_json_str(out, canon);
             return true;
@@ -210,8 +210,8 @@ static bool convert(const struct column *col, const struct json_span *v, arena_t
             return false;
         char *s = json_string_dup(a, v);
         size_t len = strlen(s), n;
-        unsigned char *bytes = arena_alloc(a, len / 4 * 3 + 4);
-        if (!base64_decode(s, len, bytes, &n))
+        unsigned char *bytes = arena_alloc(a, BASE64_DECODED_MAX(len));
+        if (!base64_decode(s, len, BASE64_ANY | BASE64_PAD_OPTIONAL, bytes, &n))
             return false;
         static const char hex[] = "0123456789abcdef";
         char *text = arena_alloc(a, 2 * n + 3);

@@ -382,7 +382,7 @@ static const char *fk_value(arena_t *a, const struct json_span *v, enum fk_value
             return out;
         unsigned char bytes[64];
         size_t n, len = strlen(text);
-        if (len <= 24 && base64_decode(text, len, bytes, &n) && n == 16) {
+        if (len <= 24 && base64_decode(text, len, BASE64_ANY | BASE64_PAD_OPTIONAL, bytes, &n) && n == 16) {
             uuid_format(bytes, out);
             return out;
         }

@@ -1,8 +1,10 @@
 /* Base64 decoding (src/base64.c), in the spirit of lighttpd's t/test_base64.c: the RFC 4648
  * vectors, round trips of every length and every byte value in both alphabets with and without
  * padding, every character at every position, every padding variant, non-canonical trailing
- * bits, bad lengths, white space and truncated input. The encodings are made by a reference
- * encoder of this file. */
+ * bits, bad lengths, white space and truncated input, first as payload values are decoded
+ * (either alphabet, padding optional), then in every mode the flags allow, JWT's strict one
+ * (URL alphabet, no padding) in particular. The encodings are made by a reference encoder of
+ * this file. */
 #include <check.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,11 +20,10 @@ static const char URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 #define CANARY 0xA5
 #define SLACK 16
 
-/* What a payload value may be: either alphabet, trailing '=' optional. */
-static bool lenient(const char *s, size_t len, unsigned char *out, size_t *outlen)
-{
-    return base64_decode(s, len, out, outlen);
-}
+/* What a payload value may be (bytea, uuid): either alphabet, trailing '=' optional. */
+#define LENIENT (BASE64_ANY | BASE64_PAD_OPTIONAL)
+/* What a JWT part may be: the URL alphabet, no padding. */
+#define JWT (BASE64_URL | BASE64_PAD_FORBIDDEN)
 
 /* The reference encoder: three bytes to four characters, the last group cut short and padded
  * with '=' when pad is set. */
@@ -49,19 +50,19 @@ static int value_in(const char *alphabet, int c)
     return p ? (int)(p - alphabet) : -1;
 }
 
-/* Decodes s[0..len) with decode into a buffer with a canary after the decoded bytes' room; true
- * when accepted, and then the bytes and count are in out / *n and nothing beyond was written. */
-static bool run(bool (*decode)(const char *, size_t, unsigned char *, size_t *), const char *s, size_t len,
-                unsigned char *out, size_t *n)
+/* Decodes s[0..len) as flags say into a buffer with a canary after BASE64_DECODED_MAX(len)
+ * bytes; true when accepted, and then the bytes and count are in out / *n and nothing beyond was
+ * written. */
+static bool run(unsigned flags, const char *s, size_t len, unsigned char *out, size_t *n)
 {
-    size_t room = len / 4 * 3 + 3;
+    size_t room = BASE64_DECODED_MAX(len);
     unsigned char *buf = malloc(room + SLACK);
     ck_assert_ptr_nonnull(buf);
     memset(buf, CANARY, room + SLACK);
     size_t got = (size_t)-1;
-    bool ok = decode(s, len, buf, &got);
+    bool ok = base64_decode(s, len, flags, buf, &got);
     if (ok) {
-        ck_assert_uint_le(got, len / 4 * 3 + 2);
+        ck_assert_uint_le(got, room);
         for (size_t i = got; i < room + SLACK; i++)
             ck_assert_msg(buf[i] == CANARY, "byte %zu past the %zu decoded was written", i, got);
         memcpy(out, buf, got);
@@ -75,7 +76,7 @@ static void expect_decodes(const char *s, size_t len, const void *want, size_t w
 {
     unsigned char out[512];
     size_t n;
-    ck_assert_msg(run(lenient, s, len, out, &n), "refused \"%.*s\"", (int)len, s);
+    ck_assert_msg(run(LENIENT, s, len, out, &n), "refused \"%.*s\"", (int)len, s);
     ck_assert_msg(n == wantlen && memcmp(out, want, n) == 0, "\"%.*s\": %zu bytes, wrong", (int)len, s, n);
 }
 
@@ -83,7 +84,7 @@ static void expect_refused(const char *s, size_t len)
 {
     unsigned char out[512];
     size_t n;
-    ck_assert_msg(!run(lenient, s, len, out, &n), "accepted \"%.*s\"", (int)len, s);
+    ck_assert_msg(!run(LENIENT, s, len, out, &n), "accepted \"%.*s\"", (int)len, s);
 }
 
 /* A deterministic byte source. */
@@ -153,7 +154,7 @@ START_TEST(test_round_trip_every_length)
                 for (int pad = 0; pad < 2; pad++) {
                     size_t len = encode(in, n, alphabets[a], pad, text);
                     size_t got;
-                    if (!run(lenient, text, len, out, &got))
+                    if (!run(LENIENT, text, len, out, &got))
                         ck_abort_msg("length %zu pattern %d alphabet %d pad %d: refused %.60s", n, pattern, a, pad,
                                      text);
                     if (got != n || memcmp(out, in, n) != 0)
@@ -175,7 +176,7 @@ START_TEST(test_round_trip_every_byte)
                 in[1 + pos] = (unsigned char)b;
                 for (int spelling = 0; spelling < 4; spelling++) {
                     size_t len = encode(in, 1 + n, spelling & 1 ? URL : STD, spelling & 2, text), got;
-                    ck_assert_msg(run(lenient, text, len, out, &got), "byte 0x%02x: %s", b, text);
+                    ck_assert_msg(run(LENIENT, text, len, out, &got), "byte 0x%02x: %s", b, text);
                     ck_assert_uint_eq(got, 1 + n);
                     ck_assert_mem_eq(out, in, 1 + n);
                 }
@@ -186,39 +187,9 @@ START_TEST(test_round_trip_every_byte)
     for (int i = 0; i < 256; i++)
         all[i] = (unsigned char)i;
     size_t len = encode(all, 256, STD, true, big), got;
-    ck_assert(run(lenient, big, len, back, &got));
+    ck_assert(run(LENIENT, big, len, back, &got));
     ck_assert_uint_eq(got, 256);
     ck_assert_mem_eq(back, all, 256);
-}
-END_TEST
-
-/* ------------------------------------------------------------------ every character */
-
-/* Every byte value at every position of "AAAAAAAA": accepted with its 6 bits in place when it is
- * a character of either alphabet; '=' only at the end, as padding; anything else refused. */
-START_TEST(test_every_character_at_every_position)
-{
-    for (size_t pos = 0; pos < 8; pos++)
-        for (int c = 0; c < 256; c++) {
-            char text[9] = "AAAAAAAA";
-            text[pos] = (char)c;
-            int v = value_in(STD, c);
-            if (v < 0)
-                v = value_in(URL, c);
-            bool pad = c == '=' && pos == 7;
-            unsigned char out[16];
-            size_t n;
-            bool ok = run(lenient, text, 8, out, &n);
-            ck_assert_msg(ok == (v >= 0 || pad), "byte 0x%02x at %zu: %s", c, pos, ok ? "accepted" : "refused");
-            if (!ok)
-                continue;
-            ck_assert_uint_eq(n, pad ? 5 : 6);
-            /* the 6 bits of position pos are bits 6*pos .. 6*pos+5 of the output */
-            int got = 0;
-            for (size_t bit = 6 * pos; bit < 6 * pos + 6; bit++)
-                got = got << 1 | (bit / 8 < n ? out[bit / 8] >> (7 - bit % 8) & 1 : 0);
-            ck_assert_int_eq(got, pad ? 0 : v);
-        }
 }
 END_TEST
 
@@ -267,9 +238,9 @@ START_TEST(test_trailing_bits)
         unsigned char out[8];
         size_t n;
         for (size_t len = 2; len <= 4; len++)
-            ck_assert_msg(run(lenient, two, len, out, &n) == ((v & 15) == 0), "%.*s", (int)len, two);
+            ck_assert_msg(run(LENIENT, two, len, out, &n) == ((v & 15) == 0), "%.*s", (int)len, two);
         for (size_t len = 3; len <= 4; len++)
-            ck_assert_msg(run(lenient, three, len, out, &n) == ((v & 3) == 0), "%.*s", (int)len, three);
+            ck_assert_msg(run(LENIENT, three, len, out, &n) == ((v & 3) == 0), "%.*s", (int)len, three);
     }
 }
 END_TEST
@@ -282,7 +253,7 @@ START_TEST(test_lengths)
     for (size_t len = 0; len < sizeof text; len++) {
         unsigned char out[80];
         size_t n;
-        bool ok = run(lenient, text, len, out, &n);
+        bool ok = run(LENIENT, text, len, out, &n);
         ck_assert_msg(ok == (len % 4 != 1), "length %zu", len);
         if (ok)
             ck_assert_uint_eq(n, len * 3 / 4);
@@ -327,7 +298,7 @@ START_TEST(test_truncated)
             bool canonical = k % 4 == 0 || (k % 4 == 2 && (last & 15) == 0) || (k % 4 == 3 && (last & 3) == 0);
             unsigned char out[64];
             size_t n;
-            bool ok = run(lenient, text, k, out, &n);
+            bool ok = run(LENIENT, text, k, out, &n);
             ck_assert_msg(ok == canonical, "prefix of %zu", k);
             if (ok) {
                 ck_assert_uint_eq(n, k * 3 / 4);
@@ -362,6 +333,119 @@ START_TEST(test_high_bytes)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ the other modes */
+
+static const unsigned modes[] = {
+    BASE64_STD | BASE64_PAD_FORBIDDEN, BASE64_URL | BASE64_PAD_FORBIDDEN, BASE64_ANY | BASE64_PAD_FORBIDDEN,
+    BASE64_STD | BASE64_PAD_OPTIONAL,  BASE64_URL | BASE64_PAD_OPTIONAL,  BASE64_ANY | BASE64_PAD_OPTIONAL,
+};
+
+/* Every byte value at every position of "AAAAAAAA" in every mode: accepted with its 6 bits in
+ * place for the letters and digits always, '+' '/' with BASE64_STD, '-' '_' with BASE64_URL; a
+ * final '=' with BASE64_PAD_OPTIONAL; anything else refused. */
+START_TEST(test_every_mode_every_character)
+{
+    unsigned flags = modes[_i];
+    for (size_t pos = 0; pos < 8; pos++)
+        for (int c = 0; c < 256; c++) {
+            char text[9] = "AAAAAAAA";
+            text[pos] = (char)c;
+            int v = -1;
+            if (flags & BASE64_STD)
+                v = value_in(STD, c);
+            if (v < 0 && (flags & BASE64_URL))
+                v = value_in(URL, c);
+            bool pad = c == '=' && pos == 7 && (flags & BASE64_PAD_OPTIONAL);
+            unsigned char out[16];
+            size_t n;
+            bool ok = run(flags, text, 8, out, &n);
+            ck_assert_msg(ok == (v >= 0 || pad), "flags %u: byte 0x%02x at %zu: %s", flags, c, pos,
+                          ok ? "accepted" : "refused");
+            if (ok && pad)
+                ck_assert_uint_eq(n, 5);
+            if (ok && !pad) {
+                ck_assert_uint_eq(n, 6);
+                int got = 0;
+                for (size_t bit = 6 * pos; bit < 6 * pos + 6; bit++)
+                    got = got << 1 | (out[bit / 8] >> (7 - bit % 8) & 1);
+                ck_assert_int_eq(got, v);
+            }
+        }
+}
+END_TEST
+
+/* JWT's mode takes exactly one spelling of each byte string: the unpadded URL one. */
+START_TEST(test_jwt_one_spelling)
+{
+    enum { MAX = 300 };
+    static unsigned char in[MAX], out[MAX + 8];
+    static char text[MAX / 3 * 4 + 8];
+    for (size_t n = 0; n <= MAX; n++) {
+        fill(in, n, (uint32_t)(n * 31 + 1));
+        size_t len = encode(in, n, URL, false, text), got;
+        ck_assert_msg(run(JWT, text, len, out, &got), "length %zu", n);
+        ck_assert_uint_eq(got, n);
+        ck_assert_mem_eq(out, in, n);
+        /* padded: refused when there is padding */
+        len = encode(in, n, URL, true, text);
+        ck_assert_msg(run(JWT, text, len, out, &got) == (n % 3 == 0), "padded, length %zu", n);
+        /* the standard alphabet: refused when '+' or '/' occurs */
+        len = encode(in, n, STD, false, text);
+        bool std_only = strpbrk(text, "+/") != NULL;
+        ck_assert_msg(run(JWT, text, len, out, &got) == !std_only, "standard, length %zu", n);
+        /* and the other way round */
+        len = encode(in, n, URL, false, text);
+        bool url_only = strpbrk(text, "-_") != NULL;
+        ck_assert_msg(run(BASE64_STD | BASE64_PAD_OPTIONAL, text, len, out, &got) == !url_only, "url, length %zu", n);
+    }
+}
+END_TEST
+
+START_TEST(test_jwt_texts)
+{
+    static const struct {
+        const char *text;
+        bool ok;
+    } v[] = {
+        { "", true },       { "Zg", true },      { "Zm8", true },      { "Zm9v", true },
+        { "-_8", true },    { "_-7_", true },    { "AAEC_-7_", true }, { "eyJhbGciOiJIUzI1NiJ9", true },
+        { "Zg=", false },   { "Zg==", false },   { "Zm8=", false },    { "Zm9v=", false },
+        { "=", false },     { "====", false },   { "+/8", false },     { "AAEC/+7/", false },
+        { "Zh", false },    { "Zm9", false },    { "Z", false },       { "Zm9vY", false },
+        { " Zg", false },   { "Zg\n", false },  { "Zm9v.Zm9v", false },
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        unsigned char out[32];
+        size_t n;
+        ck_assert_msg(run(JWT, v[i].text, strlen(v[i].text), out, &n) == v[i].ok, "%s", v[i].text);
+    }
+}
+END_TEST
+
+/* BASE64_DECODED_MAX is enough and, for 4k+3 characters, just enough. */
+START_TEST(test_decoded_max)
+{
+    char text[64];
+    memset(text, '/', sizeof text);
+    for (size_t len = 0; len < sizeof text; len++) {
+        if (len % 4 == 1)
+            continue;
+        /* "///" would leave bits set: end with a character whose low bits are zero */
+        if (len % 4 == 2)
+            text[len - 1] = 'w';
+        if (len % 4 == 3)
+            text[len - 1] = '8';
+        unsigned char out[64];
+        size_t n;
+        ck_assert_msg(run(BASE64_STD | BASE64_PAD_FORBIDDEN, text, len, out, &n), "length %zu", len);
+        ck_assert_uint_le(n, BASE64_DECODED_MAX(len));
+        if (len % 4 == 3)
+            ck_assert_uint_eq(n, BASE64_DECODED_MAX(len));
+        text[len ? len - 1 : 0] = '/';
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------------ runner */
 
 static Suite *base64_suite(void)
@@ -372,7 +456,6 @@ static Suite *base64_suite(void)
     tcase_add_test(tc, test_rfc4648_vectors);
     tcase_add_test(tc, test_round_trip_every_length);
     tcase_add_test(tc, test_round_trip_every_byte);
-    tcase_add_test(tc, test_every_character_at_every_position);
     tcase_add_test(tc, test_padding_variants);
     tcase_add_test(tc, test_trailing_bits);
     tcase_add_test(tc, test_lengths);
@@ -380,6 +463,13 @@ static Suite *base64_suite(void)
     tcase_add_test(tc, test_truncated);
     tcase_add_test(tc, test_length_obeyed);
     tcase_add_test(tc, test_high_bytes);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("modes");
+    tcase_add_loop_test(tc, test_every_mode_every_character, 0, (int)(sizeof modes / sizeof modes[0]));
+    tcase_add_test(tc, test_jwt_one_spelling);
+    tcase_add_test(tc, test_jwt_texts);
+    tcase_add_test(tc, test_decoded_max);
     suite_add_tcase(s, tc);
     return s;
 }
