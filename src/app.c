@@ -1,8 +1,8 @@
 #include "app.h"
+#include "json_scan.h"
 #include "log.h"
 #include "materialize/materialize.h"
 #include "metrics.h"
-#include "sync/json_scan.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -28,6 +28,7 @@
 #include <openssl/rsa.h>
 
 #include "auth_internal.h"
+#include "base64.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -89,50 +90,16 @@ static const char *key_type_name(enum jwt_key_type t)
 
 /* ------------------------------------------------------------------ base64url */
 
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Unpadded alphabet only and zero trailing bits, so each byte string has exactly one accepted
- * encoding (no padding variants, no malleable signatures). NULL when s is not canonical. */
+/* Unpadded URL alphabet only (and, as base64_decode always does, zero trailing bits), so each
+ * byte string has exactly one accepted encoding (no padding variants, no malleable signatures).
+ * NULL when s is not canonical. */
 static unsigned char *b64url_decode(const char *s, size_t n, size_t *outlen)
 {
-    if (n % 4 == 1)
-        return NULL;
-    unsigned char *out = xmalloc(n / 4 * 3 + 3);
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_value((unsigned char)s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0) {
+    unsigned char *out = xmalloc(BASE64_DECODED_MAX(n));
+    if (!base64_decode(s, n, BASE64_URL | BASE64_PAD_FORBIDDEN, out, outlen)) {
         free(out);
         return NULL;
     }
-    *outlen = o;
     return out;
 }
 

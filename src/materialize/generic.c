@@ -3,8 +3,8 @@
  * One prepared statement per set of present columns, prepared on first use per connection. */
 #include "internal.h"
 #include "../base64.h"
+#include "../json_scan.h"
 #include "../strbuf.h"
-#include "../sync/json_scan.h"
 #include "../uuid.h"
 #include "../xalloc.h"
 
@@ -41,8 +41,9 @@ struct generic {
 
 #define MAX_PREPARED_COLUMNS 64
 
-struct generic *generic_new(void)
+static void *generic_create(const struct table_conf *t, char *err, size_t errlen)
 {
+    (void)t; (void)err; (void)errlen;
     return xcalloc(1, sizeof(struct generic));
 }
 
@@ -60,10 +61,9 @@ static void forget_columns(struct generic *g)
     g->nstmts = 0;
 }
 
-void generic_free(struct generic *g)
+static void generic_destroy(void *state)
 {
-    if (!g)
-        return;
+    struct generic *g = state;
     forget_columns(g);
     free(g);
 }
@@ -83,9 +83,9 @@ static enum col_kind kind_of(const char *typname)
     return COL_OTHER;
 }
 
-bool generic_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen)
+static bool generic_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen)
 {
-    struct generic *g = m->generic;
+    struct generic *g = m->state;
     forget_columns(g);
     const char *vals[1] = { m->qtable };
     PGresult *r = PQexecParams(
@@ -198,7 +198,7 @@ static bool convert(const struct column *col, const struct json_span *v, arena_t
             sb_json_str(out, canon);
             return true;
         }
-        if (len <= 24 && base64_decode(s, len, bytes, &n) && n == 16) {
+        if (len <= 24 && base64_decode(s, len, BASE64_ANY | BASE64_PAD_OPTIONAL, bytes, &n) && n == 16) {
             uuid_format(bytes, canon);
             sb_json_str(out, canon);
             return true;
@@ -210,8 +210,8 @@ static bool convert(const struct column *col, const struct json_span *v, arena_t
             return false;
         char *s = json_string_dup(a, v);
         size_t len = strlen(s), n;
-        unsigned char *bytes = arena_alloc(a, len / 4 * 3 + 4);
-        if (!base64_decode(s, len, bytes, &n))
+        unsigned char *bytes = arena_alloc(a, BASE64_DECODED_MAX(len));
+        if (!base64_decode(s, len, BASE64_ANY | BASE64_PAD_OPTIONAL, bytes, &n))
             return false;
         static const char hex[] = "0123456789abcdef";
         char *text = arena_alloc(a, 2 * n + 3);
@@ -247,7 +247,7 @@ static bool convert(const struct column *col, const struct json_span *v, arena_t
  * joining the whole table with the record. */
 static void upsert_sql(const struct materializer *m, const bool *present, strbuf_t *sql)
 {
-    const struct generic *g = m->generic;
+    const struct generic *g = m->state;
     strbuf_t cols = STRBUF_INIT, from_r = STRBUF_INIT, from_excluded = STRBUF_INIT;
     for (int i = 0; i < g->ncols; i++) {
         if (!present[i])
@@ -280,7 +280,7 @@ static void upsert_sql(const struct materializer *m, const bool *present, strbuf
 static const char *prepare_upsert(struct materializer *m, PGconn *conn, uint64_t mask, const bool *present,
                                   char *err, size_t errlen)
 {
-    struct generic *g = m->generic;
+    struct generic *g = m->state;
     for (int i = 0; i < g->nstmts; i++)
         if (g->stmts[i].mask == mask)
             return g->stmts[i].name;
@@ -302,10 +302,10 @@ static const char *prepare_upsert(struct materializer *m, PGconn *conn, uint64_t
     return st->name;
 }
 
-enum mat_plan_result generic_plan(struct materializer *m, PGconn *conn, const struct mat_change *c, arena_t *a,
-                                  struct mat_plan *plan, char *err, size_t errlen)
+static enum mat_plan_result generic_plan(struct materializer *m, PGconn *conn, const struct mat_change *c,
+                                         arena_t *a, struct mat_plan *plan, char *err, size_t errlen)
 {
-    struct generic *g = m->generic;
+    struct generic *g = m->state;
     if (c->is_delete) {
         plan->stmt = g->delete_stmt;
         plan->nparams = 1;
@@ -370,3 +370,11 @@ enum mat_plan_result generic_plan(struct materializer *m, PGconn *conn, const st
     sb_free(&sql);
     return MAT_PLANNED;
 }
+
+const struct materializer_ops generic_materializer_ops = {
+    .name = "generic",
+    .create = generic_create,
+    .destroy = generic_destroy,
+    .connect = generic_connect,
+    .plan = generic_plan,
+};

@@ -1,40 +1,38 @@
-/* Shared between the materializer kinds. */
+/* Shared between the materializer kinds. Each kind is one file defining one
+ * const struct materializer_ops, modelled on the plugin interface
+ * (include/oversyncd/materializer.h), and one row of the kind → ops table in materialize.c. */
 #ifndef OVERSYNCD_MATERIALIZE_INTERNAL_H
 #define OVERSYNCD_MATERIALIZE_INTERNAL_H
 
 #include "materialize.h"
 
-struct generic;
-struct sqlfunc;
-struct plugin;
+struct materializer_ops {
+    const char *name;          /* the kind, as the configuration spells it */
+    /* What needs no connection: the kind's state, or NULL with the reason in err. */
+    void *(*create)(const struct table_conf *t, char *err, size_t errlen);
+    void (*destroy)(void *state);
+    /* The rest is what the functions of materialize.h named alike do; plan is already zeroed. */
+    bool (*connect)(struct materializer *m, PGconn *conn, char *err, size_t errlen);
+    enum mat_plan_result (*plan)(struct materializer *m, PGconn *conn, const struct mat_change *c, arena_t *a,
+                                 struct mat_plan *plan, char *err, size_t errlen);
+    /* Only for kinds whose plans are synchronous; else NULL. */
+    bool (*apply)(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err, size_t errlen);
+    /* May be NULL: the kind converts no reference keys. */
+    int (*convert_reference)(struct materializer *m, const char *column, const char *value, char *out,
+                             size_t outlen, char *err, size_t errlen);
+};
+
+extern const struct materializer_ops generic_materializer_ops;
+extern const struct materializer_ops sqlfunc_materializer_ops;
+extern const struct materializer_ops plugin_materializer_ops;
 
 struct materializer {
-    enum materializer_kind kind;
+    const struct materializer_ops *ops;
+    void *state;               /* the kind's own, from ops->create */
     char *schema;
     char *table;
     char *qtable;              /* quoted schema.table */
-    struct generic *generic;
-    struct sqlfunc *sqlfunc;
-    struct plugin *plugin;
 };
-
-struct generic *generic_new(void);
-void generic_free(struct generic *g);
-bool generic_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen);
-enum mat_plan_result generic_plan(struct materializer *m, PGconn *conn, const struct mat_change *c, arena_t *a,
-                                  struct mat_plan *plan, char *err, size_t errlen);
-
-struct sqlfunc *sqlfunc_new(const char *function);
-void sqlfunc_free(struct sqlfunc *f);
-bool sqlfunc_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen);
-void sqlfunc_plan(struct materializer *m, const struct mat_change *c, struct mat_plan *plan);
-
-struct plugin *plugin_load(const char *path, char *err, size_t errlen);
-void plugin_free(struct plugin *p);
-bool plugin_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen);
-bool plugin_apply(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err, size_t errlen);
-int plugin_convert_reference(struct materializer *m, const char *column, const char *value, char *out, size_t outlen,
-                             char *err, size_t errlen);
 
 /* A unique statement name for this worker. */
 void materializer_stmt_name(char *out, size_t n, const char *prefix);

@@ -15,35 +15,31 @@ static char *quote_table(const char *schema, const char *table)
     return q;
 }
 
+/* One row per kind; MATERIALIZER_NONE has none. */
+static const struct materializer_ops *const kinds[] = {
+    [MATERIALIZER_GENERIC] = &generic_materializer_ops,
+    [MATERIALIZER_SQL] = &sqlfunc_materializer_ops,
+    [MATERIALIZER_PLUGIN] = &plugin_materializer_ops,
+};
+
 struct materializer *materializer_new(const struct table_conf *t, char *err, size_t errlen)
 {
-    if (t->materializer == MATERIALIZER_NONE)
+    const struct materializer_ops *ops =
+        (size_t)t->materializer < sizeof kinds / sizeof kinds[0] ? kinds[t->materializer] : NULL;
+    if (!ops)
         return NULL;
+    char why[400];
+    void *state = ops->create(t, why, sizeof why);
+    if (!state) {
+        snprintf(err, errlen, "[table %s.%s] materializer: %s", t->schema, t->name, why);
+        return NULL;
+    }
     struct materializer *m = xcalloc(1, sizeof *m);
-    m->kind = t->materializer;
+    m->ops = ops;
+    m->state = state;
     m->schema = xstrdup(t->schema);
     m->table = xstrdup(t->name);
     m->qtable = quote_table(t->schema, t->name);
-    switch (t->materializer) {
-    case MATERIALIZER_GENERIC:
-        m->generic = generic_new();
-        break;
-    case MATERIALIZER_SQL:
-        m->sqlfunc = sqlfunc_new(t->materializer_arg);
-        break;
-    case MATERIALIZER_PLUGIN: {
-        char why[400];
-        m->plugin = plugin_load(t->materializer_arg, why, sizeof why);
-        if (!m->plugin) {
-            snprintf(err, errlen, "[table %s.%s] materializer: %s", t->schema, t->name, why);
-            materializer_free(m);
-            return NULL;
-        }
-        break;
-    }
-    default:
-        break;
-    }
     return m;
 }
 
@@ -51,9 +47,7 @@ void materializer_free(struct materializer *m)
 {
     if (!m)
         return;
-    generic_free(m->generic);
-    sqlfunc_free(m->sqlfunc);
-    plugin_free(m->plugin);
+    m->ops->destroy(m->state);
     free(m->schema);
     free(m->table);
     free(m->qtable);
@@ -63,49 +57,35 @@ void materializer_free(struct materializer *m)
 bool materializer_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen)
 {
     char why[400];
-    bool ok = true;
-    switch (m->kind) {
-    case MATERIALIZER_GENERIC: ok = generic_connect(m, conn, why, sizeof why); break;
-    case MATERIALIZER_SQL: ok = sqlfunc_connect(m, conn, why, sizeof why); break;
-    case MATERIALIZER_PLUGIN: ok = plugin_connect(m, conn, why, sizeof why); break;
-    default: break;
-    }
-    if (!ok)
-        snprintf(err, errlen, "[table %s.%s] materializer: %s", m->schema, m->table, why);
-    return ok;
+    if (m->ops->connect(m, conn, why, sizeof why))
+        return true;
+    snprintf(err, errlen, "[table %s.%s] materializer: %s", m->schema, m->table, why);
+    return false;
 }
 
 enum mat_plan_result materializer_plan(struct materializer *m, PGconn *conn, const struct mat_change *c,
                                        arena_t *a, struct mat_plan *plan, char *err, size_t errlen)
 {
     memset(plan, 0, sizeof *plan);
-    switch (m->kind) {
-    case MATERIALIZER_GENERIC:
-        return generic_plan(m, conn, c, a, plan, err, errlen);
-    case MATERIALIZER_SQL:
-        sqlfunc_plan(m, c, plan);
-        return MAT_PLANNED;
-    case MATERIALIZER_PLUGIN:
-        plan->synchronous = true;
-        return MAT_PLANNED;
-    default:
-        snprintf(err, errlen, "no materializer");
-        return MAT_DB_ERROR;
-    }
+    return m->ops->plan(m, conn, c, a, plan, err, errlen);
 }
 
 int materializer_convert_reference(struct materializer *m, const char *column, const char *value, char *out,
                                    size_t outlen, char *err, size_t errlen)
 {
-    if (!m || m->kind != MATERIALIZER_PLUGIN)
+    if (!m || !m->ops->convert_reference)
         return 0;
-    return plugin_convert_reference(m, column, value, out, outlen, err, errlen);
+    return m->ops->convert_reference(m, column, value, out, outlen, err, errlen);
 }
 
 bool materializer_apply(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err,
                         size_t errlen)
 {
-    return plugin_apply(m, conn, c, err, errlen);
+    if (!m->ops->apply) {
+        snprintf(err, errlen, "the %s materializer has no synchronous apply", m->ops->name);
+        return false;
+    }
+    return m->ops->apply(m, conn, c, err, errlen);
 }
 
 void materializer_error_text(const PGresult *res, PGconn *conn, char *err, size_t errlen)

@@ -9,7 +9,6 @@
 
 #include "../arena.h"
 #include "../config.h"
-#include "../db/pipeline.h"
 
 struct materializer;
 

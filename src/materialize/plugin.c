@@ -17,8 +17,9 @@ struct plugin {
     bool initialised;
 };
 
-struct plugin *plugin_load(const char *path, char *err, size_t errlen)
+static void *plugin_create(const struct table_conf *t, char *err, size_t errlen)
 {
+    const char *path = t->materializer_arg;
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         snprintf(err, errlen, "cannot load %s: %s", path, dlerror());
@@ -49,19 +50,18 @@ struct plugin *plugin_load(const char *path, char *err, size_t errlen)
     return p;
 }
 
-void plugin_free(struct plugin *p)
+static void plugin_destroy(void *state)
 {
-    if (!p)
-        return;
+    struct plugin *p = state;
     if (p->initialised && p->api->cleanup)
         p->api->cleanup(p->state);
     dlclose(p->handle);
     free(p);
 }
 
-bool plugin_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen)
+static bool plugin_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen)
 {
-    struct plugin *p = m->plugin;
+    struct plugin *p = m->state;
     if (p->initialised)
         return true;   /* once per worker; later calls get the current connection as an argument */
     err[0] = '\0';
@@ -74,9 +74,19 @@ bool plugin_connect(struct materializer *m, PGconn *conn, char *err, size_t errl
     return true;
 }
 
-bool plugin_apply(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err, size_t errlen)
+/* Plugins are called one by one, between the pipelined statements of the other changes. */
+static enum mat_plan_result plugin_plan(struct materializer *m, PGconn *conn, const struct mat_change *c, arena_t *a,
+                                        struct mat_plan *plan, char *err, size_t errlen)
 {
-    struct plugin *p = m->plugin;
+    (void)m; (void)conn; (void)c; (void)a; (void)err; (void)errlen;
+    plan->synchronous = true;
+    return MAT_PLANNED;
+}
+
+static bool plugin_apply(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err,
+                         size_t errlen)
+{
+    struct plugin *p = m->state;
     err[0] = '\0';
     int rc = c->is_delete ? p->api->apply_delete(p->state, conn, c->user, c->pk, err, errlen)
                           : p->api->apply_upsert(p->state, conn, c->user, c->pk, c->payload, err, errlen);
@@ -85,10 +95,10 @@ bool plugin_apply(struct materializer *m, PGconn *conn, const struct mat_change 
     return rc == 0;
 }
 
-int plugin_convert_reference(struct materializer *m, const char *column, const char *value, char *out, size_t outlen,
-                             char *err, size_t errlen)
+static int plugin_convert_reference(struct materializer *m, const char *column, const char *value, char *out,
+                                    size_t outlen, char *err, size_t errlen)
 {
-    struct plugin *p = m->plugin;
+    struct plugin *p = m->state;
     if (!p->api->convert_reference)
         return 0;
     err[0] = out[0] = '\0';
@@ -99,3 +109,13 @@ int plugin_convert_reference(struct materializer *m, const char *column, const c
     }
     return 1;
 }
+
+const struct materializer_ops plugin_materializer_ops = {
+    .name = "plugin",
+    .create = plugin_create,
+    .destroy = plugin_destroy,
+    .connect = plugin_connect,
+    .plan = plugin_plan,
+    .apply = plugin_apply,
+    .convert_reference = plugin_convert_reference,
+};

@@ -15,24 +15,24 @@ struct sqlfunc {
     int nargs;               /* 6: it takes the user; 5: the original signature */
 };
 
-struct sqlfunc *sqlfunc_new(const char *function)
+static void *sqlfunc_create(const struct table_conf *t, char *err, size_t errlen)
 {
+    (void)err; (void)errlen;
     struct sqlfunc *f = xcalloc(1, sizeof *f);
-    f->function = xstrdup(function);
+    f->function = xstrdup(t->materializer_arg);
     return f;
 }
 
-void sqlfunc_free(struct sqlfunc *f)
+static void sqlfunc_destroy(void *state)
 {
-    if (!f)
-        return;
+    struct sqlfunc *f = state;
     free(f->function);
     free(f);
 }
 
-bool sqlfunc_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen)
+static bool sqlfunc_connect(struct materializer *m, PGconn *conn, char *err, size_t errlen)
 {
-    struct sqlfunc *f = m->sqlfunc;
+    struct sqlfunc *f = m->state;
     const char *vals[1] = { f->function };
     /* the six-argument form wins when both exist */
     PGresult *r = PQexecParams(conn,
@@ -66,14 +66,26 @@ bool sqlfunc_connect(struct materializer *m, PGconn *conn, char *err, size_t err
     return ok;
 }
 
-void sqlfunc_plan(struct materializer *m, const struct mat_change *c, struct mat_plan *plan)
+static enum mat_plan_result sqlfunc_plan(struct materializer *m, PGconn *conn, const struct mat_change *c,
+                                         arena_t *a, struct mat_plan *plan, char *err, size_t errlen)
 {
-    plan->stmt = m->sqlfunc->stmt;
-    plan->nparams = m->sqlfunc->nargs;
+    (void)conn; (void)a; (void)err; (void)errlen;
+    const struct sqlfunc *f = m->state;
+    plan->stmt = f->stmt;
+    plan->nparams = f->nargs;
     plan->values[0] = c->op;
     plan->values[1] = c->schema;
     plan->values[2] = c->table;
     plan->values[3] = c->pk;
     plan->values[4] = c->is_delete ? NULL : c->payload;
     plan->values[5] = c->user;
+    return MAT_PLANNED;
 }
+
+const struct materializer_ops sqlfunc_materializer_ops = {
+    .name = "sql",
+    .create = sqlfunc_create,
+    .destroy = sqlfunc_destroy,
+    .connect = sqlfunc_connect,
+    .plan = sqlfunc_plan,
+};

@@ -8,10 +8,10 @@
  * Between them the batch is classified in C (idempotency, version gate, chains of changes to one
  * row inside the batch). That is sound because every writer of a user's rows holds the user's
  * lock, which also makes each user's server_ids commit in ascending order (SPEC §8.3). */
-#include "json_scan.h"
 #include "../db/pipeline.h"
 #include "internal.h"
 #include "../base64.h"
+#include "../json_scan.h"
 #include "../log.h"
 #include "../materialize/materialize.h"
 #include "../uuid.h"
@@ -388,7 +388,7 @@ static const char *fk_value(arena_t *a, const struct json_span *v, enum fk_value
             return out;
         unsigned char bytes[64];
         size_t n, len = strlen(text);
-        if (len <= 24 && base64_decode(text, len, bytes, &n) && n == 16) {
+        if (len <= 24 && base64_decode(text, len, BASE64_ANY | BASE64_PAD_OPTIONAL, bytes, &n) && n == 16) {
             uuid_format(bytes, out);
             return out;
         }
