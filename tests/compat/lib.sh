@@ -2,8 +2,9 @@
 # and client tests of one go-oversync source archive (shared/upstream/, never part of this
 # project) against the freshly built ./oversyncd behind lighttpd, on a throwaway PostgreSQL.
 #
-# A runner sets COMPAT_NAME (the prefix of its summary line) and COMPAT_COMMIT, sources this
-# file, and calls, in order:
+# A runner sets COMPAT_NAME (the prefix of its summary line) and COMPAT_COMMIT (and, before
+# sourcing, whatever of the settings below differs for its archive), sources this file, and
+# calls, in order:
 #   compat_stage2_dispatch       first of all: inside tests/pg.sh, run the stage-2 function
 #   compat_setup "$@"            options, the work directory, the Go toolchain, the archive
 #   compat_unpack                the archive into $COMPAT_WORK/src (prints the tree's path)
@@ -12,17 +13,19 @@
 #   compat_in_pg FUNCTION        runs the script again inside tests/pg.sh (a PostgreSQL of its
 #                                own), where compat_stage2_dispatch calls FUNCTION
 #   compat_finish                the summary line and the exit status
-# and in FUNCTION: compat_createdb, compat_start_oversyncd, compat_spawn, compat_stop_servers,
+# and in FUNCTION: compat_createdb, compat_start_oversyncd (or its two halves
+# compat_prepare_oversyncd and compat_run_oversyncd), compat_spawn, compat_stop_servers,
 # compat_result PASS|FAIL|SKIP|XFAIL|XPASS NAME [DETAIL]. Results go to $COMPAT_WORK/results,
-# which both stages share.
+# which both stages share. compat_skip may be called in either stage.
 #
 # Exit status (automake's convention): 0 all checks passed, 1 a check failed, 77 skipped (no Go
-# toolchain, no archive, no module proxy, no lighttpd), 99 the harness itself broke.
+# toolchain, no archive, no module proxy, no lighttpd, or whatever the runner skips for), 99 the
+# harness itself broke.
 #
 # Plain POSIX sh.
 
-COMPAT_GO_MIN_MINOR=${COMPAT_GO_MIN_MINOR:-24}          # go.mod of both generations: go 1.24
-COMPAT_GO_BOOTSTRAP=${COMPAT_GO_BOOTSTRAP:-go1.24.5}     # their toolchain line
+COMPAT_GO_MIN_MINOR=${COMPAT_GO_MIN_MINOR:-24}          # go.mod of 78e1be6: go 1.24 (1f1118f: 1.25)
+COMPAT_GO_BOOTSTRAP=${COMPAT_GO_BOOTSTRAP:-go1.24.5}     # its toolchain line
 COMPAT_JWT_SECRET=${COMPAT_JWT_SECRET:-your-secret-key-change-in-production}  # mobile_flow's
 COMPAT_SCENARIO_TIMEOUT=${COMPAT_SCENARIO_TIMEOUT:-120}  # seconds, one client program run (the longest takes ~8 s)
 
@@ -35,8 +38,13 @@ top_builddir=$(cd "$top_builddir" && pwd)
 compat_log() { echo "$COMPAT_NAME: $*"; }
 compat_die() { echo "$COMPAT_NAME: ERROR: $*" >&2; exit 99; }
 
+# In stage 2 (inside pg.sh) the reason goes to a file instead, for stage 1 to say (compat_in_pg).
 compat_skip() {
-    echo "$COMPAT_NAME: SKIPPED: $*"
+    if [ "${COMPAT_STAGE:-1}" = 2 ] && [ -n "${COMPAT_WORK:-}" ]; then
+        echo "$*" >"$COMPAT_WORK/skip-reason"
+    else
+        echo "$COMPAT_NAME: SKIPPED: $*"
+    fi
     exit 77
 }
 
@@ -44,6 +52,7 @@ compat_now() { date +%s; }
 
 # ---------------------------------------------------------------------------------- options
 
+COMPAT_ONLY_HELP=${COMPAT_ONLY_HELP:-'a scenario name, or "oversqlite"'}
 compat_usage() {
     cat <<EOF
 usage: $0 [--upstream DIR] [--server oversyncd|reference] [--keep] [--only NAME]...
@@ -53,7 +62,7 @@ usage: $0 [--upstream DIR] [--server oversyncd|reference] [--keep] [--only NAME]
   --server S       oversyncd (default): the freshly built ./oversyncd behind lighttpd;
                    reference: the archive's own example server instead (on 127.0.0.1:8080,
                    which must be free), to tell oversyncd's failures from the oracle's own
-  --only NAME      run only this check (repeatable): a scenario name, or "oversqlite"
+  --only NAME      run only this check (repeatable): $COMPAT_ONLY_HELP
   --keep           keep the work directory (logs, client databases) and print its path
 EOF
 }
@@ -283,7 +292,12 @@ compat_in_pg() {
         unshare --net sh -c 'ip link set lo up && exec sh "$1" run sh "$2"' - "$top_srcdir/tests/pg.sh" "$0"
     else
         sh "$top_srcdir/tests/pg.sh" run sh "$0"
-    fi || compat_result FAIL harness "the servers could not be started or the run broke off (see above)"
+    fi
+    rc=$?
+    if [ $rc -eq 77 ] && [ -f "$COMPAT_WORK/skip-reason" ]; then
+        compat_skip "$(cat "$COMPAT_WORK/skip-reason")"
+    fi
+    [ $rc -eq 0 ] || compat_result FAIL harness "the servers could not be started or the run broke off (see above)"
 }
 
 # Is TCP port $1 on 127.0.0.1 free? (a connect is refused: curl's exit status 7)
@@ -338,11 +352,19 @@ compat_stop_servers() {
 
 # compat_start_oversyncd DBURL SQLFILE CONFTABLES: loads the business schema, starts oversyncd
 # (its own master and workers on a unix socket) and lighttpd in front of it, configured from
-# lighttpd-example/ like the end-to-end tests; sets COMPAT_URL.
+# lighttpd-example/ like the end-to-end tests; sets COMPAT_URL. A configuration that
+# oversyncd --check-config refuses breaks the harness (exit 99).
 compat_start_oversyncd() {
-    db=$1 sql=$2 tables=$3
-    psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$sql" >"$COMPAT_WORK/logs/schema.log" 2>&1 ||
-        { cat "$COMPAT_WORK/logs/schema.log"; compat_die "cannot load $sql"; }
+    compat_prepare_oversyncd "$@" ||
+        { cat "$COMPAT_WORK/logs/check-config.log"; compat_die "oversyncd --check-config refused $COMPAT_WORK/srv/oversyncd.conf"; }
+    compat_run_oversyncd "$1"
+}
+
+# compat_write_oversyncd_conf CONFTABLES FILE: the configuration: [server] (a unix socket in
+# $COMPAT_WORK/srv/run, four workers), [auth] (HS256 JWTs), [sync] schema_version = 1, then
+# CONFTABLES as it is (lines before its first section header add to [sync]).
+compat_write_oversyncd_conf() {
+    tables=$1 out=$2
     srv=$COMPAT_WORK/srv
     mkdir -p "$srv/run" "$srv/www" "$srv/log"
     chmod 755 "$srv" "$srv/run" "$srv/www"
@@ -368,11 +390,28 @@ compat_start_oversyncd() {
         echo "[sync]"
         echo "schema_version = 1"
         cat "$tables"
-    } >"$srv/oversyncd.conf"
-    chmod 644 "$srv/oversyncd.conf"
-    DATABASE_URL=$db JWT_SECRET=$COMPAT_JWT_SECRET "$top_builddir/oversyncd" -c "$srv/oversyncd.conf" --check-config \
-        >"$COMPAT_WORK/logs/check-config.log" 2>&1 ||
-        { cat "$COMPAT_WORK/logs/check-config.log"; compat_die "oversyncd --check-config refused $srv/oversyncd.conf"; }
+    } >"$out"
+    chmod 644 "$out"
+}
+
+# compat_prepare_oversyncd DBURL SQLFILE CONFTABLES: loads the business schema into DBURL,
+# writes $COMPAT_WORK/srv/oversyncd.conf and has oversyncd --check-config it against DBURL;
+# false if it refuses (its words in $COMPAT_WORK/logs/check-config.log).
+compat_prepare_oversyncd() {
+    db=$1 sql=$2 tables=$3
+    psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$sql" >"$COMPAT_WORK/logs/schema.log" 2>&1 ||
+        { cat "$COMPAT_WORK/logs/schema.log"; compat_die "cannot load $sql"; }
+    compat_write_oversyncd_conf "$tables" "$COMPAT_WORK/srv/oversyncd.conf"
+    DATABASE_URL=$db JWT_SECRET=$COMPAT_JWT_SECRET "$top_builddir/oversyncd" -c "$COMPAT_WORK/srv/oversyncd.conf" --check-config \
+        >"$COMPAT_WORK/logs/check-config.log" 2>&1
+}
+
+# compat_run_oversyncd DBURL: starts oversyncd with the configuration compat_prepare_oversyncd
+# wrote, and lighttpd in front of it; sets COMPAT_URL. Can run again after compat_stop_servers.
+compat_run_oversyncd() {
+    db=$1
+    srv=$COMPAT_WORK/srv
+    rm -f "$srv/run/oversyncd.sock"
     compat_spawn "$COMPAT_WORK/logs/oversyncd.log" env DATABASE_URL="$db" JWT_SECRET="$COMPAT_JWT_SECRET" \
         "$top_builddir/oversyncd" -c "$srv/oversyncd.conf"
     i=0
