@@ -275,44 +275,8 @@ static const char *ascii_escape(unsigned c, char u[7])
     return u;
 }
 
-/* Append one decoded code point (always a valid scalar value) in canonical form. */
-static void put_codepoint(strbuf_t *out, uint32_t cp)
-{
-    char u[7];
-    if (cp < 0x80) {
-        const char *esc = ascii_escape(cp, u);
-        if (esc)
-            sb_append(out, esc, strlen(esc));
-        else
-            sb_putc(out, (char)cp);
-        return;
-    }
-    if (cp == 0x2028 || cp == 0x2029) {
-        sb_append(out, cp == 0x2028 ? "\\u2028" : "\\u2029", 6);
-        return;
-    }
-    char b[4];
-    size_t n;
-    if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    sb_append(out, b, n);
-}
-
-/* Append the UTF-8 bytes of cp to a key buffer (decoded form, used for sorting). */
+/* Append the UTF-8 bytes of cp, unescaped (the decoded form of keys, for sorting, and the raw
+ * output of code points that need no escape). */
 static void put_utf8_raw(strbuf_t *sb, uint32_t cp)
 {
     char b[4];
@@ -337,6 +301,25 @@ static void put_utf8_raw(strbuf_t *sb, uint32_t cp)
         n = 4;
     }
     sb_append(sb, b, n);
+}
+
+/* Append one decoded code point (always a valid scalar value) in canonical form. */
+static void put_codepoint(strbuf_t *out, uint32_t cp)
+{
+    char u[7];
+    if (cp < 0x80) {
+        const char *esc = ascii_escape(cp, u);
+        if (esc)
+            sb_append(out, esc, strlen(esc));
+        else
+            sb_putc(out, (char)cp);
+        return;
+    }
+    if (cp == 0x2028 || cp == 0x2029) {
+        sb_append(out, cp == 0x2028 ? "\\u2028" : "\\u2029", 6);
+        return;
+    }
+    put_utf8_raw(out, cp);
 }
 
 void canonical_json_string(strbuf_t *out, const char *str, size_t n)

@@ -1085,20 +1085,14 @@ static bool parse_file(struct config *cfg, struct parse_state *st, char *err, si
 static bool read_secret_file(const char *path, char **out, char *why, size_t whylen)
 {
     enum { MAX_SECRET = 64 * 1024 };
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(why, whylen, "cannot read \"%s\": %s", path, strerror(errno));
-        return false;
-    }
-    char *buf = xmalloc(MAX_SECRET + 1);
-    size_t n = fread(buf, 1, MAX_SECRET + 1, f);
-    bool failed = ferror(f);
-    int saved_errno = errno;
-    fclose(f);
+    strbuf_t sb = STRBUF_INIT;
+    enum sb_read_result rr = sb_read_file(&sb, path, MAX_SECRET);
+    char *buf = sb.data;
+    size_t n = sb.len;
     bool ok = false;
-    if (failed)
-        snprintf(why, whylen, "cannot read \"%s\": %s", path, strerror(saved_errno));
-    else if (n > MAX_SECRET)
+    if (rr == SB_READ_CANNOT_OPEN || rr == SB_READ_ERROR)
+        snprintf(why, whylen, "cannot read \"%s\": %s", path, strerror(errno));
+    else if (rr == SB_READ_TOO_LARGE)
         snprintf(why, whylen, "\"%s\" is larger than 64kB", path);
     else if (memchr(buf, '\0', n))
         snprintf(why, whylen, "\"%s\" contains a NUL byte", path);

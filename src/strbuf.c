@@ -2,6 +2,8 @@
 #include "arena.h"
 #include "xalloc.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +142,23 @@ void sb_pg_array_str(strbuf_t *sb, const char *s)
         sb_putc(sb, *s);
     }
     sb_putc(sb, '"');
+}
+
+enum sb_read_result sb_read_file(strbuf_t *sb, const char *path, size_t max)
+{
+    sb_reset(sb);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return SB_READ_CANNOT_OPEN;
+    sb_reserve(sb, max + 1);
+    size_t n = fread(sb->data, 1, max + 1, f);
+    bool failed = ferror(f);
+    int saved_errno = errno;
+    fclose(f);
+    errno = saved_errno;
+    sb->len = n > max ? max : n;
+    sb->data[sb->len] = '\0';
+    return failed ? SB_READ_ERROR : n > max ? SB_READ_TOO_LARGE : SB_READ_OK;
 }
 
 void err_set(char *err, size_t errlen, const char *fmt, ...)

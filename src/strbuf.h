@@ -34,6 +34,9 @@ void sb_json_strn(strbuf_t *sb, const char *s, size_t n);
 const char *sb_cstr(strbuf_t *sb);           /* "" when empty */
 /* Append s as one quoted element of a PostgreSQL array literal whose '{' is already in sb. */
 void sb_pg_array_str(strbuf_t *sb, const char *s);
+/* Reads the file at path into sb (replacing its contents), refusing more than max bytes. */
+enum sb_read_result { SB_READ_OK, SB_READ_CANNOT_OPEN, SB_READ_ERROR, SB_READ_TOO_LARGE };
+enum sb_read_result sb_read_file(strbuf_t *sb, const char *path, size_t max); /* errno tells why */
 /* The reason of a failure, formatted into the caller's err buffer (errlen bytes); nothing when
  * err is NULL or errlen 0. */
 void err_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

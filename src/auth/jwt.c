@@ -28,6 +28,7 @@
 #include <openssl/rsa.h>
 
 #include "auth_internal.h"
+#include "strbuf.h"
 #include "base64.h"
 #include "log.h"
 #include "xalloc.h"
@@ -130,29 +131,25 @@ static char *b64url_encode(const unsigned char *in, size_t n)
 
 static char *read_small_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
+    strbuf_t sb = STRBUF_INIT;
+    switch (sb_read_file(&sb, path, MAX_KEY_FILE_BYTES)) {
+    case SB_READ_OK:
+        *len = sb.len;
+        return sb.data;
+    case SB_READ_CANNOT_OPEN:
         snprintf(err, errlen, "auth: jwt_public_key_files: %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = xmalloc(MAX_KEY_FILE_BYTES + 1);
-    size_t n = fread(buf, 1, MAX_KEY_FILE_BYTES + 1, fp);
-    bool failed = ferror(fp);
-    fclose(fp);
-    if (failed) {
+        break;
+    case SB_READ_ERROR:
         snprintf(err, errlen, "auth: jwt_public_key_files: %s: read error", path);
-        free(buf);
-        return NULL;
-    }
-    if (n > MAX_KEY_FILE_BYTES) {
+        break;
+    case SB_READ_TOO_LARGE:
         snprintf(err, errlen, "auth: jwt_public_key_files: %s: larger than %d bytes, not a PEM "
                  "public key", path, MAX_KEY_FILE_BYTES);
-        free(buf);
-        return NULL;
+        break;
     }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    OPENSSL_cleanse(sb.data, sb.len);
+    sb_free(&sb);
+    return NULL;
 }
 
 static bool load_public_key(const struct jwt_key_file *f, struct jwt_pubkey *k, char *err,

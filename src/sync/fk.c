@@ -96,12 +96,7 @@ static void rank_tables(struct sync_schema *s)
 
 bool sync_schema_discover(struct sync_schema *s, PGconn *conn, char *err, size_t errlen)
 {
-    strbuf_t schemas = STRBUF_INIT, names = STRBUF_INIT;
-    sync_schema_arrays(s, false, &schemas, &names);
-    const char *vals[2] = { schemas.data, names.data };
-    PGresult *r = PQexecParams(conn, discover_sql, 2, NULL, vals, NULL, NULL, 0);
-    sb_free(&schemas);
-    sb_free(&names);
+    PGresult *r = sync_schema_query(s, false, conn, discover_sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "reading foreign keys: %s", PQresultErrorMessage(r));
         PQclear(r);
@@ -257,12 +252,7 @@ bool sync_fk_migrate(const struct config *cfg, PGconn *conn, bool dry_run, strbu
 {
     struct sync_schema s;
     sync_schema_init(&s, cfg);
-    strbuf_t schemas = STRBUF_INIT, names = STRBUF_INIT;
-    sync_schema_arrays(&s, false, &schemas, &names);
-    const char *vals[2] = { schemas.data, names.data };
-    PGresult *r = PQexecParams(conn, pending_sql, 2, NULL, vals, NULL, NULL, 0);
-    sb_free(&schemas);
-    sb_free(&names);
+    PGresult *r = sync_schema_query(&s, false, conn, pending_sql);
     sync_schema_free(&s);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         sb_printf(report, "reading foreign keys: %s", PQresultErrorMessage(r));

@@ -31,12 +31,7 @@ static const char adopt_sql[] =
 
 bool sync_ownership_setup(const struct sync_schema *s, PGconn *conn, char *err, size_t errlen)
 {
-    strbuf_t schemas = STRBUF_INIT, names = STRBUF_INIT;
-    sync_schema_arrays(s, true, &schemas, &names);
-    const char *vals[2] = { schemas.data, names.data };
-    PGresult *r = PQexecParams(conn, adopt_sql, 2, NULL, vals, NULL, NULL, 0);
-    sb_free(&schemas);
-    sb_free(&names);
+    PGresult *r = sync_schema_query(s, true, conn, adopt_sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         sync_pg_error_text(conn, r, "adopting row owners", err, errlen);
         PQclear(r);

@@ -88,3 +88,14 @@ void sync_schema_arrays(const struct sync_schema *s, bool materialized_only, str
     sb_putc(schemas, '}');
     sb_putc(names, '}');
 }
+
+PGresult *sync_schema_query(const struct sync_schema *s, bool materialized_only, PGconn *conn, const char *sql)
+{
+    strbuf_t schemas = STRBUF_INIT, names = STRBUF_INIT;
+    sync_schema_arrays(s, materialized_only, &schemas, &names);
+    const char *vals[2] = { schemas.data, names.data };
+    PGresult *r = PQexecParams(conn, sql, 2, NULL, vals, NULL, NULL, 0);
+    sb_free(&schemas);
+    sb_free(&names);
+    return r;
+}

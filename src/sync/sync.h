@@ -82,6 +82,8 @@ bool sync_fk_migrate(const struct config *cfg, PGconn *conn, bool dry_run, strbu
 /* {"a","b"} arrays of the registered tables' schemas and names (only the materialized ones when
  * materialized_only), for statements that take the registry as parameters. */
 void sync_schema_arrays(const struct sync_schema *s, bool materialized_only, strbuf_t *schemas, strbuf_t *names);
+/* Runs sql with those two arrays as $1 (schemas) and $2 (names); the result is the caller's. */
+PGresult *sync_schema_query(const struct sync_schema *s, bool materialized_only, PGconn *conn, const char *sql);
 /* Row ownership (sql/migrations/0004_row_owner.sql): records which tables are materialized and
  * adopts the existing rows of a table that just became materialized (the earliest writer of a
  * key owns it). Idempotent and safe from many workers at once; run after every connect. */
