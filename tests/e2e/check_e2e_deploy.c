@@ -27,6 +27,7 @@
  * APACHE_MODULES_DIR the directory of Apache's modules (default /usr/lib/apache2/modules).
  * When run as root the web servers (and oversyncd) run as www-data, as the examples say. */
 #include "e2e.h"
+#include "../run_suites.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1277,9 +1278,5 @@ static Suite *deploy_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(deploy_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(deploy_suite(), NULL);
 }

@@ -2,6 +2,7 @@
  * identity, the error shapes, health/readiness/metrics, and the process model (a killed worker,
  * a database outage, a reload under load, a graceful stop). */
 #include "e2e.h"
+#include "../run_suites.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -1026,9 +1027,5 @@ static Suite *foundation_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(foundation_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(foundation_suite(), NULL);
 }

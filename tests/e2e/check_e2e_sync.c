@@ -11,6 +11,7 @@
  * shared by the whole run, so every test uses user names of its own (with a per-process tag).
  * Threads never call Check: they record the first problem, and the main thread asserts. */
 #include "e2e.h"
+#include "../run_suites.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1350,9 +1351,5 @@ static Suite *sync_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(sync_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(sync_suite(), NULL);
 }

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "strbuf.h"
 #include "xalloc.h"
+#include "../run_suites.h"
 
 #include <check.h>
 #include <libpq-fe.h>
@@ -974,9 +975,5 @@ int main(void)
     /* The bootstrap logs the migrations it applies and warns about a sidecar newer than the
      * build, both of which the tests provoke on purpose; Check reports what matters. */
     log_setup(LOG_ERROR, LOG_FORMAT_TEXT);
-    SRunner *sr = srunner_create(bootstrap_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suites(bootstrap_suite(), NULL);
 }

@@ -2,6 +2,7 @@
  * the download side of §8 (consistent windows, isolation). Rows are written through sync_upload,
  * exactly as clients write them. Every test works in a fresh database of its own (testdb.c). */
 #include "testdb.h"
+#include "../run_suites.h"
 
 #include "strbuf.h"
 
@@ -782,10 +783,5 @@ static Suite *rows_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(params_suite());
-    srunner_add_suite(sr, rows_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(params_suite(), rows_suite(), NULL);
 }

@@ -9,6 +9,7 @@
  * use the materializer none: business tables are never written by the engine, so a registered
  * parent counts when it is a live sidecar row of the user (or a row of the business table). */
 #include "testdb.h"
+#include "../run_suites.h"
 
 #include "strbuf.h"
 
@@ -1517,11 +1518,5 @@ static Suite *migration_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(precheck_suite());
-    srunner_add_suite(sr, discovery_suite());
-    srunner_add_suite(sr, migration_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(precheck_suite(), discovery_suite(), migration_suite(), NULL);
 }

@@ -11,6 +11,7 @@
  *
  * The plugin is found through top_builddir (set by make check), falling back to ".". */
 #include "testdb.h"
+#include "../run_suites.h"
 
 #include "materialize/materialize.h"
 #include "strbuf.h"
@@ -1759,10 +1760,5 @@ static Suite *admin_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(materialize_suite());
-    srunner_add_suite(sr, admin_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return run_suites(materialize_suite(), admin_suite(), NULL);
 }

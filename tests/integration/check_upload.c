@@ -2,6 +2,7 @@
  * connection can observe. Every test works in a fresh database of its own (testdb.c), with
  * business.users, business.posts and public.notes registered (materializer none). */
 #include "testdb.h"
+#include "../run_suites.h"
 
 #include "strbuf.h"
 
@@ -2231,11 +2232,5 @@ static Suite *semantics_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(validation_suite());
-    srunner_add_suite(sr, body_suite());
-    srunner_add_suite(sr, semantics_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(validation_suite(), body_suite(), semantics_suite(), NULL);
 }
