@@ -9,6 +9,7 @@
  * use the materializer none: business tables are never written by the engine, so a registered
  * parent counts when it is a live sidecar row of the user (or a row of the business table). */
 #include "testdb.h"
+#include "../capture.h"
 #include "../run_suites.h"
 
 #include "strbuf.h"
@@ -135,26 +136,14 @@ static bool app_setup(char *err, size_t errlen)
 /* Runs app_setup with stderr captured; the captured log text. */
 static char *app_setup_captured(void)
 {
-    char path[] = "/tmp/check_fk_log.XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    fflush(stderr);
-    int saved = dup(STDERR_FILENO);
-    ck_assert_int_ge(saved, 0);
-    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    struct capture cap;
+    capture_start(&cap);
     char err[1024] = "";
     bool ok = app_setup(err, sizeof err);
-    fflush(stderr);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
+    char *logged = capture_end(&cap);
     ck_assert_msg(ok, "app_db_setup: %s", err);
-    off_t size = lseek(fd, 0, SEEK_END);
-    ck_assert_int_ge(size, 0);
-    char *text = arena_alloc(T.arena, (size_t)size + 1);
-    ssize_t got = pread(fd, text, (size_t)size, 0);
-    text[got > 0 ? got : 0] = '\0';
-    close(fd);
-    unlink(path);
+    char *text = tdb_printf(&T, "%s", logged);
+    free(logged);
     return text;
 }
 

@@ -16,7 +16,7 @@
 #include <openssl/pem.h>
 
 #include "auth/auth.h"
-#include "capture.h"
+#include "../capture.h"
 #include "config.h"
 #include "../run_suites.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "arena.h"
-#include "capture.h"
+#include "../capture.h"
 #include "log.h"
 #include "strbuf.h"
 #include "uuid.h"
