@@ -25,18 +25,6 @@
 #define PK2 "22222222-2222-4222-8222-222222222222"
 #define PK3 "33333333-3333-4333-8333-333333333333"
 
-static struct testdb T;
-
-static void setup(void)
-{
-    tdb_open(&T);
-}
-
-static void teardown(void)
-{
-    tdb_close(&T);
-}
-
 /* ------------------------------------------------------------------------------ builders */
 
 static char *chg(long long scid, const char *schema, const char *table, const char *op, const char *pk,
@@ -735,23 +723,14 @@ END_TEST
 
 /* ==================================================================== runner */
 
-static TCase *tcase(const char *name, bool db)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, 60);
-    if (db)
-        tcase_add_checked_fixture(tc, setup, teardown);
-    return tc;
-}
-
 static Suite *params_suite(void)
 {
     Suite *s = suite_create("download parameters");
-    TCase *tc = tcase("400", false);
+    TCase *tc = tcase("400", TDB_NO_DB);
     tcase_add_loop_test(tc, test_param_400, 0, (int)(sizeof bad_params / sizeof *bad_params));
     tcase_add_test(tc, test_param_defaults_and_edges);
     suite_add_tcase(s, tc);
-    tc = tcase("through sync_download", true);
+    tc = tcase("through sync_download", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_param_400_through_download);
     suite_add_tcase(s, tc);
     return s;
@@ -760,7 +739,7 @@ static Suite *params_suite(void)
 static Suite *rows_suite(void)
 {
     Suite *s = suite_create("download rows");
-    TCase *tc = tcase("rows", true);
+    TCase *tc = tcase("rows", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_row_fields);
     tcase_add_test(tc, test_ts_is_utc);
     tcase_add_test(tc, test_echo_suppression);
@@ -768,13 +747,13 @@ static Suite *rows_suite(void)
     tcase_add_test(tc, test_unregistered_table_still_returned);
     tcase_add_test(tc, test_users_isolated);
     suite_add_tcase(s, tc);
-    tc = tcase("paging", true);
+    tc = tcase("paging", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_paging);
     tcase_add_test(tc, test_window_until);
     tcase_add_test(tc, test_fixed_window_while_writing);
     tcase_add_test(tc, test_large_page);
     suite_add_tcase(s, tc);
-    tc = tcase("concurrent writers", true);
+    tc = tcase("concurrent writers", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_no_row_skipped_while_writing);
     tcase_add_test(tc, test_odd_identities);
     suite_add_tcase(s, tc);

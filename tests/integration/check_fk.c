@@ -49,19 +49,6 @@
 #define UQ "0123abcd-ef01-4234-8567-89abcdef0123"
 #define UQ_B64 "ASOrze8BQjSFZ4mrze8BIw=="
 
-static struct testdb T;
-
-static void setup(void)
-{
-    memset(&T, 0, sizeof T);
-}
-
-static void teardown(void)
-{
-    if (T.dbname[0])
-        tdb_close(&T);
-}
-
 /* ---------------------------------------------------------------------------- schemas */
 
 /* The schema of the pre-check tests: a three-level chain, a self-reference, unregistered
@@ -1436,18 +1423,10 @@ END_TEST
 
 /* ============================================================================== main */
 
-static TCase *tcase(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    return tc;
-}
-
 static Suite *precheck_suite(void)
 {
     Suite *s = suite_create("fk pre-check");
-    TCase *tc = tcase("batch and database");
+    TCase *tc = tcase("batch and database", TDB_OWN_DB);
     tcase_add_test(tc, test_reverse_order_batch);
     tcase_add_test(tc, test_missing_parent);
     tcase_add_test(tc, test_absent_or_null_fk_not_checked);
@@ -1462,7 +1441,7 @@ static Suite *precheck_suite(void)
     tcase_add_test(tc, test_composite_not_prechecked);
     suite_add_tcase(s, tc);
 
-    tc = tcase("values");
+    tc = tcase("values", TDB_OWN_DB);
     tcase_add_test(tc, test_uncastable_uuid_values);
     tcase_add_test(tc, test_integer_parents);
     tcase_add_test(tc, test_other_types_via_fk_castable);
@@ -1470,7 +1449,7 @@ static Suite *precheck_suite(void)
     tcase_add_test(tc, test_unregistered_parent_varchar_no_truncation);
     suite_add_tcase(s, tc);
 
-    tc = tcase("self reference and cycles");
+    tc = tcase("self reference and cycles", TDB_OWN_DB);
     tcase_add_test(tc, test_self_reference);
     tcase_add_test(tc, test_self_reference_child_first);
     tcase_add_test(tc, test_forward_chain);
@@ -1484,7 +1463,7 @@ static Suite *precheck_suite(void)
 static Suite *discovery_suite(void)
 {
     Suite *s = suite_create("fk discovery");
-    TCase *tc = tcase("ranks");
+    TCase *tc = tcase("ranks", TDB_OWN_DB);
     tcase_add_test(tc, test_discovery_ranks_deterministic);
     tcase_add_test(tc, test_discovery_three_level);
     tcase_add_test(tc, test_discovery_fks);
@@ -1495,7 +1474,7 @@ static Suite *discovery_suite(void)
 static Suite *migration_suite(void)
 {
     Suite *s = suite_create("fk migration");
-    TCase *tc = tcase("deferrable");
+    TCase *tc = tcase("deferrable", TDB_OWN_DB);
     tcase_add_test(tc, test_migrate_actions);
     tcase_add_test(tc, test_migrate_dry_run);
     tcase_add_test(tc, test_migrate_disabled);

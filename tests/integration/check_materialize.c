@@ -54,19 +54,6 @@
 #define UP "fbefbefb-fbef-4bef-bfbe-fbefbefbefbe"
 #define UP_B64_URL "-----_vvS--_vvvvvvvvvg=="
 
-static struct testdb T;
-
-static void setup(void)
-{
-    memset(&T, 0, sizeof T);
-}
-
-static void teardown(void)
-{
-    if (T.dbname[0])
-        tdb_close(&T);
-}
-
 /* ------------------------------------------------------------------------ the registry */
 
 struct reg {
@@ -1694,18 +1681,10 @@ END_TEST
 
 /* ==================================================================================== main */
 
-static TCase *tcase(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    return tc;
-}
-
 static Suite *materialize_suite(void)
 {
     Suite *s = suite_create("materialize");
-    TCase *tc = tcase("generic");
+    TCase *tc = tcase("generic", TDB_OWN_DB);
     tcase_add_test(tc, test_generic_types);
     tcase_add_test(tc, test_generic_not_null_missing);
     tcase_add_test(tc, test_generic_duplicate_key_last_wins);
@@ -1714,12 +1693,12 @@ static Suite *materialize_suite(void)
     tcase_add_test(tc, test_generic_wide_table);
     suite_add_tcase(s, tc);
 
-    tc = tcase("sql");
+    tc = tcase("sql", TDB_OWN_DB);
     tcase_add_test(tc, test_sql_function_failure_and_client_retry);
     tcase_add_test(tc, test_sql_function_update_delete);
     suite_add_tcase(s, tc);
 
-    tc = tcase("batch");
+    tc = tcase("batch", TDB_OWN_DB);
     tcase_add_test(tc, test_chain_same_row_conflict);
     tcase_add_test(tc, test_chain_child_fk_missing);
     tcase_add_test(tc, test_chain_same_version_twice);
@@ -1727,15 +1706,15 @@ static Suite *materialize_suite(void)
     tcase_add_test(tc, test_chain_delete_parent_deferred_fk);
     suite_add_tcase(s, tc);
 
-    tc = tcase("plugin");
+    tc = tcase("plugin", TDB_OWN_DB);
     tcase_add_test(tc, test_plugin_applied_and_failing);
     suite_add_tcase(s, tc);
 
-    tc = tcase("verify");
+    tc = tcase("verify", TDB_OWN_DB);
     tcase_add_test(tc, test_verify);
     suite_add_tcase(s, tc);
 
-    tc = tcase("ownership");
+    tc = tcase("ownership", TDB_OWN_DB);
     tcase_add_test(tc, test_owner_generic);
     tcase_add_test(tc, test_owner_sql_and_plugin);
     tcase_add_test(tc, test_owner_unused_claim);
@@ -1749,7 +1728,7 @@ static Suite *materialize_suite(void)
 static Suite *admin_suite(void)
 {
     Suite *s = suite_create("admin");
-    TCase *tc = tcase("admin");
+    TCase *tc = tcase("admin", TDB_OWN_DB);
     tcase_add_test(tc, test_admin_params);
     tcase_add_test(tc, test_admin_list);
     tcase_add_test(tc, test_admin_retry);

@@ -27,18 +27,6 @@
 #define PK5 "55555555-5555-4555-8555-555555555555"
 #define PKX "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
 
-static struct testdb T;
-
-static void setup(void)
-{
-    tdb_open(&T);
-}
-
-static void teardown(void)
-{
-    tdb_close(&T);
-}
-
 /* ------------------------------------------------------------------------------ builders */
 
 /* One change. schema/table/op are JSON string contents; pk NULL = no pk key; payload is raw JSON
@@ -2100,18 +2088,10 @@ END_TEST
 
 /* ==================================================================== runner */
 
-static TCase *tcase(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    return tc;
-}
-
 static Suite *validation_suite(void)
 {
     Suite *s = suite_create("upload validation");
-    TCase *tc = tcase("rules");
+    TCase *tc = tcase("rules", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_rule1_bad_schema);
     tcase_add_test(tc, test_rule1_bad_schema_dot);
     tcase_add_test(tc, test_rule2_bad_table);
@@ -2144,7 +2124,7 @@ static Suite *validation_suite(void)
     tcase_add_test(tc, test_payload_valid_escapes_stored);
     suite_add_tcase(s, tc);
 
-    tc = tcase("normalisation");
+    tc = tcase("normalisation", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_normalise_names_and_op);
     tcase_add_test(tc, test_normalise_uuid_spellings);
     suite_add_tcase(s, tc);
@@ -2154,10 +2134,10 @@ static Suite *validation_suite(void)
 static Suite *body_suite(void)
 {
     Suite *s = suite_create("upload body");
-    TCase *tc = tcase("400");
+    TCase *tc = tcase("400", TDB_DEFAULT_DB);
     tcase_add_loop_test(tc, test_bad_body, 0, (int)(sizeof bad_bodies / sizeof *bad_bodies));
     suite_add_tcase(s, tc);
-    tc = tcase("shape");
+    tc = tcase("shape", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_changes_missing_or_null);
     tcase_add_test(tc, test_unknown_fields_and_source_id_ignored);
     tcase_add_test(tc, test_batch_exactly_limit);
@@ -2176,7 +2156,7 @@ static Suite *body_suite(void)
 static Suite *semantics_suite(void)
 {
     Suite *s = suite_create("upload semantics");
-    TCase *tc = tcase("apply");
+    TCase *tc = tcase("apply", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_insert_update_delete_round_trip);
     tcase_add_test(tc, test_idempotent_whole_batch);
     tcase_add_test(tc, test_idempotent_partial_batch);
@@ -2187,7 +2167,7 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_chain_in_one_batch);
     suite_add_tcase(s, tc);
 
-    tc = tcase("conflicts");
+    tc = tcase("conflicts", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_conflict_update_stale);
     tcase_add_test(tc, test_conflict_delete_stale);
     tcase_add_test(tc, test_conflict_insert_existing);
@@ -2198,7 +2178,7 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_mixed_batch_partial_conflicts);
     suite_add_tcase(s, tc);
 
-    tc = tcase("order and invariants");
+    tc = tcase("order and invariants", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_upserts_before_deletes);
     tcase_add_test(tc, test_apply_order_tables);
     tcase_add_test(tc, test_highest_across_devices);
@@ -2208,7 +2188,7 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_server_ids_ascend_in_apply_order);
     suite_add_tcase(s, tc);
 
-    tc = tcase("robustness and races");
+    tc = tcase("robustness and races", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_scid_extremes);
     tcase_add_test(tc, test_same_pk_different_tables);
     tcase_add_test(tc, test_lock_timeout_unavailable);

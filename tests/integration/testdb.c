@@ -528,3 +528,34 @@ char *tdb_batch(struct testdb *t, const char *first, ...)
     sb_free(&sb);
     return s;
 }
+
+/* -------------------------------------------------------------------- the suites' vocabulary */
+
+struct testdb T;
+
+static void open_default(void)
+{
+    tdb_open(&T);
+}
+
+static void zero(void)
+{
+    memset(&T, 0, sizeof T);
+}
+
+static void close_opened(void)
+{
+    if (T.dbname[0])
+        tdb_close(&T);
+}
+
+TCase *tcase(const char *name, enum tdb_fixture fixture)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, 60);
+    if (fixture == TDB_DEFAULT_DB)
+        tcase_add_checked_fixture(tc, open_default, close_opened);
+    else if (fixture == TDB_OWN_DB)
+        tcase_add_checked_fixture(tc, zero, close_opened);
+    return tc;
+}

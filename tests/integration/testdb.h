@@ -9,6 +9,7 @@
 #ifndef OVERSYNCD_TESTDB_H
 #define OVERSYNCD_TESTDB_H
 
+#include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <json-c/json.h>
@@ -109,5 +110,21 @@ long long tdb_log_count_pk(struct testdb *t, const char *user, const char *pk);
 long long tdb_highest(struct testdb *t, const char *user);
 /* md5 of the ordered contents of server_change_log, sync_row_meta and sync_state (all users). */
 char *tdb_snapshot(struct testdb *t);
+
+/* ------------------------------------------------------------------ the suites' vocabulary */
+
+/* The database of the running test (Check forks each test, so each has its own). The helpers
+ * below work on it. */
+extern struct testdb T;
+
+/* How the tests of a TCase get T. */
+enum tdb_fixture {
+    TDB_NO_DB,        /* not at all: the tests do not touch a database */
+    TDB_DEFAULT_DB,   /* tdb_open(&T) before each test: the default registry */
+    TDB_OWN_DB,       /* T zeroed before each test, which opens it itself (tdb_open_tables...) */
+};
+/* tcase_create with a 60 s timeout and, but for TDB_NO_DB, the checked fixture that gives each
+ * test T as fixture says and closes it after the test (when it was opened). */
+TCase *tcase(const char *name, enum tdb_fixture fixture);
 
 #endif
