@@ -27,24 +27,6 @@
 
 /* ------------------------------------------------------------------------------ builders */
 
-static char *chg(long long scid, const char *schema, const char *table, const char *op, const char *pk,
-                 long long sv, const char *payload)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_printf(&sb, "{\"source_change_id\":%lld,\"schema\":\"%s\",\"table\":\"%s\",\"op\":\"%s\",\"pk\":\"%s\","
-                   "\"server_version\":%lld",
-              scid, schema, table, op, pk, sv);
-    if (payload)
-        sb_printf(&sb, ",\"payload\":%s", payload);
-    sb_putc(&sb, '}');
-    char *s = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return s;
-}
-
-/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
-#define batch(...) tdb_batch(&T, __VA_ARGS__)
-
 /* A synthetic pk for row n. */
 static const char *pk_n(int n)
 {

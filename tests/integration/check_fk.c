@@ -136,32 +136,6 @@ static char *app_setup_captured(void)
 
 /* ------------------------------------------------------------------------------ builders */
 
-/* One change on business.<table>; payload is raw JSON text, NULL = no payload key. */
-static char *chg(long long scid, const char *table, const char *op, const char *pk, long long sv,
-                 const char *payload)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_printf(&sb, "{\"source_change_id\":%lld,\"schema\":\"business\",\"table\":\"%s\",\"op\":\"%s\","
-                   "\"pk\":\"%s\",\"server_version\":%lld",
-              scid, table, op, pk, sv);
-    if (payload)
-        sb_printf(&sb, ",\"payload\":%s", payload);
-    sb_putc(&sb, '}');
-    char *s = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return s;
-}
-
-static char *ins(long long scid, const char *table, const char *pk, const char *payload)
-{
-    return chg(scid, table, "INSERT", pk, 0, payload);
-}
-
-static char *del(long long scid, const char *table, const char *pk, long long sv)
-{
-    return chg(scid, table, "DELETE", pk, sv, NULL);
-}
-
 /* An INSERT whose payload is {"id":pk,"<col>":<raw JSON value>}. */
 static char *ins_ref(long long scid, const char *table, const char *pk, const char *col, const char *value)
 {
@@ -188,9 +162,6 @@ static char *q(const char *s)
 {
     return tdb_printf(&T, "\"%s\"", s);
 }
-
-/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
-#define batch(...) tdb_batch(&T, __VA_ARGS__)
 
 /* An upload of one change. */
 static struct tdb_answer *up1(const char *user, const char *change)
@@ -497,9 +468,9 @@ END_TEST
 START_TEST(test_parent_conflict_in_batch)
 {
     open_full();
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
-                                         batch(chg(1, "users", "INSERT", USER1, 3, "{\"id\":\"" USER1 "\"}"),
-                                               post_ins(2, POST1, q(USER1)), NULL));
+    struct tdb_answer *a =
+        tdb_upload_ok(&T, U, D, batch(chg(1, "business", "users", "INSERT", USER1, 3, "{\"id\":\"" USER1 "\"}"),
+                                      post_ins(2, POST1, q(USER1)), NULL));
     ck_assert_str_eq(tdb_str(status_at(a, 0, 1), "status"), "conflict");
     assert_missing(a, 1, 2, "[\"business.users:" USER1 "\"]");
     ck_assert_int_eq(tdb_log_count(&T, U), 0);
@@ -885,7 +856,7 @@ START_TEST(test_forward_chain)
     for (int i = 0; i < CHAIN; i++) {
         const char *pk = chain_pk(CHAIN + i), *parent = i + 1 < CHAIN ? q(chain_pk(CHAIN + i + 1)) : "null";
         sb_printf(&sb, "%s%s", i ? "," : "",
-                  chg(5000 + i, "categories", "INSERT", pk, i == CHAIN / 2 ? 7 : 0,
+                  chg(5000 + i, "business", "categories", "INSERT", pk, i == CHAIN / 2 ? 7 : 0,
                       tdb_printf(&T, "{\"id\":\"%s\",\"parent_id\":%s}", pk, parent)));
     }
     sb_puts(&sb, "]}");
@@ -923,7 +894,7 @@ START_TEST(test_self_reference_child_first)
      * row sent with version 3) leaves the child fk_missing, and nothing of the child is written. */
     a = tdb_upload_ok(&T, U, D,
                       batch(ins_ref(3, "categories", CAT3, "parent_id", q(CAT4)),
-                            chg(4, "categories", "UPDATE", CAT4, 3,
+                            chg(4, "business", "categories", "UPDATE", CAT4, 3,
                                 tdb_printf(&T, "{\"id\":\"%s\",\"parent_id\":null}", CAT4)),
                             NULL));
     assert_missing(a, 0, 3, "[\"business.categories:" CAT4 "\"]");
@@ -1031,7 +1002,7 @@ START_TEST(test_cycle_two_step)
     assert_applied(a, 0, 1, 1);
     assert_applied(a, 1, 2, 1);
     tdb_answer_free(a);
-    a = up1(U, chg(3, "a", "UPDATE", ROW_A, 1, "{\"id\":\"" ROW_A "\",\"b_id\":\"" ROW_B "\"}"));
+    a = up1(U, chg(3, "business", "a", "UPDATE", ROW_A, 1, "{\"id\":\"" ROW_A "\",\"b_id\":\"" ROW_B "\"}"));
     assert_applied(a, 0, 3, 2);
     tdb_answer_free(a);
     ck_assert_str_eq(log_tables(U, 0), "a,b,a");

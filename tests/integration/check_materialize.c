@@ -133,42 +133,6 @@ static int plugin_init_count(const char *path)
     return n;
 }
 
-/* ------------------------------------------------------------------------------ builders */
-
-/* One change on schema.table; payload is raw JSON text, NULL = no payload key. */
-static char *chg_in(long long scid, const char *schema, const char *table, const char *op, const char *pk,
-                    long long sv, const char *payload)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_printf(&sb, "{\"source_change_id\":%lld,\"schema\":\"%s\",\"table\":\"%s\",\"op\":\"%s\","
-                   "\"pk\":\"%s\",\"server_version\":%lld",
-              scid, schema, table, op, pk, sv);
-    if (payload)
-        sb_printf(&sb, ",\"payload\":%s", payload);
-    sb_putc(&sb, '}');
-    char *s = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return s;
-}
-
-static char *ins(long long scid, const char *table, const char *pk, const char *payload)
-{
-    return chg_in(scid, "business", table, "INSERT", pk, 0, payload);
-}
-
-static char *upd(long long scid, const char *table, const char *pk, long long sv, const char *payload)
-{
-    return chg_in(scid, "business", table, "UPDATE", pk, sv, payload);
-}
-
-static char *del(long long scid, const char *table, const char *pk, long long sv)
-{
-    return chg_in(scid, "business", table, "DELETE", pk, sv, NULL);
-}
-
-/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
-#define batch(...) tdb_batch(&T, __VA_ARGS__)
-
 /* -------------------------------------------------------------------------- assertions */
 
 static json_object *status_at(const struct tdb_answer *a, int i, long long scid)
@@ -1090,7 +1054,7 @@ START_TEST(test_admin_list)
     assert_mat_error(a, 0, 1, 1, NULL);
     tdb_answer_free(a);
     a = tdb_upload_ok(&T, U, D,
-                      batch(chg_in(2, "other", "items", "INSERT", ROW_C, 0, "{\"n\":3}"),
+                      batch(chg(2, "other", "items", "INSERT", ROW_C, 0, "{\"n\":3}"),
                             ins(3, "posts", ROW_B, "{\"n\":2}"), ins(4, "posts", ROW_F, "{\"title\":\"fine\"}"),
                             NULL));
     assert_mat_error(a, 0, 2, 1, NULL);
@@ -1558,7 +1522,7 @@ END_TEST
 START_TEST(test_owner_none_tables_per_user)
 {
     open_owner_db();
-    const char *c = chg_in(1, "public", "scratch", "INSERT", ROW_A, 0, "{}");
+    const char *c = chg(1, "public", "scratch", "INSERT", ROW_A, 0, "{}");
     struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(c, NULL));
     assert_applied(a, 0, 1, 1);
     tdb_answer_free(a);

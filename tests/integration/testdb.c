@@ -559,3 +559,35 @@ TCase *tcase(const char *name, enum tdb_fixture fixture)
         tcase_add_checked_fixture(tc, zero, close_opened);
     return tc;
 }
+
+char *chg(long long scid, const char *schema, const char *table, const char *op, const char *pk, long long sv,
+          const char *payload)
+{
+    strbuf_t sb = STRBUF_INIT;
+    sb_printf(&sb, "{\"source_change_id\":%lld,\"schema\":\"%s\",\"table\":\"%s\",\"op\":\"%s\"", scid, schema,
+              table, op);
+    if (pk)
+        sb_printf(&sb, ",\"pk\":\"%s\"", pk);
+    sb_printf(&sb, ",\"server_version\":%lld", sv);
+    if (payload)
+        sb_printf(&sb, ",\"payload\":%s", payload);
+    sb_putc(&sb, '}');
+    char *s = tdb_printf(&T, "%s", sb.data);
+    sb_free(&sb);
+    return s;
+}
+
+char *ins(long long scid, const char *table, const char *pk, const char *payload)
+{
+    return chg(scid, "business", table, "INSERT", pk, 0, payload);
+}
+
+char *upd(long long scid, const char *table, const char *pk, long long sv, const char *payload)
+{
+    return chg(scid, "business", table, "UPDATE", pk, sv, payload);
+}
+
+char *del(long long scid, const char *table, const char *pk, long long sv)
+{
+    return chg(scid, "business", table, "DELETE", pk, sv, NULL);
+}

@@ -127,4 +127,15 @@ enum tdb_fixture {
  * test T as fixture says and closes it after the test (when it was opened). */
 TCase *tcase(const char *name, enum tdb_fixture fixture);
 
+/* One change as JSON text: schema, table and op are the contents of JSON strings; pk NULL = no
+ * "pk" key; payload is raw JSON text, NULL = no "payload" key. */
+char *chg(long long scid, const char *schema, const char *table, const char *op, const char *pk, long long sv,
+          const char *payload);
+/* Shorthands on business.<table>; an INSERT has server_version 0. */
+char *ins(long long scid, const char *table, const char *pk, const char *payload);
+char *upd(long long scid, const char *table, const char *pk, long long sv, const char *payload);
+char *del(long long scid, const char *table, const char *pk, long long sv);
+/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
+#define batch(...) tdb_batch(&T, __VA_ARGS__)
+
 #endif
