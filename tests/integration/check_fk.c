@@ -171,40 +171,11 @@ static struct tdb_answer *up1(const char *user, const char *change)
 
 /* -------------------------------------------------------------------------- assertions */
 
-static json_object *status_at(const struct tdb_answer *a, int i, long long scid)
-{
-    json_object *st = tdb_status(a, i);
-    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
-                  tdb_int(st, "source_change_id"), scid, a->body);
-    return st;
-}
-
-static void assert_applied(const struct tdb_answer *a, int i, long long scid, long long version)
-{
-    json_object *st = status_at(a, i, scid);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "applied") == 0, "statuses[%d] (scid %lld) is not applied: %s", i,
-                  scid, a->body);
-    ck_assert_msg(tdb_has(st, "new_server_version") && tdb_int(st, "new_server_version") == version,
-                  "statuses[%d] must be applied with new_server_version %lld: %s", i, version, a->body);
-}
-
-static json_object *assert_invalid(const struct tdb_answer *a, int i, long long scid, const char *reason)
-{
-    json_object *st = status_at(a, i, scid);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "invalid") == 0, "statuses[%d] (scid %lld) is not invalid: %s", i,
-                  scid, a->body);
-    ck_assert_msg(!tdb_has(st, "new_server_version"), "an invalid status carries no version: %s", a->body);
-    json_object *inv = tdb_get(st, "invalid");
-    ck_assert_msg(strcmp(tdb_str(inv, "reason"), reason) == 0, "statuses[%d] (scid %lld) reason %s, expected %s: %s",
-                  i, scid, tdb_str(inv, "reason"), reason, a->body);
-    return inv;
-}
-
 /* invalid/fk_missing with details exactly {"missing":[...]}; expected is a JSON array of the
  * entries (compared as a set: the order of several FKs of one change is not part of the contract). */
 static void assert_missing(const struct tdb_answer *a, int i, long long scid, const char *expected)
 {
-    json_object *inv = assert_invalid(a, i, scid, "fk_missing");
+    json_object *inv = tdb_get(assert_invalid(a, i, scid, "fk_missing"), "invalid");
     json_object *details = tdb_get(inv, "details");
     ck_assert_msg(json_object_is_type(details, json_type_object) && json_object_object_length(details) == 1,
                   "fk_missing details must be {\"missing\":[...]}: %s", a->body);
@@ -230,7 +201,7 @@ static void assert_missing(const struct tdb_answer *a, int i, long long scid, co
 
 static void assert_precheck_error(const struct tdb_answer *a, int i, long long scid)
 {
-    json_object *inv = assert_invalid(a, i, scid, "precheck_error");
+    json_object *inv = tdb_get(assert_invalid(a, i, scid, "precheck_error"), "invalid");
     ck_assert_msg(json_object_is_type(tdb_get(inv, "details"), json_type_object), "details must be an object: %s",
                   a->body);
 }

@@ -29,40 +29,6 @@
 
 /* -------------------------------------------------------------------------- assertions */
 
-static void assert_applied(const struct tdb_answer *a, int i, long long scid, long long version)
-{
-    json_object *st = tdb_status(a, i);
-    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
-                  tdb_int(st, "source_change_id"), scid, a->body);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "applied") == 0, "statuses[%d] is not applied: %s", i, a->body);
-    if (version > 0)
-        ck_assert_msg(tdb_int(st, "new_server_version") == version,
-                      "statuses[%d].new_server_version = %lld, expected %lld: %s", i,
-                      tdb_int(st, "new_server_version"), version, a->body);
-    else
-        ck_assert_msg(!tdb_has(st, "new_server_version"),
-                      "statuses[%d] must be applied without new_server_version (idempotent): %s", i, a->body);
-}
-
-/* An applied status without a version: idempotent. */
-static void assert_idempotent(const struct tdb_answer *a, int i, long long scid)
-{
-    assert_applied(a, i, scid, 0);
-}
-
-static json_object *assert_invalid(const struct tdb_answer *a, int i, long long scid, const char *reason)
-{
-    json_object *st = tdb_status(a, i);
-    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
-                  tdb_int(st, "source_change_id"), scid, a->body);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "invalid") == 0, "statuses[%d] is not invalid: %s", i, a->body);
-    ck_assert_msg(!tdb_has(st, "new_server_version"), "an invalid status carries no version: %s", a->body);
-    json_object *inv = tdb_get(st, "invalid");
-    ck_assert_msg(strcmp(tdb_str(inv, "reason"), reason) == 0, "statuses[%d] reason %s, expected %s: %s", i,
-                  tdb_str(inv, "reason"), reason, a->body);
-    return st;
-}
-
 /* invalid/bad_payload whose message equals invalid.details.error; message compared exactly
  * (or only checked to contain `contains` when exact is NULL). */
 static void assert_bad_payload(const struct tdb_answer *a, int i, long long scid, const char *exact,
@@ -79,27 +45,6 @@ static void assert_bad_payload(const struct tdb_answer *a, int i, long long scid
     if (contains)
         ck_assert_msg(strstr(msg, contains) != NULL, "statuses[%d].message \"%s\" does not mention \"%s\"", i, msg,
                       contains);
-}
-
-/* A conflict; returns its server_row after checking the fixed fields. */
-static json_object *assert_conflict(const struct tdb_answer *a, int i, long long scid, const char *schema,
-                                    const char *table, const char *pk, long long version, bool deleted)
-{
-    json_object *st = tdb_status(a, i);
-    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
-                  tdb_int(st, "source_change_id"), scid, a->body);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "conflict") == 0, "statuses[%d] is not a conflict: %s", i,
-                  a->body);
-    ck_assert_msg(!tdb_has(st, "new_server_version"), "a conflict carries no new_server_version: %s", a->body);
-    json_object *row = tdb_get(st, "server_row");
-    ck_assert_str_eq(tdb_str(row, "schema_name"), schema);
-    ck_assert_str_eq(tdb_str(row, "table_name"), table);
-    ck_assert_str_eq(tdb_str(row, "id"), pk);
-    ck_assert_msg(tdb_int(row, "server_version") == version, "server_row.server_version = %lld, expected %lld: %s",
-                  tdb_int(row, "server_version"), version, a->body);
-    ck_assert_msg(tdb_bool(row, "deleted") == deleted, "server_row.deleted wrong: %s", a->body);
-    ck_assert_msg(tdb_has(row, "payload"), "server_row without payload: %s", a->body);
-    return row;
 }
 
 static void assert_accepted(const struct tdb_answer *a, bool accepted)
@@ -567,7 +512,7 @@ START_TEST(test_normalise_uuid_spellings)
     struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(upd(100, "users", "{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}", 1,
                                                              "{\"n\":0}"),
                                                          NULL));
-    json_object *row = assert_conflict(a, 0, 100, "business", "users", PKX, n, false);
+    json_object *row = assert_conflict(a, 0, 100, "business", "users", PKX, n, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), tdb_printf(&T, "{\"n\":%d}", n - 1)));
     tdb_answer_free(a);
 
@@ -1198,7 +1143,7 @@ START_TEST(test_idempotent_whole_batch)
 
     /* the scid is per device: the same scids from another device are new changes (and conflict) */
     a = tdb_upload_ok(&T, U, D2, body);
-    assert_conflict(a, 0, 1, "business", "users", PK1, 2, false);
+    assert_conflict(a, 0, 1, "business", "users", PK1, 2, false, NULL);
     tdb_answer_free(a);
 }
 END_TEST
@@ -1286,7 +1231,7 @@ START_TEST(test_conflict_update_stale)
     seed_row_at_version(PK1, 2, "{\"name\":\"current\",\"n\":[1,2]}");
     char *before = tdb_snapshot(&T);
     struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(upd(1, "users", PK1, 1, "{\"name\":\"stale\"}"), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 2, false);
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 2, false, NULL);
     ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), "{\"name\":\"current\",\"n\":[1,2]}"), "%s", a->body);
     ck_assert_int_eq(a->counts.conflicts, 1);
     assert_accepted(a, true);
@@ -1296,7 +1241,7 @@ START_TEST(test_conflict_update_stale)
 
     /* a version from the future conflicts too */
     a = tdb_upload_ok(&T, U, D2, batch(upd(2, "users", PK1, 3, "{\"name\":\"future\"}"), NULL));
-    assert_conflict(a, 0, 2, "business", "users", PK1, 2, false);
+    assert_conflict(a, 0, 2, "business", "users", PK1, 2, false, NULL);
     tdb_answer_free(a);
     ck_assert_str_eq(tdb_snapshot(&T), before);
 }
@@ -1307,7 +1252,7 @@ START_TEST(test_conflict_delete_stale)
     seed_row_at_version(PK1, 3, "{\"name\":\"v3\"}");
     char *before = tdb_snapshot(&T);
     struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(del(1, "users", PK1, 2), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 3, false);
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 3, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"name\":\"v3\"}"));
     tdb_answer_free(a);
     ck_assert_str_eq(tdb_snapshot(&T), before);
@@ -1320,7 +1265,7 @@ START_TEST(test_conflict_insert_existing)
     seed_row_at_version(PK1, 1, "{\"name\":\"first\"}");
     char *before = tdb_snapshot(&T);
     struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(ins(1, "users", PK1, "{\"name\":\"second\"}"), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 1, false);
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 1, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"name\":\"first\"}"));
     /* server_version is a JSON number */
     ck_assert(json_object_is_type(tdb_get(row, "server_version"), json_type_int));
@@ -1333,9 +1278,9 @@ START_TEST(test_conflict_never_seen_row)
 {
     struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(upd(1, "users", PK1, 5, "{\"a\":1}"),
                                                          chg(2, "business", "users", "INSERT", PK2, 1, "{}"), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 0, false);
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 0, false, NULL);
     ck_assert_msg(tdb_is_null(row, "payload"), "payload must be null: %s", a->body);
-    row = assert_conflict(a, 1, 2, "business", "users", PK2, 0, false);
+    row = assert_conflict(a, 1, 2, "business", "users", PK2, 0, false, NULL);
     ck_assert(tdb_is_null(row, "payload"));
     ck_assert_int_eq(tdb_int(a->json, "highest_server_seq"), 0);
     tdb_answer_free(a);
@@ -1355,11 +1300,11 @@ START_TEST(test_conflict_deleted_row)
     /* an upsert of the deleted row with a stale version, an insert at 0, a second delete */
     a = tdb_upload_ok(&T, U, D2, batch(upd(1, "users", PK1, 2, "{\"a\":9}"), ins(2, "users", PK1, "{}"),
                                        del(3, "users", PK1, 2), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 3, true);
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 3, true, NULL);
     ck_assert_msg(tdb_is_null(row, "payload"), "payload of a deleted row is null: %s", a->body);
-    row = assert_conflict(a, 1, 2, "business", "users", PK1, 3, true);
+    row = assert_conflict(a, 1, 2, "business", "users", PK1, 3, true, NULL);
     ck_assert(tdb_is_null(row, "payload"));
-    row = assert_conflict(a, 2, 3, "business", "users", PK1, 3, true);
+    row = assert_conflict(a, 2, 3, "business", "users", PK1, 3, true, NULL);
     ck_assert(tdb_is_null(row, "payload"));
     tdb_answer_free(a);
     ck_assert_str_eq(tdb_snapshot(&T), before);
@@ -1370,7 +1315,7 @@ START_TEST(test_conflict_scid_not_consumed)
 {
     seed_row_at_version(PK1, 2, "{\"a\":2}");
     struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(upd(5, "users", PK1, 1, "{\"a\":\"mine\"}"), NULL));
-    assert_conflict(a, 0, 5, "business", "users", PK1, 2, false);
+    assert_conflict(a, 0, 5, "business", "users", PK1, 2, false, NULL);
     tdb_answer_free(a);
     ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.server_change_log WHERE source_id = '" D2 "'"), 0);
     /* rebased retry with the same scid */
@@ -1387,7 +1332,7 @@ START_TEST(test_conflict_scid_not_consumed)
 
     /* a conflicting delete's scid is not consumed either */
     a = tdb_upload_ok(&T, U, D2, batch(del(6, "users", PK1, 1), NULL));
-    assert_conflict(a, 0, 6, "business", "users", PK1, 3, false);
+    assert_conflict(a, 0, 6, "business", "users", PK1, 3, false, NULL);
     tdb_answer_free(a);
     a = tdb_upload_ok(&T, U, D2, batch(del(6, "users", PK1, 3), NULL));
     assert_applied(a, 0, 6, 4);
@@ -1475,7 +1420,7 @@ START_TEST(test_chain_middle_conflict)
         batch(ins(1, "users", PK1, "{\"s\":1}"), upd(2, "users", PK1, 0, "{\"s\":\"stale\"}"),
               upd(3, "users", PK1, 1, "{\"s\":3}"), NULL));
     assert_applied(a, 0, 1, 1);
-    json_object *row = assert_conflict(a, 1, 2, "business", "users", PK1, 1, false);
+    json_object *row = assert_conflict(a, 1, 2, "business", "users", PK1, 1, false, NULL);
     ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), "{\"s\":1}"), "the conflict shows the row as found: %s",
                   a->body);
     assert_applied(a, 2, 3, 2);
@@ -1492,7 +1437,7 @@ START_TEST(test_chain_middle_conflict)
     /* a delete in the middle of a chain that conflicts: the upsert after it still applies */
     a = tdb_upload_ok(&T, U, D, batch(upd(10, "users", PK1, 3, "{\"s\":4}"), del(11, "users", PK1, 3), NULL));
     assert_applied(a, 0, 10, 4);
-    row = assert_conflict(a, 1, 11, "business", "users", PK1, 4, false);
+    row = assert_conflict(a, 1, 11, "business", "users", PK1, 4, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"s\":4}"));
     tdb_answer_free(a);
     ck_assert_str_eq(meta_deleted(U, "business", "users", PK1), "f");
@@ -1516,11 +1461,11 @@ START_TEST(test_mixed_batch_partial_conflicts)
                             chg(7, "business", "posts", "UPDATE", PK2, 1, "{\"p\":2}"),           /* applied 2 */
                             NULL));
     ck_assert_int_eq(tdb_nstatuses(a), 7);
-    json_object *row = assert_conflict(a, 0, 1, "public", "notes", PK3, 1, false);
+    json_object *row = assert_conflict(a, 0, 1, "public", "notes", PK3, 1, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"n\":1}"));
     assert_applied(a, 1, 2, 2);
     /* the conflict shows the row as the delete found it: after the UPDATE of scid 7 (upserts first) */
-    row = assert_conflict(a, 2, 3, "business", "posts", PK2, 2, false);
+    row = assert_conflict(a, 2, 3, "business", "posts", PK2, 2, false, NULL);
     ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), "{\"p\":2}"), "%s", a->body);
     assert_applied(a, 3, 4, 1);
     assert_bad_payload(a, 4, 5, NULL, "not a UUID");
@@ -1562,7 +1507,7 @@ START_TEST(test_upserts_before_deletes)
     tdb_answer_free(a);
     a = tdb_upload_ok(&T, U, D, batch(del(7, "users", PK4, 1), upd(8, "users", PK4, 2, "{\"v\":2}"), NULL));
     assert_applied(a, 0, 7, 2);
-    json_object *row = assert_conflict(a, 1, 8, "business", "users", PK4, 1, false);
+    json_object *row = assert_conflict(a, 1, 8, "business", "users", PK4, 1, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"v\":1}"));
     tdb_answer_free(a);
     ck_assert_str_eq(meta_deleted(U, "business", "users", PK4), "t");
@@ -1572,7 +1517,7 @@ START_TEST(test_upserts_before_deletes)
     tdb_answer_free(a);
     a = tdb_upload_ok(&T, U, D, batch(del(10, "users", PK5, 1), del(11, "users", PK5, 1), NULL));
     assert_applied(a, 0, 10, 2);
-    row = assert_conflict(a, 1, 11, "business", "users", PK5, 2, true);
+    row = assert_conflict(a, 1, 11, "business", "users", PK5, 2, true, NULL);
     ck_assert(tdb_is_null(row, "payload"));
     tdb_answer_free(a);
     ck_assert_str_eq(log_of(U, PK5), "INSERT:1,DELETE:2");
@@ -1621,7 +1566,7 @@ START_TEST(test_highest_across_devices)
     /* device D writes nothing new (a conflict and an idempotent change): still the user's max */
     a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), ins(5, "users", PK2, "{}"), NULL));
     assert_idempotent(a, 0, 1);
-    assert_conflict(a, 1, 5, "business", "users", PK2, 1, false);
+    assert_conflict(a, 1, 5, "business", "users", PK2, 1, false, NULL);
     ck_assert_int_eq(tdb_int(a->json, "highest_server_seq"), h2);
     assert_highest(a, U);
     tdb_answer_free(a);
@@ -1643,7 +1588,7 @@ START_TEST(test_accepted_flag)
     tdb_answer_free(a);
     a = tdb_upload_ok(&T, U, D, batch(ins(2, "users", PK1, "{}"), ins(3, "users", "x", "{}"),
                                       chg(4, "B-B", "t", "INSERT", PK2, 0, "{}"), NULL));
-    assert_conflict(a, 0, 2, "business", "users", PK1, 1, false);
+    assert_conflict(a, 0, 2, "business", "users", PK1, 1, false, NULL);
     assert_accepted(a, true);
     tdb_answer_free(a);
     /* one unregistered table anywhere in the batch: false, the rest applied */
@@ -1680,7 +1625,7 @@ START_TEST(test_users_isolated)
 
     /* bob never conflicts with alice's versions */
     a = tdb_upload_ok(&T, U2, D, batch(upd(2, "users", PK1, 2, "{\"owner\":\"bob\"}"), NULL));
-    json_object *row = assert_conflict(a, 0, 2, "business", "users", PK1, 1, false);
+    json_object *row = assert_conflict(a, 0, 2, "business", "users", PK1, 1, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"owner\":\"bob\"}"));
     tdb_answer_free(a);
     /* bob's delete does not touch alice's row */
@@ -1717,7 +1662,7 @@ START_TEST(test_version_grows_by_one)
                   del(scid + 3, "users", PK1, v + 2), NULL));
         assert_applied(a, 0, scid, v + 1);
         assert_applied(a, 1, scid + 1, v + 2);
-        assert_conflict(a, 2, scid + 2, "business", "users", PK1, v + 2, false);
+        assert_conflict(a, 2, scid + 2, "business", "users", PK1, v + 2, false, NULL);
         assert_applied(a, 3, scid + 3, v + 3);
         tdb_answer_free(a);
         v += 3;

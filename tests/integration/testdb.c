@@ -591,3 +591,67 @@ char *del(long long scid, const char *table, const char *pk, long long sv)
 {
     return chg(scid, "business", table, "DELETE", pk, sv, NULL);
 }
+
+json_object *status_at(const struct tdb_answer *a, int i, long long scid)
+{
+    json_object *st = tdb_status(a, i);
+    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
+                  tdb_int(st, "source_change_id"), scid, a->body);
+    return st;
+}
+
+void assert_applied(const struct tdb_answer *a, int i, long long scid, long long version)
+{
+    json_object *st = status_at(a, i, scid);
+    ck_assert_msg(strcmp(tdb_str(st, "status"), "applied") == 0, "statuses[%d] (scid %lld) is not applied: %s", i,
+                  scid, a->body);
+    if (version > 0)
+        ck_assert_msg(tdb_has(st, "new_server_version") && tdb_int(st, "new_server_version") == version,
+                      "statuses[%d] must be applied with new_server_version %lld: %s", i, version, a->body);
+    else
+        ck_assert_msg(!tdb_has(st, "new_server_version"),
+                      "statuses[%d] must be applied without new_server_version (idempotent): %s", i, a->body);
+}
+
+void assert_idempotent(const struct tdb_answer *a, int i, long long scid)
+{
+    assert_applied(a, i, scid, 0);
+}
+
+json_object *assert_invalid(const struct tdb_answer *a, int i, long long scid, const char *reason)
+{
+    json_object *st = status_at(a, i, scid);
+    ck_assert_msg(strcmp(tdb_str(st, "status"), "invalid") == 0, "statuses[%d] (scid %lld) is not invalid: %s", i,
+                  scid, a->body);
+    ck_assert_msg(!tdb_has(st, "new_server_version"), "an invalid status carries no version: %s", a->body);
+    json_object *inv = tdb_get(st, "invalid");
+    ck_assert_msg(strcmp(tdb_str(inv, "reason"), reason) == 0, "statuses[%d] (scid %lld) reason %s, expected %s: %s",
+                  i, scid, tdb_str(inv, "reason"), reason, a->body);
+    return st;
+}
+
+json_object *assert_conflict(const struct tdb_answer *a, int i, long long scid, const char *schema,
+                             const char *table, const char *pk, long long version, bool deleted,
+                             const char *payload_json)
+{
+    json_object *st = status_at(a, i, scid);
+    ck_assert_msg(strcmp(tdb_str(st, "status"), "conflict") == 0, "statuses[%d] (scid %lld) is not a conflict: %s",
+                  i, scid, a->body);
+    ck_assert_msg(!tdb_has(st, "new_server_version"), "a conflict carries no new_server_version: %s", a->body);
+    json_object *row = tdb_get(st, "server_row");
+    if (schema)
+        ck_assert_str_eq(tdb_str(row, "schema_name"), schema);
+    if (table)
+        ck_assert_str_eq(tdb_str(row, "table_name"), table);
+    if (pk)
+        ck_assert_str_eq(tdb_str(row, "id"), pk);
+    ck_assert_msg(tdb_int(row, "server_version") == version, "server_row.server_version = %lld, expected %lld: %s",
+                  tdb_int(row, "server_version"), version, a->body);
+    ck_assert_msg(tdb_bool(row, "deleted") == deleted, "server_row.deleted should be %s: %s",
+                  deleted ? "true" : "false", a->body);
+    ck_assert_msg(tdb_has(row, "payload"), "server_row without payload: %s", a->body);
+    if (payload_json)
+        ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), payload_json), "server_row.payload must be %s: %s",
+                      payload_json, a->body);
+    return row;
+}

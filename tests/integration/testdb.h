@@ -138,4 +138,19 @@ char *del(long long scid, const char *table, const char *pk, long long sv);
 /* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
 #define batch(...) tdb_batch(&T, __VA_ARGS__)
 
+/* statuses[i] of an upload answer, asserting that it answers change scid. */
+json_object *status_at(const struct tdb_answer *a, int i, long long scid);
+/* statuses[i] is applied: with new_server_version = version when version > 0, without one
+ * (idempotent: the change was applied before) when version is 0. */
+void assert_applied(const struct tdb_answer *a, int i, long long scid, long long version);
+void assert_idempotent(const struct tdb_answer *a, int i, long long scid);   /* version 0 */
+/* statuses[i] is invalid with reason, without new_server_version; the status. */
+json_object *assert_invalid(const struct tdb_answer *a, int i, long long scid, const char *reason);
+/* statuses[i] is a conflict without new_server_version whose server_row has the version, the
+ * deleted flag and a payload; schema, table and pk are checked when not NULL, and the payload
+ * is compared with payload_json (as JSON) when that is not NULL. The server_row. */
+json_object *assert_conflict(const struct tdb_answer *a, int i, long long scid, const char *schema,
+                             const char *table, const char *pk, long long version, bool deleted,
+                             const char *payload_json);
+
 #endif
