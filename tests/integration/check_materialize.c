@@ -163,22 +163,6 @@ static void assert_mat_error_has(const struct tdb_answer *a, int i, long long sc
     va_end(ap);
 }
 
-/* Nothing of (user, pk) reached the sidecar: no log row, no meta row, no after-image. */
-static void assert_no_sidecar(const char *user, const char *pk)
-{
-    ck_assert_int_eq(tdb_log_count_pk(&T, user, pk), 0);
-    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.sync_row_meta WHERE user_id = '%s' AND pk_uuid = '%s'",
-                                  user, pk), 0);
-    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.sync_state WHERE user_id = '%s' AND pk_uuid = '%s'",
-                                  user, pk), 0);
-}
-
-static long long meta_version(const char *user, const char *pk)
-{
-    return tdb_query_ll(&T, "SELECT server_version FROM sync.sync_row_meta WHERE user_id = '%s' AND pk_uuid = '%s'",
-                        user, pk);
-}
-
 static long long failure_count(const char *user)
 {
     return tdb_query_ll(&T, "SELECT count(*) FROM sync.materialize_failures WHERE user_id = '%s'", user);
@@ -492,7 +476,7 @@ START_TEST(test_generic_unconvertible)
     a = tdb_upload_ok(&T, U, D, batch(upd(8, "users", ROW_A, 1, "{\"name\":\"new\",\"data\":\"!!\"}"), NULL));
     assert_mat_error(a, 0, 8, 2, "column data (bytea): the value cannot be converted");
     tdb_answer_free(a);
-    ck_assert_int_eq(meta_version(U, ROW_A), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 1);
     ck_assert_int_eq(tdb_log_count_pk(&T, U, ROW_A), 1);
     ck_assert_str_eq(tdb_query(&T, "SELECT name FROM business.users WHERE id = '%s'", ROW_A), "ok");
     assert_failure(U, "business.users", ROW_A, 2, "UPDATE", "{\"name\":\"new\",\"data\":\"!!\"}",
@@ -611,7 +595,7 @@ START_TEST(test_sql_function_failure_and_client_retry)
                                       " AND source_change_id = 2 AND server_version = 1 AND pk_uuid = '%s'",
                                   D, ROW_B),
                      1);
-    ck_assert_int_eq(meta_version(U, ROW_B), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_B), 1);
 
     /* once more: idempotent */
     a = tdb_upload_ok(&T, U, D, batch(ins(2, "notes", ROW_B, pb), NULL));
@@ -639,7 +623,7 @@ START_TEST(test_sql_function_update_delete)
     assert_mat_error(a, 0, 3, 3, "forced failure for " ROW_A);
     tdb_answer_free(a);
     ck_assert_str_eq(copy_of(ROW_A), "UPDATE|a2|business.notes");
-    ck_assert_int_eq(meta_version(U, ROW_A), 2);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 2);
     ck_assert_str_eq(tdb_query(&T, "SELECT deleted::text FROM sync.sync_row_meta WHERE pk_uuid = '%s'", ROW_A),
                      "false");
     ck_assert_int_eq(tdb_state_count(&T, U), 1);
@@ -693,7 +677,7 @@ START_TEST(test_chain_same_row_conflict)
     assert_mat_error_has(a, 0, 4, 2, "null value in column \"name\"", NULL);
     assert_conflict(a, 1, 5, NULL, NULL, NULL, 1, false, "{\"name\":\"ok\"}");
     tdb_answer_free(a);
-    ck_assert_int_eq(meta_version(U, ROW_B), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_B), 1);
     ck_assert_str_eq(tdb_query(&T, "SELECT name FROM business.users WHERE id = '%s'", ROW_B), "ok");
 }
 END_TEST
@@ -776,7 +760,7 @@ static void delete_parent_with_child(const char *fk_timing)
     assert_applied(a, 1, 4, 1);
     tdb_answer_free(a);
     ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.users WHERE id IN ('%s', '%s')", ROW_A, ROW_C), 2);
-    ck_assert_int_eq(meta_version(U, ROW_A), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 1);
     ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.materialize_failures WHERE pk_uuid = '%s'"
                                       " AND op = 'DELETE' AND attempted_version = 2",
                                   ROW_A),
@@ -852,7 +836,7 @@ START_TEST(test_plugin_applied_and_failing)
                      "example_materializer: refusing business.docs row " ROW_A ": the payload has \"plugin_fail\": true");
     tdb_answer_free(a);
     ck_assert_str_eq(doc_of(ROW_A), "{\"title\": \"a2\"}");
-    ck_assert_int_eq(meta_version(U, ROW_A), 2);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 2);
 
     /* many plugin failures in one batch (the one-savepoint-per-change pass) */
     a = tdb_upload_ok(&T, U, D,
@@ -1133,7 +1117,7 @@ START_TEST(test_admin_retry)
     json_object_put(r.json);
     ck_assert_int_eq(failure_count(U), 0);
     ck_assert_str_eq(copy_of(ROW_A), "INSERT|a|business.notes");
-    ck_assert_int_eq(meta_version(U, ROW_A), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 1);
     ck_assert_int_eq(tdb_log_count_pk(&T, U, ROW_A), 1);
     ck_assert_str_eq(tdb_query(&T, "SELECT format('%%s|%%s|%%s|%%s', source_id, source_change_id, op, server_version)"
                                    " FROM sync.server_change_log WHERE pk_uuid = '%s'",

@@ -60,15 +60,6 @@ static void assert_highest(const struct tdb_answer *a, const char *user)
                   tdb_int(a->json, "highest_server_seq"), h, a->body);
 }
 
-/* The row's meta version, -1 when there is no meta row. */
-static long long meta_version(const char *user, const char *schema, const char *table, const char *pk)
-{
-    return tdb_query_ll(&T,
-                        "SELECT coalesce((SELECT server_version FROM sync.sync_row_meta WHERE user_id = '%s'"
-                        " AND schema_name = '%s' AND table_name = '%s' AND pk_uuid = '%s'), -1)",
-                        user, schema, table, pk);
-}
-
 /* "t", "f" or "<null>" when there is no meta row. */
 static const char *meta_deleted(const char *user, const char *schema, const char *table, const char *pk)
 {

@@ -444,8 +444,7 @@ long long tdb_query_ll(struct testdb *t, const char *fmt, ...)
     return atoll(v);
 }
 
-/* A SQL string literal of s (test identities only: no quotes expected, but doubled anyway). */
-static char *lit(struct testdb *t, const char *s)
+char *tdb_lit(struct testdb *t, const char *s)
 {
     strbuf_t sb = STRBUF_INIT;
     sb_putc(&sb, '\'');
@@ -464,7 +463,7 @@ static long long count_of(struct testdb *t, const char *table, const char *user)
 {
     if (!user)
         return tdb_query_ll(t, "SELECT count(*) FROM sync.%s", table);
-    return tdb_query_ll(t, "SELECT count(*) FROM sync.%s WHERE user_id = %s", table, lit(t, user));
+    return tdb_query_ll(t, "SELECT count(*) FROM sync.%s WHERE user_id = %s", table, tdb_lit(t, user));
 }
 
 long long tdb_log_count(struct testdb *t, const char *user)
@@ -485,13 +484,25 @@ long long tdb_state_count(struct testdb *t, const char *user)
 long long tdb_log_count_pk(struct testdb *t, const char *user, const char *pk)
 {
     return tdb_query_ll(t, "SELECT count(*) FROM sync.server_change_log WHERE user_id = %s AND pk_uuid = %s",
-                        lit(t, user), lit(t, pk));
+                        tdb_lit(t, user), tdb_lit(t, pk));
+}
+
+long long tdb_meta_count_pk(struct testdb *t, const char *user, const char *pk)
+{
+    return tdb_query_ll(t, "SELECT count(*) FROM sync.sync_row_meta WHERE user_id = %s AND pk_uuid = %s",
+                        tdb_lit(t, user), tdb_lit(t, pk));
+}
+
+long long tdb_state_count_pk(struct testdb *t, const char *user, const char *pk)
+{
+    return tdb_query_ll(t, "SELECT count(*) FROM sync.sync_state WHERE user_id = %s AND pk_uuid = %s",
+                        tdb_lit(t, user), tdb_lit(t, pk));
 }
 
 long long tdb_highest(struct testdb *t, const char *user)
 {
     return tdb_query_ll(t, "SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = %s",
-                        lit(t, user));
+                        tdb_lit(t, user));
 }
 
 char *tdb_snapshot(struct testdb *t)
@@ -654,4 +665,22 @@ json_object *assert_conflict(const struct tdb_answer *a, int i, long long scid, 
         ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), payload_json), "server_row.payload must be %s: %s",
                       payload_json, a->body);
     return row;
+}
+
+long long meta_version(const char *user, const char *schema, const char *table, const char *pk)
+{
+    const char *which = schema ? tdb_printf(&T, " AND schema_name = %s AND table_name = %s", tdb_lit(&T, schema),
+                                            tdb_lit(&T, table))
+                               : "";
+    return tdb_query_ll(&T,
+                        "SELECT coalesce((SELECT server_version FROM sync.sync_row_meta WHERE user_id = %s%s"
+                        " AND pk_uuid = %s), -1)",
+                        tdb_lit(&T, user), which, tdb_lit(&T, pk));
+}
+
+void assert_no_sidecar(const char *user, const char *pk)
+{
+    ck_assert_int_eq(tdb_log_count_pk(&T, user, pk), 0);
+    ck_assert_int_eq(tdb_meta_count_pk(&T, user, pk), 0);
+    ck_assert_int_eq(tdb_state_count_pk(&T, user, pk), 0);
 }

@@ -94,6 +94,9 @@ char *tdb_printf(struct testdb *t, const char *fmt, ...) __attribute__((format(p
 /* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
 char *tdb_batch(struct testdb *t, const char *first, ...);
 
+/* A SQL string literal of s (quotes doubled), living until tdb_close. */
+char *tdb_lit(struct testdb *t, const char *s);
+
 /* SQL helpers on the test connection (assert success). */
 void tdb_exec(struct testdb *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The single value of a one-row one-column query; "<null>" for NULL. Lives until tdb_close. */
@@ -104,8 +107,10 @@ long long tdb_query_ll(struct testdb *t, const char *fmt, ...) __attribute__((fo
 long long tdb_log_count(struct testdb *t, const char *user);
 long long tdb_meta_count(struct testdb *t, const char *user);
 long long tdb_state_count(struct testdb *t, const char *user);
-/* Log rows of one row (user, pk), any table. */
+/* Log rows, meta rows and after-images of one row (user, pk), any table. */
 long long tdb_log_count_pk(struct testdb *t, const char *user, const char *pk);
+long long tdb_meta_count_pk(struct testdb *t, const char *user, const char *pk);
+long long tdb_state_count_pk(struct testdb *t, const char *user, const char *pk);
 /* The user's highest server_id, 0 when none. */
 long long tdb_highest(struct testdb *t, const char *user);
 /* md5 of the ordered contents of server_change_log, sync_row_meta and sync_state (all users). */
@@ -152,5 +157,11 @@ json_object *assert_invalid(const struct tdb_answer *a, int i, long long scid, c
 json_object *assert_conflict(const struct tdb_answer *a, int i, long long scid, const char *schema,
                              const char *table, const char *pk, long long version, bool deleted,
                              const char *payload_json);
+
+/* The server_version of the row's meta row, -1 when there is none. schema and table NULL: the
+ * user's row pk in whatever table (a pk of two tables makes the query fail). */
+long long meta_version(const char *user, const char *schema, const char *table, const char *pk);
+/* Nothing of (user, pk) reached the sidecar: no log row, no meta row, no after-image. */
+void assert_no_sidecar(const char *user, const char *pk);
 
 #endif
