@@ -596,10 +596,10 @@ END_TEST
 #define WRITERS 4
 #define UPLOADS_PER_WRITER 25
 
-/* A writer child: UPLOADS_PER_WRITER uploads of two new rows each; exit 0 when all applied. */
+/* A writer child (on a connection of its own): UPLOADS_PER_WRITER uploads of two new rows each;
+ * exit 0 when all applied. */
 static int writer(int w)
 {
-    tdb_child_connect(&T);
     char device[32];
     snprintf(device, sizeof device, "writer%d", w);
     for (int k = 0; k < UPLOADS_PER_WRITER; k++) {
@@ -642,22 +642,8 @@ static int drain(const char *user, long long *cursor, long long *last_seen)
 
 START_TEST(test_no_row_skipped_while_writing)
 {
-    int gate[2];
-    ck_assert_int_eq(pipe(gate), 0);
     pid_t pids[WRITERS];
-    for (int w = 0; w < WRITERS; w++) {
-        pids[w] = fork();
-        ck_assert_int_ge(pids[w], 0);
-        if (pids[w] == 0) {
-            close(gate[1]);
-            char ch;
-            while (read(gate[0], &ch, 1) > 0)
-                ;
-            _exit(writer(w));
-        }
-    }
-    close(gate[0]);
-    close(gate[1]);
+    race_start(WRITERS, writer, pids);
 
     /* two users' readers poll while the writers write */
     long long cur_a = 0, cur_b = 0, last_a = 0, last_b = 0;

@@ -23,7 +23,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -1543,28 +1542,11 @@ START_TEST(test_owner_race)
     for (int round = 0; round < 3; round++) {
         tdb_exec(&T, "TRUNCATE business.users CASCADE; TRUNCATE sync.row_owner, sync.sync_row_meta,"
                      " sync.sync_state, sync.server_change_log");
-        int gate[2];
-        ck_assert_int_eq(pipe(gate), 0);
-        pid_t pids[OWNER_RACERS];
-        for (int i = 0; i < OWNER_RACERS; i++) {
-            pids[i] = fork();
-            ck_assert_int_ge(pids[i], 0);
-            if (pids[i] == 0) {
-                close(gate[1]);
-                tdb_child_connect(&T);
-                char ch;
-                while (read(gate[0], &ch, 1) > 0)
-                    ;
-                _exit(owner_racer(i));
-            }
-        }
-        close(gate[0]);
-        close(gate[1]);
+        int codes[OWNER_RACERS];
+        race(OWNER_RACERS, owner_racer, codes);
         int winner = -1, refused = 0;
         for (int i = 0; i < OWNER_RACERS; i++) {
-            int st = 0;
-            ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
-            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+            int code = codes[i];
             ck_assert_msg(code == 0 || code == 1, "racer %d ended with code %d", i, code);
             if (code == 0) {
                 ck_assert_msg(winner < 0, "two racers applied: %d and %d", winner, i);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define U "alice"
@@ -1883,34 +1882,6 @@ static int race_code(struct tdb_answer *a)
     return code;
 }
 
-/* Runs body(i) in RACERS children, each on a connection of its own, released at once; their
- * exit codes in codes[]. */
-static void race(int (*body)(int), int codes[RACERS])
-{
-    int gate[2];
-    ck_assert_int_eq(pipe(gate), 0);
-    pid_t pids[RACERS];
-    for (int i = 0; i < RACERS; i++) {
-        pids[i] = fork();
-        ck_assert_int_ge(pids[i], 0);
-        if (pids[i] == 0) {
-            close(gate[1]);
-            tdb_child_connect(&T);
-            char ch;
-            while (read(gate[0], &ch, 1) > 0)
-                ;
-            _exit(body(i));
-        }
-    }
-    close(gate[0]);
-    close(gate[1]);   /* everybody goes */
-    for (int i = 0; i < RACERS; i++) {
-        int st = 0;
-        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
-        codes[i] = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
-    }
-}
-
 static int race_same_scid(int i)
 {
     (void)i;
@@ -1920,7 +1891,7 @@ static int race_same_scid(int i)
 START_TEST(test_race_same_scid)
 {
     int codes[RACERS], applied = 0, idempotent = 0;
-    race(race_same_scid, codes);
+    race(RACERS, race_same_scid, codes);
     for (int i = 0; i < RACERS; i++) {
         ck_assert_msg(codes[i] == 0 || codes[i] == 1, "racer %d got code %d", i, codes[i]);
         applied += codes[i] == 0;
@@ -1944,7 +1915,7 @@ START_TEST(test_race_same_row)
 {
     seed_row_at_version(PK1, 1, "{\"by\":\"seed\"}");
     int codes[RACERS], applied = 0, conflicts = 0;
-    race(race_same_row, codes);
+    race(RACERS, race_same_row, codes);
     int winner = -1;
     for (int i = 0; i < RACERS; i++) {
         ck_assert_msg(codes[i] == 0 || codes[i] == 2, "racer %d got code %d (never a 500 or a 503)", i, codes[i]);
@@ -1982,7 +1953,7 @@ START_TEST(test_race_many_writers)
 {
     seed_row_at_version(PK2, 1, "{}");
     int codes[RACERS];
-    race(race_many_rows, codes);
+    race(RACERS, race_many_rows, codes);
     for (int i = 0; i < RACERS; i++)
         ck_assert_msg(codes[i] == 0, "writer %d got code %d", i, codes[i]);
     /* every insert landed exactly once; the shared row's versions have no gap and no repeat */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -683,4 +684,37 @@ void assert_no_sidecar(const char *user, const char *pk)
     ck_assert_int_eq(tdb_log_count_pk(&T, user, pk), 0);
     ck_assert_int_eq(tdb_meta_count_pk(&T, user, pk), 0);
     ck_assert_int_eq(tdb_state_count_pk(&T, user, pk), 0);
+}
+
+void race_start(int n, int (*body)(int), pid_t pids[])
+{
+    int gate[2];
+    ck_assert_int_eq(pipe(gate), 0);
+    for (int i = 0; i < n; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            close(gate[1]);
+            tdb_child_connect(&T);
+            char ch;
+            while (read(gate[0], &ch, 1) > 0)
+                ;
+            _exit(body(i));
+        }
+    }
+    close(gate[0]);
+    close(gate[1]);   /* everybody goes */
+}
+
+void race(int n, int (*body)(int), int codes[])
+{
+    pid_t *pids = calloc((size_t)n, sizeof *pids);
+    ck_assert_ptr_nonnull(pids);
+    race_start(n, body, pids);
+    for (int i = 0; i < n; i++) {
+        int st = 0;
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        codes[i] = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+    }
+    free(pids);
 }

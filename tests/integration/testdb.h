@@ -12,6 +12,7 @@
 #include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
@@ -163,5 +164,12 @@ json_object *assert_conflict(const struct tdb_answer *a, int i, long long scid, 
 long long meta_version(const char *user, const char *schema, const char *table, const char *pk);
 /* Nothing of (user, pk) reached the sidecar: no log row, no meta row, no after-image. */
 void assert_no_sidecar(const char *user, const char *pk);
+
+/* Races: forks n children, each of which connects to T's database on its own
+ * (tdb_child_connect), waits at a gate until every one is forked, then exits (_exit) with
+ * body(i). race_start returns once they are released, their pids in pids[]; race also waits
+ * for them: codes[i] is child i's exit status, 100 + the signal when one was killed. */
+void race_start(int n, int (*body)(int), pid_t pids[]);
+void race(int n, int (*body)(int), int codes[]);
 
 #endif
