@@ -726,28 +726,6 @@ START_TEST(test_self_reference)
 }
 END_TEST
 
-/* sync_upload with a fresh arena, also giving the arena's size afterwards. */
-static struct tdb_answer *upload_arena(const char *user, const char *body, size_t *arena_bytes)
-{
-    struct tdb_answer *a = calloc(1, sizeof *a);
-    ck_assert_ptr_nonnull(a);
-    struct identity who = tdb_who(user, D);
-    arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-    };
-    strbuf_t out = STRBUF_INIT;
-    a->outcome = sync_upload(&rq, body, strlen(body), &out, &a->counts, a->err, sizeof a->err);
-    *arena_bytes = arena_bytes_in_use(arena);
-    arena_free(arena);
-    ck_assert_msg(a->outcome == SYNC_OK, "upload: %s", a->err);
-    a->body = strdup(sb_cstr(&out));
-    a->json = json_tokener_parse(a->body);
-    ck_assert_ptr_nonnull(a->json);
-    sb_free(&out);
-    return a;
-}
-
 static const char *chain_pk(int i)
 {
     return tdb_printf(&T, "c0000000-0000-4000-8000-%012d", i);
@@ -779,8 +757,8 @@ START_TEST(test_forward_chain)
 {
     open_full();
     T.cfg.max_upload_changes = CHAIN;
-    size_t arena;
-    struct tdb_answer *a = upload_arena(U, chain_batch(1, 0, q(MISSING)), &arena);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, chain_batch(1, 0, q(MISSING)));
+    size_t arena = a->arena_bytes;
     ck_assert_int_eq(tdb_nstatuses(a), CHAIN);
     for (int i = 0; i < CHAIN; i++)
         assert_missing(a, i, 1 + i,
@@ -793,7 +771,8 @@ START_TEST(test_forward_chain)
     tdb_answer_free(a);
 
     /* the same chain with its end in place: every row applied, in one go */
-    a = upload_arena(U, chain_batch(1, 0, "null"), &arena);
+    a = tdb_upload_ok(&T, U, D, chain_batch(1, 0, "null"));
+    arena = a->arena_bytes;
     for (int i = 0; i < CHAIN; i++)
         assert_applied(a, i, 1 + i, 1);
     ck_assert_int_eq(tdb_log_count(&T, U), CHAIN);
@@ -811,7 +790,8 @@ START_TEST(test_forward_chain)
                       tdb_printf(&T, "{\"id\":\"%s\",\"parent_id\":%s}", pk, parent)));
     }
     sb_puts(&sb, "]}");
-    a = upload_arena(U, tdb_printf(&T, "%s", sb.data), &arena);
+    a = tdb_upload_ok(&T, U, D, tdb_printf(&T, "%s", sb.data));
+    arena = a->arena_bytes;
     sb_free(&sb);
     for (int i = 0; i < CHAIN; i++) {
         if (i < CHAIN / 2)

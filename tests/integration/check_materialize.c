@@ -892,9 +892,7 @@ static json_object *list_failures(const char *user, const char *schema, const ch
 {
     struct identity who = tdb_who(user, D);
     arena_t *arena = arena_new(8192);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(&T, &who, arena);
     strbuf_t out = STRBUF_INIT;
     char err[512] = "";
     enum sync_outcome o = sync_list_failures(&rq, schema, table, limit, &out, err, sizeof err);
@@ -933,9 +931,7 @@ static struct retry_answer retry(const char *user, long long id)
     memset(&r, 0, sizeof r);
     struct identity who = tdb_who(user, D);
     arena_t *arena = arena_new(8192);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(&T, &who, arena);
     strbuf_t out = STRBUF_INIT;
     r.outcome = sync_retry_failure(&rq, id, &out, r.err, sizeof r.err);
     arena_free(arena);

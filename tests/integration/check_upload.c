@@ -918,9 +918,7 @@ static enum sync_outcome upload_measured(const char *body, size_t len, strbuf_t 
 {
     struct identity who = tdb_who(U, D);
     arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(&T, &who, arena);
     enum sync_outcome o = sync_upload(&rq, body, len, out, counts, err, errlen);
     *arena_bytes = arena_bytes_in_use(arena);
     arena_free(arena);
@@ -1027,10 +1025,8 @@ START_TEST(test_million_over_limit_streamed)
     const struct sync_sink sink = { record_begin, record_write, &rec };
     struct identity who = tdb_who(U, D);
     arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-        .sink = &sink,
-    };
+    struct sync_request rq = tdb_request(&T, &who, arena);
+    rq.sink = &sink;
     strbuf_t out = STRBUF_INIT;
     struct upload_counts counts;
     char err[256] = "";

@@ -164,6 +164,13 @@ struct identity tdb_who(const char *user, const char *device)
 
 /* ---------------------------------------------------------------------------- sync calls */
 
+struct sync_request tdb_request(struct testdb *t, const struct identity *who, arena_t *arena)
+{
+    return (struct sync_request){
+        .cfg = &t->cfg, .schema = &t->schema, .conn = t->conn, .who = who, .arena = arena, .request_id = "test",
+    };
+}
+
 static struct tdb_answer *finish(struct tdb_answer *a, strbuf_t *out)
 {
     if (a->outcome == SYNC_OK) {
@@ -182,12 +189,10 @@ struct tdb_answer *tdb_upload_len(struct testdb *t, const char *user, const char
     ck_assert_ptr_nonnull(a);
     struct identity who = tdb_who(user, device);
     arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &t->cfg, .schema = &t->schema, .conn = t->conn, .who = &who, .arena = arena,
-        .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(t, &who, arena);
     strbuf_t out = STRBUF_INIT;
     a->outcome = sync_upload(&rq, body, len, &out, &a->counts, a->err, sizeof a->err);
+    a->arena_bytes = arena_bytes_in_use(arena);
     arena_free(arena);
     ck_assert_msg(PQtransactionStatus(t->conn) == PQTRANS_IDLE,
                   "sync_upload left the connection inside a transaction");
@@ -267,10 +272,7 @@ struct tdb_answer *tdb_download(struct testdb *t, const char *user, const char *
     }
     struct identity who = tdb_who(user, device);
     arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &t->cfg, .schema = &t->schema, .conn = t->conn, .who = &who, .arena = arena,
-        .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(t, &who, arena);
     strbuf_t out = STRBUF_INIT;
     a->outcome = sync_download(&rq, &p, &out, &a->rows, a->err, sizeof a->err);
     arena_free(arena);

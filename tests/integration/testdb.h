@@ -40,6 +40,7 @@ struct tdb_answer {
     json_object *json;               /* body parsed with json_tokener_parse (SYNC_OK), else NULL */
     unsigned long rows;              /* download: rows reported by sync_download */
     struct upload_counts counts;     /* upload: counts reported by sync_upload */
+    size_t arena_bytes;              /* upload: what the request's arena held when sync_upload returned */
 };
 
 /* Default registry: business.users, business.posts, public.notes (materializer none),
@@ -56,6 +57,9 @@ void tdb_close(struct testdb *t);
 void tdb_child_connect(struct testdb *t);
 
 struct identity tdb_who(const char *user, const char *device);
+/* The request of a sync call on t's connection, configuration and registry, as who, allocating
+ * from arena; no sink. */
+struct sync_request tdb_request(struct testdb *t, const struct identity *who, arena_t *arena);
 
 /* sync_upload with a fresh arena. */
 struct tdb_answer *tdb_upload(struct testdb *t, const char *user, const char *device, const char *body);
