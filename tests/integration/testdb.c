@@ -1,4 +1,4 @@
-/* Shared helpers of the sync-core integration tests: see testdb.h. */
+/* Shared helpers of the integration tests: see testdb.h. */
 #include "testdb.h"
 
 #include "db/bootstrap.h"
@@ -18,27 +18,74 @@ static const char *const default_tables[] = { "business.users", "business.posts"
 
 /* ------------------------------------------------------------------------- connections */
 
-/* DATABASE_URL (tests/pg.sh) names the server; a later dbname keyword overrides the database it
- * names (libpq with expand_dbname). Without DATABASE_URL the PG* variables apply. */
-static PGconn *connect_db(const char *dbname)
+PGconn *tdb_connect_raw(const char *dbname)
 {
+    /* a later dbname keyword overrides the database DATABASE_URL names (libpq with
+     * expand_dbname) */
     const char *url = getenv("DATABASE_URL");
     const char *keys[] = { "dbname", "dbname", NULL };
     const char *vals[] = { url ? url : "", dbname, NULL };
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+PGconn *tdb_connect(const char *dbname)
+{
+    PGconn *c = tdb_connect_raw(dbname);
     ck_assert_msg(c && PQstatus(c) == CONNECTION_OK, "connecting to database %s: %s", dbname,
                   c ? PQerrorMessage(c) : "out of memory");
+    return c;
+}
+
+void tdb_conn_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "SQL failed: %s\n  in: %.400s",
+                  PQresultErrorMessage(r), sql);
+    PQclear(r);
+}
+
+char *tdb_conn_query(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "query failed: %s\n  in: %.400s",
+                  PQresultErrorMessage(r), sql);
+    ck_assert_msg(PQntuples(r) == 1 && PQnfields(r) == 1,
+                  "query returned %d rows of %d columns, expected one value\n  in: %.400s", PQntuples(r),
+                  PQnfields(r), sql);
+    char *v = strdup(PQgetisnull(r, 0, 0) ? "<null>" : PQgetvalue(r, 0, 0));
+    ck_assert_ptr_nonnull(v);
+    PQclear(r);
+    return v;
+}
+
+/* The connections of struct testdb and of the administration: warnings and errors only, no
+ * notices. */
+static PGconn *connect_db(const char *dbname)
+{
+    PGconn *c = tdb_connect(dbname);
     PGresult *r = PQexec(c, "SET client_min_messages = warning");
     PQclear(r);
     return c;
 }
 
-static void admin_exec(const char *sql)
+void tdb_create_database(const char *name)
 {
     PGconn *c = connect_db("postgres");
-    PGresult *r = PQexec(c, sql);
-    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+    tdb_conn_exec(c, sql);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    tdb_conn_exec(c, sql);
+    PQfinish(c);
+}
+
+void tdb_drop_database(const char *name)
+{
+    PGconn *c = connect_db("postgres");
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    tdb_conn_exec(c, sql);
     PQfinish(c);
 }
 
@@ -106,9 +153,7 @@ void tdb_open_tables(struct testdb *t, const char *const *tables)
     srand((unsigned)(ts.tv_nsec ^ (long)getpid()));
     snprintf(t->dbname, sizeof t->dbname, "t_%ld_%ld_%d", (long)getpid(), (long)(ts.tv_nsec % 1000000),
              rand() % 100000);
-    char sql[160];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", t->dbname);
-    admin_exec(sql);
+    tdb_create_database(t->dbname);
 
     t->conn = connect_db(t->dbname);
     char err[1024] = "";
@@ -143,9 +188,7 @@ void tdb_close(struct testdb *t)
     }
     t->cfg.n_tables = 0;
     if (t->dbname[0]) {
-        char sql[160];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", t->dbname);
-        admin_exec(sql);
+        tdb_drop_database(t->dbname);
         t->dbname[0] = '\0';
     }
     if (t->arena)
@@ -407,24 +450,15 @@ void tdb_exec(struct testdb *t, const char *fmt, ...)
     va_start(ap, fmt);
     char *sql = arena_vprintf(t->arena, fmt, ap);
     va_end(ap);
-    PGresult *r = PQexec(t->conn, sql);
-    ExecStatusType st = PQresultStatus(r);
-    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "SQL failed: %s\n  in: %.400s",
-                  PQresultErrorMessage(r), sql);
-    PQclear(r);
+    tdb_conn_exec(t->conn, sql);
 }
 
 static char *vquery(struct testdb *t, const char *fmt, va_list ap)
 {
     char *sql = arena_vprintf(t->arena, fmt, ap);
-    PGresult *r = PQexec(t->conn, sql);
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "query failed: %s\n  in: %.400s",
-                  PQresultErrorMessage(r), sql);
-    ck_assert_msg(PQntuples(r) == 1 && PQnfields(r) == 1,
-                  "query returned %d rows of %d columns, expected one value\n  in: %.400s", PQntuples(r),
-                  PQnfields(r), sql);
-    char *v = arena_strdup(t->arena, PQgetisnull(r, 0, 0) ? "<null>" : PQgetvalue(r, 0, 0));
-    PQclear(r);
+    char *value = tdb_conn_query(t->conn, sql);
+    char *v = arena_strdup(t->arena, value);
+    free(value);
     return v;
 }
 

@@ -21,6 +21,24 @@
 #include "config.h"
 #include "sync/sync.h"
 
+/* ---------------------------------------------------------------------- plain connections */
+
+/* A connection to database dbname of the server DATABASE_URL names (tests/pg.sh; without it the
+ * PG* variables apply). tdb_connect_raw may fail and asserts nothing (for forked children);
+ * tdb_connect asserts that the connection is up. */
+PGconn *tdb_connect_raw(const char *dbname);
+PGconn *tdb_connect(const char *dbname);
+/* Runs sql on c, asserting success. */
+void tdb_conn_exec(PGconn *c, const char *sql);
+/* The single value of a one-row one-column query on c, "<null>" for NULL; malloc'd. */
+char *tdb_conn_query(PGconn *c, const char *sql);
+/* Creates the empty database name (dropping a leftover of that name first) / drops it, closing
+ * whatever connections it still has. */
+void tdb_create_database(const char *name);
+void tdb_drop_database(const char *name);
+
+/* ------------------------------------------------------------------------- test databases */
+
 #define TDB_MAX_TABLES 16
 
 struct testdb {
