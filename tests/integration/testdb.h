@@ -1,11 +1,24 @@
-/* Shared helpers of the sync-core integration tests (check_upload, check_download).
+/* The shared helpers of the integration tests (tests/integration/check_*.c), which run against
+ * the throwaway PostgreSQL cluster of tests/pg.sh: whatever more than one suite needs lives here,
+ * each suite keeps only what is its own.
  *
- * Every test gets a database of its own on the throwaway cluster of tests/pg.sh: created fresh,
- * bootstrapped with bootstrap_sidecar and with every statement of the modules' statement lists (sync_register_statements) prepared,
- * exactly what a worker does after connecting; dropped at the end. The configuration and the
- * table registry are built by hand, so a test can register whatever tables it needs.
+ * - Plain connections: connect, run SQL and read one value, create and drop an empty database.
+ *   check_bootstrap uses only these (its databases have no sidecar: bootstrapping one is the
+ *   test).
+ * - Test databases (struct testdb), for check_upload, check_download, check_fk and
+ *   check_materialize: every test gets a database of its own, created fresh, bootstrapped with
+ *   bootstrap_sidecar and with every statement of the modules' statement lists
+ *   (sync_register_statements) prepared, exactly what a worker does after connecting; dropped
+ *   at the end. The configuration and the table registry are built by hand, so a test can
+ *   register whatever tables it needs. On it: sync_upload and sync_download with their answers
+ *   parsed, JSON access, SQL helpers and sidecar counts.
+ * - The suites' vocabulary, on T, the database of the running test: TCases with its fixture,
+ *   change builders (chg, ins, upd, del, batch), assertions on upload statuses (status_at,
+ *   assert_applied, assert_idempotent, assert_invalid, assert_conflict), sidecar look-ups
+ *   (meta_version, assert_no_sidecar) and races of forked children (race, race_start).
  *
- * Check forks every test: open a testdb inside the test (or in a checked fixture), never in main. */
+ * Check forks every test: open a testdb inside the test (or in a checked fixture), never in main.
+ * The main() of every suite is run_suites() of tests/run_suites.h. */
 #ifndef OVERSYNCD_TESTDB_H
 #define OVERSYNCD_TESTDB_H
 
@@ -62,7 +75,8 @@ struct tdb_answer {
 };
 
 /* Default registry: business.users, business.posts, public.notes (materializer none),
- * max_upload_changes 100, max_payload_bytes 1 MB, lock_timeout 5 s. */
+ * max_upload_changes 100, max_payload_bytes 1 MB, max_body_bytes 8 MB, lock_timeout 5 s,
+ * statement_timeout 30 s, schema_version 1. */
 void tdb_open(struct testdb *t);
 /* Same, with the registered tables given as "schema.table" strings, NULL-terminated. */
 void tdb_open_tables(struct testdb *t, const char *const *tables);
@@ -79,7 +93,7 @@ struct identity tdb_who(const char *user, const char *device);
  * from arena; no sink. */
 struct sync_request tdb_request(struct testdb *t, const struct identity *who, arena_t *arena);
 
-/* sync_upload with a fresh arena. */
+/* sync_upload with a fresh arena; asserts that it leaves the connection outside a transaction. */
 struct tdb_answer *tdb_upload(struct testdb *t, const char *user, const char *device, const char *body);
 struct tdb_answer *tdb_upload_len(struct testdb *t, const char *user, const char *device, const char *body,
                                   size_t len);
@@ -136,7 +150,8 @@ long long tdb_meta_count_pk(struct testdb *t, const char *user, const char *pk);
 long long tdb_state_count_pk(struct testdb *t, const char *user, const char *pk);
 /* The user's highest server_id, 0 when none. */
 long long tdb_highest(struct testdb *t, const char *user);
-/* md5 of the ordered contents of server_change_log, sync_row_meta and sync_state (all users). */
+/* md5 of the ordered contents of server_change_log, sync_row_meta and sync_state (all users)
+ * and of the number of materialize_failures rows. */
 char *tdb_snapshot(struct testdb *t);
 
 /* ------------------------------------------------------------------ the suites' vocabulary */
