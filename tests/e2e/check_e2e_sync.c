@@ -426,26 +426,16 @@ static struct change_row *download_all(const struct e2e_stack *s, const char *to
     return all;
 }
 
-/* Waits up to timeout_ms for a counter to reach want (a worker counts just after answering). */
-static double wait_metric(const struct e2e_stack *s, const char *series, double want, int timeout_ms)
-{
-    long deadline = e2e_now_ms() + timeout_ms;
-    double v;
-    while ((v = e2e_fetch_metric(s, series)) < want && e2e_now_ms() < deadline)
-        e2e_sleep_ms(20);
-    return v;
-}
-
 #define M_APPLIED "oversyncd_sync_changes_applied_total"
 #define M_CONFLICTS "oversyncd_sync_conflicts_total"
 
 static void assert_metrics(const struct e2e_stack *s, long applied, long conflicts)
 {
-    double a = wait_metric(s, M_APPLIED, (double)applied, 3000);
-    double c = wait_metric(s, M_CONFLICTS, (double)conflicts, 3000);
+    e2e_wait_metric(s, M_APPLIED, (double)applied, 3000);
+    e2e_wait_metric(s, M_CONFLICTS, (double)conflicts, 3000);
     e2e_sleep_ms(100);   /* and nothing more arrives */
-    a = e2e_fetch_metric(s, M_APPLIED);
-    c = e2e_fetch_metric(s, M_CONFLICTS);
+    double a = e2e_fetch_metric(s, M_APPLIED);
+    double c = e2e_fetch_metric(s, M_CONFLICTS);
     ck_assert_msg(a == (double)applied, "%s = %g, the clients saw %ld applied", M_APPLIED, a, applied);
     ck_assert_msg(c == (double)conflicts, "%s = %g, the clients saw %ld conflicts", M_CONFLICTS, c, conflicts);
 }
