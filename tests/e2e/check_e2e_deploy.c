@@ -27,6 +27,7 @@
  * APACHE_MODULES_DIR the directory of Apache's modules (default /usr/lib/apache2/modules).
  * When run as root the web servers (and oversyncd) run as www-data, as the examples say. */
 #include "e2e.h"
+#include "../run_suites.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,15 +135,6 @@ static struct passwd *www_data(void)
     struct passwd *pw = getpwnam("www-data");
     ck_assert_msg(pw != NULL, "running as root, but there is no www-data account");
     return pw;
-}
-
-static char *read_shipped(const char *rel)
-{
-    char *path = e2e_strf("%s/%s", e2e_top_srcdir(), rel);
-    char *text = e2e_read_file(path);
-    ck_assert_msg(text != NULL, "cannot read %s (is top_srcdir set?)", path);
-    free(path);
-    return text;
 }
 
 /* text with from replaced by to; the shipped file must contain from (else it changed and this
@@ -648,7 +640,7 @@ static void lighttpd_bin_path_conf(struct deploy *d)
     char *bin = oversyncd_bin(d);
     char *run = e2e_strf("%s/run", d->dir), *log = e2e_strf("%s/log", d->dir), *www = e2e_strf("%s/www", d->dir),
          *etc = e2e_strf("%s/etc", d->dir), *port = e2e_strf("server.port = %d", d->port);
-    char *t = read_shipped(file);
+    char *t = e2e_read_shipped(file);
     t = subst(t, file, "/usr/sbin/oversyncd", bin);
     t = subst(t, file, "/etc/oversyncd", etc);
     t = subst(t, file, "/run/lighttpd", run);
@@ -681,7 +673,7 @@ START_TEST(test_lighttpd_bin_path)
     /* oversyncd.conf and the secret, readable by www-data (root:www-data 0640 as README.md
      * says); only the database address and the paths are the test's. */
     const char *file = "examples/lighttpd-bin-path/oversyncd.conf";
-    char *t = read_shipped(file);
+    char *t = e2e_read_shipped(file);
     ck_assert_msg(!strstr(t, "\nlisten"), "%s must not set listen", file);
     t = subst(t, file, "/etc/oversyncd", etc);
     char *url = e2e_strf("url = %s", getenv("DATABASE_URL"));
@@ -769,7 +761,7 @@ END_TEST
 static char **spawn_fcgi_command(const struct deploy *d, const char *spawn_fcgi, const char *etc)
 {
     const char *file = "examples/nginx/oversyncd-spawn-fcgi.service";
-    char *t = read_shipped(file);
+    char *t = e2e_read_shipped(file);
     char *line = strstr(t, "\nExecStart=");
     ck_assert_msg(line != NULL, "%s has no ExecStart= line", file);
     line += strlen("\nExecStart=");
@@ -802,7 +794,7 @@ static void nginx_conf(struct deploy *d)
     const char *file = "examples/nginx/oversyncd.conf";
     char *run = e2e_strf("%s/run", d->dir), *log = e2e_strf("%s/log", d->dir),
          *listen = e2e_strf("listen 127.0.0.1:%d;", d->port);
-    char *t = read_shipped(file);
+    char *t = e2e_read_shipped(file);
     t = subst(t, file, "/run/oversyncd", run);
     t = subst(t, file, "/var/log/nginx", log);
     t = subst(t, file, "listen 80;", listen);
@@ -859,7 +851,7 @@ START_TEST(test_nginx_spawn_fcgi)
     /* oversyncd.conf as shipped: the database and the secret come from the environment
      * (EnvironmentFile= of the unit). Readable by www-data, whom spawn-fcgi switches to. */
     const char *file = "examples/nginx/oversyncd-spawn-fcgi.conf";
-    char *t = read_shipped(file);
+    char *t = e2e_read_shipped(file);
     ck_assert_msg(!strstr(t, "\nlisten"), "%s must not set listen", file);
     d.conf = e2e_strf("%s/oversyncd.conf", etc);
     put_file(d.conf, t, 0640, NULL);
@@ -964,7 +956,7 @@ static void apache_proxy_conf(struct deploy *d)
     const char *file = "examples/apache/oversyncd-proxy-fcgi.conf";
     char *run = e2e_strf("%s/run", d->dir), *log = e2e_strf("%s/log", d->dir),
          *vhost = e2e_strf("<VirtualHost *:%d>", d->port);
-    char *t = read_shipped(file);
+    char *t = e2e_read_shipped(file);
     t = subst(t, file, "/run/oversyncd", run);
     t = subst(t, file, "/var/log/apache2", log);
     t = subst(t, file, "<VirtualHost *:80>", vhost);
@@ -995,7 +987,7 @@ START_TEST(test_apache_proxy_fcgi)
 
     /* oversyncd with its own master, configured as for lighttpd (lighttpd-example/). */
     const char *file = "lighttpd-example/oversyncd.conf";
-    char *t = read_shipped(file);
+    char *t = e2e_read_shipped(file);
     t = subst(t, file, "/run/oversyncd", run);
     d.conf = e2e_strf("%s/oversyncd.conf", d.dir);
     put_file(d.conf, t, 0600, NULL);
@@ -1062,7 +1054,7 @@ static void apache_fcgid_conf(struct deploy *d)
 {
     const char *file = "examples/apache-fcgid/apache-server.conf";
     char *home = e2e_strf("%s/home/", d->dir);
-    char *t = read_shipped(file);
+    char *t = e2e_read_shipped(file);
     t = subst(t, file, "/home/", home);
     char *server = e2e_strf("%s/apache-server.conf", d->dir);
     put_file(server, t, 0644, NULL);
@@ -1146,7 +1138,7 @@ START_TEST(test_apache_fcgid)
     char *bin = oversyncd_bin(&d);
 
     const char *file = "examples/apache-fcgid/oversyncd.fcgi";
-    char *t = read_shipped(file);
+    char *t = e2e_read_shipped(file);
     ck_assert_msg(strncmp(t, "#!/bin/sh\n", 10) == 0, "%s does not start with #!/bin/sh", file);
     t = subst(t, file, "/home/alice/oversyncd/sbin/oversyncd", bin);
     t = subst(t, file, "/home/", home_slash);
@@ -1155,13 +1147,13 @@ START_TEST(test_apache_fcgid)
     free(t);
 
     file = "examples/apache-fcgid/.htaccess";
-    t = read_shipped(file);
+    t = e2e_read_shipped(file);
     char *htaccess = e2e_strf("%s/.htaccess", pub);
     put_file(htaccess, t, 0644, NULL);
     free(t);
 
     file = "examples/apache-fcgid/oversyncd.conf";
-    t = read_shipped(file);
+    t = e2e_read_shipped(file);
     ck_assert_msg(!strstr(t, "\nlisten"), "%s must not set listen", file);
     t = subst(t, file, "/home/", home_slash);
     char *url = e2e_strf("url = %s", getenv("DATABASE_URL"));
@@ -1277,9 +1269,5 @@ static Suite *deploy_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(deploy_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(deploy_suite(), NULL);
 }

@@ -2,6 +2,7 @@
  * identity, the error shapes, health/readiness/metrics, and the process model (a killed worker,
  * a database outage, a reload under load, a graceful stop). */
 #include "e2e.h"
+#include "../run_suites.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -16,18 +17,6 @@
 #include <unistd.h>
 
 #define SHIPPED_WORKERS 4   /* [server] workers in lighttpd-example/oversyncd.conf */
-
-static bool wait_metric_at_least(const struct e2e_stack *s, const char *series, double want, int timeout_ms)
-{
-    /* A worker counts a request just after answering it: allow it a moment. */
-    long deadline = e2e_now_ms() + timeout_ms;
-    while (e2e_fetch_metric(s, series) < want) {
-        if (e2e_now_ms() >= deadline)
-            return false;
-        e2e_sleep_ms(20);
-    }
-    return true;
-}
 
 static void assert_json(const struct e2e_response *r)
 {
@@ -551,11 +540,11 @@ START_TEST(test_health_ready_metrics)
     e2e_assert_status(&r, 404);
     e2e_response_free(&r);
 
-    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"/sync/schema-version\",status=\"200\"}", 3, 2000));
-    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"/sync/schema-version\",status=\"401\"}", 1, 2000));
-    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"/health\",status=\"200\"}", 2, 2000));
-    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"/ready\",status=\"200\"}", 1, 2000));
-    ck_assert(wait_metric_at_least(s, "oversyncd_http_requests_total{route=\"other\",status=\"404\"}", 1, 2000));
+    ck_assert(e2e_wait_metric(s, "oversyncd_http_requests_total{route=\"/sync/schema-version\",status=\"200\"}", 3, 2000));
+    ck_assert(e2e_wait_metric(s, "oversyncd_http_requests_total{route=\"/sync/schema-version\",status=\"401\"}", 1, 2000));
+    ck_assert(e2e_wait_metric(s, "oversyncd_http_requests_total{route=\"/health\",status=\"200\"}", 2, 2000));
+    ck_assert(e2e_wait_metric(s, "oversyncd_http_requests_total{route=\"/ready\",status=\"200\"}", 1, 2000));
+    ck_assert(e2e_wait_metric(s, "oversyncd_http_requests_total{route=\"other\",status=\"404\"}", 1, 2000));
 
     e2e_request(s, "GET", "/metrics", NULL, NULL, &r);
     e2e_assert_status(&r, 200);
@@ -691,7 +680,7 @@ START_TEST(test_worker_killed)
         e2e_assert_status(&r, 200);
         e2e_response_free(&r);
     }
-    ck_assert(wait_metric_at_least(s, "oversyncd_worker_restarts_total", 1, 2000));
+    ck_assert(e2e_wait_metric(s, "oversyncd_worker_restarts_total", 1, 2000));
     ck_assert_msg(e2e_fetch_metric(s, "oversyncd_worker_restarts_total") == 1, "restarts_total is not 1");
     free(tok);
     e2e_stop(s);
@@ -1026,9 +1015,5 @@ static Suite *foundation_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(foundation_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(foundation_suite(), NULL);
 }

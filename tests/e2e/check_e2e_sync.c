@@ -11,6 +11,7 @@
  * shared by the whole run, so every test uses user names of its own (with a per-process tag).
  * Threads never call Check: they record the first problem, and the main thread asserts. */
 #include "e2e.h"
+#include "../run_suites.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -425,26 +426,16 @@ static struct change_row *download_all(const struct e2e_stack *s, const char *to
     return all;
 }
 
-/* Waits up to timeout_ms for a counter to reach want (a worker counts just after answering). */
-static double wait_metric(const struct e2e_stack *s, const char *series, double want, int timeout_ms)
-{
-    long deadline = e2e_now_ms() + timeout_ms;
-    double v;
-    while ((v = e2e_fetch_metric(s, series)) < want && e2e_now_ms() < deadline)
-        e2e_sleep_ms(20);
-    return v;
-}
-
 #define M_APPLIED "oversyncd_sync_changes_applied_total"
 #define M_CONFLICTS "oversyncd_sync_conflicts_total"
 
 static void assert_metrics(const struct e2e_stack *s, long applied, long conflicts)
 {
-    double a = wait_metric(s, M_APPLIED, (double)applied, 3000);
-    double c = wait_metric(s, M_CONFLICTS, (double)conflicts, 3000);
+    e2e_wait_metric(s, M_APPLIED, (double)applied, 3000);
+    e2e_wait_metric(s, M_CONFLICTS, (double)conflicts, 3000);
     e2e_sleep_ms(100);   /* and nothing more arrives */
-    a = e2e_fetch_metric(s, M_APPLIED);
-    c = e2e_fetch_metric(s, M_CONFLICTS);
+    double a = e2e_fetch_metric(s, M_APPLIED);
+    double c = e2e_fetch_metric(s, M_CONFLICTS);
     ck_assert_msg(a == (double)applied, "%s = %g, the clients saw %ld applied", M_APPLIED, a, applied);
     ck_assert_msg(c == (double)conflicts, "%s = %g, the clients saw %ld conflicts", M_CONFLICTS, c, conflicts);
 }
@@ -1350,9 +1341,5 @@ static Suite *sync_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(sync_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(sync_suite(), NULL);
 }

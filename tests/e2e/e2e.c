@@ -1020,9 +1020,9 @@ __attribute__((format(printf, 2, 3))) static void start_failed(struct e2e_stack 
     ck_abort_msg("e2e_start: %s", msg);
 }
 
-static char *shipped(const char *name)
+char *e2e_read_shipped(const char *rel)
 {
-    char *path = fmt("%s/lighttpd-example/%s", top_srcdir(), name);
+    char *path = fmt("%s/%s", top_srcdir(), rel);
     char *text = e2e_read_file(path);
     ck_assert_msg(text != NULL, "cannot read %s (is top_srcdir set?)", path);
     free(path);
@@ -1031,7 +1031,7 @@ static char *shipped(const char *name)
 
 static void write_lighttpd_conf(struct e2e_stack *s, const char *extra)
 {
-    char *text = shipped("lighttpd.conf");
+    char *text = e2e_read_shipped("lighttpd-example/lighttpd.conf");
     ck_assert_msg(strstr(text, "server.port = 8080") && strstr(text, "/run/oversyncd/oversyncd.sock"),
                   "lighttpd-example/lighttpd.conf no longer has \"server.port = 8080\" and the socket "
                   "/run/oversyncd/oversyncd.sock, which the tests substitute");
@@ -1049,7 +1049,7 @@ static void write_lighttpd_conf(struct e2e_stack *s, const char *extra)
 
 static void write_oversyncd_conf(struct e2e_stack *s, const char *extra)
 {
-    char *text = shipped("oversyncd.conf");
+    char *text = e2e_read_shipped("lighttpd-example/oversyncd.conf");
     ck_assert_msg(strstr(text, "unix:/run/oversyncd/oversyncd.sock"),
                   "lighttpd-example/oversyncd.conf no longer listens on "
                   "unix:/run/oversyncd/oversyncd.sock, which the tests substitute");
@@ -1844,6 +1844,17 @@ double e2e_fetch_metric(const struct e2e_stack *s, const char *series)
         v = e2e_metric(r.body, series);
     e2e_response_free(&r);
     return v;
+}
+
+bool e2e_wait_metric(const struct e2e_stack *s, const char *series, double want, int timeout_ms)
+{
+    long deadline = e2e_now_ms() + timeout_ms;
+    while (e2e_fetch_metric(s, series) < want) {
+        if (e2e_now_ms() >= deadline)
+            return false;
+        e2e_sleep_ms(20);
+    }
+    return true;
 }
 
 /* -------------------------------------------------------------------------------- tokens */

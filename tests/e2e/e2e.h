@@ -129,6 +129,10 @@ void e2e_prepare(void);
 const char *e2e_top_builddir(void);   /* $top_builddir, "." when unset */
 const char *e2e_top_srcdir(void);     /* $top_srcdir, else top_builddir */
 
+/* A file of the source tree, rel relative to top_srcdir (e.g. "lighttpd-example/lighttpd.conf"),
+ * malloc'd; aborts the test when it cannot be read. */
+char *e2e_read_shipped(const char *rel);
+
 /* printf into a malloc'd string. */
 __attribute__((format(printf, 1, 2))) char *e2e_strf(const char *fmt, ...);
 
@@ -283,6 +287,10 @@ double e2e_metric(const char *text, const char *series);
 
 /* GET /metrics and e2e_metric() on it; -1 when absent or /metrics did not answer 200. */
 double e2e_fetch_metric(const struct e2e_stack *s, const char *series);
+
+/* Polls e2e_fetch_metric() (every 20 ms) until the sample is at least want, or timeout_ms
+ * passes: a worker counts a request just after answering it. Returns whether it got there. */
+bool e2e_wait_metric(const struct e2e_stack *s, const char *series, double want, int timeout_ms);
 
 /* -------------------------------------------------------------------------------- tokens */
 

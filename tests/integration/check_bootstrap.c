@@ -1,10 +1,12 @@
 /* The sidecar bootstrap against a real PostgreSQL (tests/pg.sh): fresh databases, re-runs,
  * concurrent starts, upgrades of sidecars the reference server created, broken states. Every
  * test works in databases of its own, so the tests neither see nor depend on each other. */
+#include "testdb.h"
+
 #include "db/bootstrap.h"
 #include "log.h"
 #include "strbuf.h"
-#include "xalloc.h"
+#include "../run_suites.h"
 
 #include <check.h>
 #include <libpq-fe.h>
@@ -38,51 +40,17 @@ static void count_notice(void *arg, const char *message)
     notices_seen++;
 }
 
-/* DATABASE_URL (set by tests/pg.sh) names the server; a later dbname keyword overrides the
- * database it names, which is how libpq treats repeated keywords with expand_dbname. */
-static PGconn *connect_raw(const char *dbname)
-{
-    const char *url = getenv("DATABASE_URL");
-    const char *keys[] = { "dbname", "dbname", NULL };
-    const char *vals[] = { url ? url : "", dbname, NULL };
-    return PQconnectdbParams(keys, vals, 1);
-}
-
+/* A connection of a test (testdb.h) whose notices are counted. */
 static PGconn *test_connect(const char *dbname)
 {
-    PGconn *c = connect_raw(dbname);
-    ck_assert_msg(c && PQstatus(c) == CONNECTION_OK, "connecting to database %s: %s", dbname,
-                  c ? PQerrorMessage(c) : "out of memory");
+    PGconn *c = tdb_connect(dbname);
     PQsetNoticeProcessor(c, count_notice, NULL);
     return c;
 }
 
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "SQL failed: %s\n  in: %.400s",
-                  PQresultErrorMessage(r), sql);
-    PQclear(r);
-}
-
-/* The single value of a one-row query, "<null>" for NULL; the caller frees it. */
-static char *query_text(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "query failed: %s\n  in: %.400s",
-                  PQresultErrorMessage(r), sql);
-    ck_assert_msg(PQntuples(r) == 1 && PQnfields(r) == 1,
-                  "query returned %d rows of %d columns, expected one value\n  in: %.400s",
-                  PQntuples(r), PQnfields(r), sql);
-    char *v = xstrdup(PQgetisnull(r, 0, 0) ? "<null>" : PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
 static long long query_ll(PGconn *c, const char *sql)
 {
-    char *v = query_text(c, sql);
+    char *v = tdb_conn_query(c, sql);
     char *end;
     long long n = strtoll(v, &end, 10);
     ck_assert_msg(*v && !*end, "expected an integer from %.300s, got '%s'", sql, v);
@@ -92,7 +60,7 @@ static long long query_ll(PGconn *c, const char *sql)
 
 static bool query_bool(PGconn *c, const char *sql)
 {
-    char *v = query_text(c, sql);
+    char *v = tdb_conn_query(c, sql);
     ck_assert_msg(strcmp(v, "t") == 0 || strcmp(v, "f") == 0,
                   "expected a boolean from %.300s, got '%s'", sql, v);
     bool b = v[0] == 't';
@@ -123,35 +91,26 @@ static void assert_same_text(const char *what, const char *want, const char *got
 
 /* ------------------------------------------------------------------ throwaway databases */
 
-struct testdb {
+/* An empty database (no sidecar: bootstrapping it is the test) and a connection to it. */
+struct bare_db {
     char name[64];
     PGconn *conn;
 };
 
-static void testdb_create(struct testdb *db)
+static void bare_create(struct bare_db *db)
 {
     static unsigned serial;
     snprintf(db->name, sizeof db->name, "t_boot_%ld_%u", (long)getpid(), serial++);
-    PGconn *admin = test_connect("postgres");
-    char sql[160];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", db->name);
-    exec_ok(admin, sql);
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db->name);
-    exec_ok(admin, sql);
-    PQfinish(admin);
+    tdb_create_database(db->name);
     db->conn = test_connect(db->name);
 }
 
-static void testdb_drop(struct testdb *db)
+static void bare_drop(struct bare_db *db)
 {
     if (db->conn)
         PQfinish(db->conn);
     db->conn = NULL;
-    PGconn *admin = test_connect("postgres");
-    char sql[160];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db->name);
-    exec_ok(admin, sql);
-    PQfinish(admin);
+    tdb_drop_database(db->name);
 }
 
 static void bootstrap_ok(PGconn *c, int expect_applied, const char *when)
@@ -191,7 +150,7 @@ static int newest_version(void)
  * order and of object ids. */
 static char *schema_dump(PGconn *c)
 {
-    return query_text(c,
+    return tdb_conn_query(c,
         "SELECT coalesce(string_agg(line, E'\\n' ORDER BY line), '') FROM ("
         "  SELECT format('rel %s %s', c.relname, c.relkind) AS line"
         "    FROM pg_class c WHERE c.relnamespace = to_regnamespace('sync')"
@@ -218,7 +177,7 @@ static char *schema_dump(PGconn *c)
  * its jsonb conversion compare equal when they hold the same values. */
 static char *data_dump(PGconn *c)
 {
-    return query_text(c,
+    return tdb_conn_query(c,
         "SELECT concat_ws(E'\\n',"
         " (SELECT string_agg(format('meta %L %L %L %L %L %L %L', user_id, schema_name, table_name,"
         "          pk_uuid, server_version, deleted, updated_at), E'\\n'"
@@ -236,7 +195,7 @@ static char *data_dump(PGconn *c)
 
 static char *migrations_dump(PGconn *c)
 {
-    return query_text(c,
+    return tdb_conn_query(c,
         "SELECT coalesce(string_agg(format('%s %s %s', version, name, applied_at), E'\\n'"
         "                ORDER BY version), '') FROM sync.schema_migrations");
 }
@@ -245,11 +204,11 @@ static char *migrations_dump(PGconn *c)
  * path (re-runs, races, upgrades) must end up identical to. */
 static char *fresh_schema_dump(void)
 {
-    struct testdb db;
-    testdb_create(&db);
+    struct bare_db db;
+    bare_create(&db);
     bootstrap_ok(db.conn, n_sidecar_migrations, "on an empty database");
     char *dump = schema_dump(db.conn);
-    testdb_drop(&db);
+    bare_drop(&db);
     return dump;
 }
 
@@ -262,7 +221,7 @@ static void assert_full_layout(PGconn *c)
         snprintf(sql, sizeof sql,
                  "SELECT coalesce((SELECT relkind::text FROM pg_class"
                  " WHERE oid = to_regclass('sync.%s')), 'missing')", sidecar_tables[i]);
-        char *kind = query_text(c, sql);
+        char *kind = tdb_conn_query(c, sql);
         ck_assert_msg(strcmp(kind, "r") == 0, "sync.%s: expected a table, found relkind '%s'",
                       sidecar_tables[i], kind);
         free(kind);
@@ -292,7 +251,7 @@ static void assert_full_layout(PGconn *c)
         ck_assert_msg(query_ll(c, sql) == 1, "sync.%s lacks the key %s", keys[i][0], keys[i][2]);
     }
 
-    char *chk = query_text(c,
+    char *chk = tdb_conn_query(c,
         "SELECT coalesce((SELECT pg_get_constraintdef(oid) FROM pg_constraint"
         " WHERE conrelid = 'sync.server_change_log'::regclass AND contype = 'c'"
         " AND conname = 'server_change_payload_by_op_chk'), 'missing')");
@@ -306,7 +265,7 @@ static void assert_full_layout(PGconn *c)
                       " AND pg_get_constraintdef(oid) LIKE '%op = ANY%INSERT%UPDATE%DELETE%'") == 1,
                   "the check on server_change_log.op is missing");
 
-    char *types = query_text(c,
+    char *types = tdb_conn_query(c,
         "SELECT string_agg(format('%s=%s', attrelid::regclass, format_type(atttypid, atttypmod)),"
         " ' ' ORDER BY attrelid::regclass::text) FROM pg_attribute"
         " WHERE attname = 'payload' AND attrelid IN ('sync.sync_state'::regclass,"
@@ -322,7 +281,7 @@ static void assert_all_migrations_recorded(PGconn *c)
     for (int i = 0; i < n_sidecar_migrations; i++)
         sb_printf(&want, "%s%d:%s", i ? "," : "", sidecar_migrations[i].version,
                   sidecar_migrations[i].name);
-    char *got = query_text(c,
+    char *got = tdb_conn_query(c,
         "SELECT coalesce(string_agg(version || ':' || name, ',' ORDER BY version), '')"
         " FROM sync.schema_migrations");
     ck_assert_msg(strcmp(got, sb_cstr(&want)) == 0,
@@ -348,8 +307,8 @@ END_TEST
 
 START_TEST(test_fresh_database)
 {
-    struct testdb db;
-    testdb_create(&db);
+    struct bare_db db;
+    bare_create(&db);
     ck_assert_int_eq(bootstrap_current_version(db.conn), 0);
 
     notices_seen = 0;
@@ -359,7 +318,7 @@ START_TEST(test_fresh_database)
     assert_all_migrations_recorded(db.conn);
 
     /* The sidecar works as the reference server uses it. */
-    exec_ok(db.conn,
+    tdb_conn_exec(db.conn,
             "INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid,"
             " payload, source_id, source_change_id, server_version) VALUES"
             " ('u1', 'public', 'notes', 'INSERT', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',"
@@ -384,14 +343,14 @@ START_TEST(test_fresh_database)
                   "a repeated (user, source, scid) must violate the unique key: %s",
                   PQresultErrorMessage(r));
     PQclear(r);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 END_TEST
 
 START_TEST(test_second_run_changes_nothing)
 {
-    struct testdb db;
-    testdb_create(&db);
+    struct bare_db db;
+    bare_create(&db);
     bootstrap_ok(db.conn, n_sidecar_migrations, "on an empty database");
     char *schema = schema_dump(db.conn);
     char *migrations = migrations_dump(db.conn);
@@ -407,7 +366,7 @@ START_TEST(test_second_run_changes_nothing)
 
     /* Every migration must also be harmless on a sidecar it already shaped: forget the record
      * and let them all run again over the finished layout. */
-    exec_ok(db.conn, "DELETE FROM sync.schema_migrations");
+    tdb_conn_exec(db.conn, "DELETE FROM sync.schema_migrations");
     ck_assert_int_eq(bootstrap_current_version(db.conn), 0);
     bootstrap_ok(db.conn, n_sidecar_migrations, "over a finished sidecar without records");
     char *schema3 = schema_dump(db.conn);
@@ -419,7 +378,7 @@ START_TEST(test_second_run_changes_nothing)
     free(schema3);
     free(migrations);
     free(migrations2);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 END_TEST
 
@@ -427,51 +386,51 @@ END_TEST
  * may be holding it for minutes. */
 START_TEST(test_current_sidecar_needs_no_lock)
 {
-    struct testdb db;
-    testdb_create(&db);
+    struct bare_db db;
+    bare_create(&db);
     bootstrap_ok(db.conn, n_sidecar_migrations, "on an empty database");
 
     PGconn *holder = test_connect(db.name);
-    exec_ok(holder, "SELECT pg_advisory_lock(" LOCK_KEY ")");
-    exec_ok(db.conn, "SET lock_timeout = '300ms'");
+    tdb_conn_exec(holder, "SELECT pg_advisory_lock(" LOCK_KEY ")");
+    tdb_conn_exec(db.conn, "SET lock_timeout = '300ms'");
     bootstrap_ok(db.conn, 0, "on a current sidecar while the lock is held elsewhere");
 
     /* An outdated sidecar does wait for that very lock. */
-    exec_ok(db.conn, "DELETE FROM sync.schema_migrations WHERE version >= 2");
+    tdb_conn_exec(db.conn, "DELETE FROM sync.schema_migrations WHERE version >= 2");
     char err[1024];
     bootstrap_fails(db.conn, err, sizeof err, "while the lock is held elsewhere");
     ck_assert_msg(strstr(err, "lock timeout") != NULL,
                   "expected a lock timeout while another session holds the lock, got: %s", err);
     ck_assert_int_eq(bootstrap_current_version(db.conn), 1);
 
-    exec_ok(holder, "SELECT pg_advisory_unlock(" LOCK_KEY ")");
+    tdb_conn_exec(holder, "SELECT pg_advisory_unlock(" LOCK_KEY ")");
     bootstrap_ok(db.conn, n_sidecar_migrations - 1, "once the lock is free");
     PQfinish(holder);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 END_TEST
 
 START_TEST(test_newer_recorded_version)
 {
-    struct testdb db;
-    testdb_create(&db);
+    struct bare_db db;
+    bare_create(&db);
     bootstrap_ok(db.conn, n_sidecar_migrations, "on an empty database");
-    exec_ok(db.conn, "INSERT INTO sync.schema_migrations (version, name) VALUES (999, '0999_future.sql')");
+    tdb_conn_exec(db.conn, "INSERT INTO sync.schema_migrations (version, name) VALUES (999, '0999_future.sql')");
     bootstrap_ok(db.conn, 0, "on a sidecar newer than this build");
     ck_assert_int_eq(bootstrap_current_version(db.conn), 999);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 END_TEST
 
 START_TEST(test_lost_connection)
 {
-    struct testdb db;
-    testdb_create(&db);
-    char *pid = query_text(db.conn, "SELECT pg_backend_pid()");
+    struct bare_db db;
+    bare_create(&db);
+    char *pid = tdb_conn_query(db.conn, "SELECT pg_backend_pid()");
     PGconn *admin = test_connect("postgres");
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%s)", pid);
-    exec_ok(admin, sql);
+    tdb_conn_exec(admin, sql);
     PQfinish(admin);
     free(pid);
     /* pg_terminate_backend only signals; give the backend a moment to go. */
@@ -483,7 +442,7 @@ START_TEST(test_lost_connection)
     ck_assert(!bootstrap_sidecar(db.conn, &applied, err, sizeof err));
     ck_assert_msg(err[0] != '\0', "no reason given for a failure on a lost connection");
     ck_assert_int_eq(applied, 0);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 END_TEST
 
@@ -502,7 +461,7 @@ static void child_bootstrap(const char *dbname, const char *isolation, int ready
                             int result_fd)
 {
     struct child_result res = { 0, -1, "" };
-    PGconn *c = connect_raw(dbname);
+    PGconn *c = tdb_connect_raw(dbname);
     if (!c || PQstatus(c) != CONNECTION_OK) {
         snprintf(res.err, sizeof res.err, "connect: %s", c ? PQerrorMessage(c) : "out of memory");
     } else {
@@ -524,8 +483,8 @@ static void child_bootstrap(const char *dbname, const char *isolation, int ready
 
 static void race_once(const char *fresh_dump, int round)
 {
-    struct testdb db;
-    testdb_create(&db);
+    struct bare_db db;
+    bare_create(&db);
     PQfinish(db.conn);
     db.conn = NULL;
 
@@ -580,7 +539,7 @@ static void race_once(const char *fresh_dump, int round)
     assert_same_text("schema after two concurrent bootstraps", fresh_dump, dump);
     free(dump);
     assert_all_migrations_recorded(db.conn);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 
 START_TEST(test_concurrent_bootstraps)
@@ -645,7 +604,7 @@ static void create_reference_layout(PGconn *c, enum reference_variant v)
         " UNIQUE (user_id, schema_name, table_name, pk_uuid, attempted_version));"
         "CREATE INDEX mf_user_table_idx ON sync.materialize_failures(user_id, schema_name, table_name);",
         payload);
-    exec_ok(c, sb_cstr(&sql));
+    tdb_conn_exec(c, sb_cstr(&sql));
     sb_free(&sql);
 }
 
@@ -654,7 +613,7 @@ static void create_reference_layout(PGconn *c, enum reference_variant v)
  * carry whitespace and key order that jsonb normalises. */
 static void fill_reference_rows(PGconn *c)
 {
-    exec_ok(c,
+    tdb_conn_exec(c,
         "INSERT INTO sync.sync_row_meta VALUES"
         " ('alice', 'public', 'notes', '11111111-1111-4111-8111-111111111111', 3, false, '2024-01-02 03:04:05.123456+00'),"
         " ('alice', 'public', 'notes', '22222222-2222-4222-8222-222222222222', 2, true, '2024-01-03 00:00:00+00'),"
@@ -701,8 +660,8 @@ static void fill_reference_rows(PGconn *c)
 static void upgrade_reference(enum reference_variant v, const char *missing_index)
 {
     char *fresh = fresh_schema_dump();
-    struct testdb db;
-    testdb_create(&db);
+    struct bare_db db;
+    bare_create(&db);
     create_reference_layout(db.conn, v);
     fill_reference_rows(db.conn);
     if (missing_index) {
@@ -751,7 +710,7 @@ static void upgrade_reference(enum reference_variant v, const char *missing_inde
     free(before);
     free(after);
     free(schema);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 
 START_TEST(test_upgrade_reference_jsonb)
@@ -777,9 +736,9 @@ END_TEST
 START_TEST(test_upgrade_hand_made_without_keys)
 {
     char *fresh = fresh_schema_dump();
-    struct testdb db;
-    testdb_create(&db);
-    exec_ok(db.conn,
+    struct bare_db db;
+    bare_create(&db);
+    tdb_conn_exec(db.conn,
         "CREATE SCHEMA sync;"
         "CREATE TABLE sync.sync_row_meta (user_id text, schema_name text, table_name text,"
         " pk_uuid uuid, server_version bigint, deleted boolean, updated_at timestamptz);"
@@ -823,7 +782,7 @@ START_TEST(test_upgrade_hand_made_without_keys)
     free(before);
     free(after);
     free(schema);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 END_TEST
 
@@ -831,9 +790,9 @@ END_TEST
 
 START_TEST(test_broken_change_log_table)
 {
-    struct testdb db;
-    testdb_create(&db);
-    exec_ok(db.conn,
+    struct bare_db db;
+    bare_create(&db);
+    tdb_conn_exec(db.conn,
             "CREATE SCHEMA sync;"
             "CREATE TABLE sync.server_change_log (server_id bigserial PRIMARY KEY, note text);"
             "INSERT INTO sync.server_change_log (note) VALUES ('kept');");
@@ -850,19 +809,19 @@ START_TEST(test_broken_change_log_table)
                                       " AND to_regclass('sync.sync_row_meta') IS NULL"
                                       " AND to_regclass('sync.sync_state') IS NULL"),
                   "the failed bootstrap left tables behind");
-    char *kept = query_text(db.conn, "SELECT string_agg(note, ',') FROM sync.server_change_log");
+    char *kept = tdb_conn_query(db.conn, "SELECT string_agg(note, ',') FROM sync.server_change_log");
     ck_assert_str_eq(kept, "kept");
     free(kept);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 END_TEST
 
 START_TEST(test_wrong_column_types_are_named)
 {
-    struct testdb db;
-    testdb_create(&db);
+    struct bare_db db;
+    bare_create(&db);
     bootstrap_ok(db.conn, n_sidecar_migrations, "on an empty database");
-    exec_ok(db.conn,
+    tdb_conn_exec(db.conn,
             "DELETE FROM sync.schema_migrations WHERE version >= 2;"
             "ALTER TABLE sync.server_change_log ALTER COLUMN source_change_id TYPE text;"
             "DROP TABLE sync.sync_state;"
@@ -876,7 +835,7 @@ START_TEST(test_wrong_column_types_are_named)
     ck_assert_msg(strstr(err, "sync.sync_state is not a table"),
                   "the error must name the view in the way: %s", err);
     ck_assert_int_eq(bootstrap_current_version(db.conn), 1);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 END_TEST
 
@@ -884,10 +843,10 @@ END_TEST
  * before the unique key fails on duplicates, and must be rolled back with it. */
 START_TEST(test_failed_migration_leaves_nothing_half_done)
 {
-    struct testdb db;
-    testdb_create(&db);
+    struct bare_db db;
+    bare_create(&db);
     bootstrap_ok(db.conn, n_sidecar_migrations, "on an empty database");
-    exec_ok(db.conn,
+    tdb_conn_exec(db.conn,
             "DELETE FROM sync.schema_migrations WHERE version >= 2;"
             "ALTER TABLE sync.sync_state ALTER COLUMN payload TYPE json;"
             "ALTER TABLE sync.server_change_log"
@@ -910,7 +869,7 @@ START_TEST(test_failed_migration_leaves_nothing_half_done)
     char *migrations2 = migrations_dump(db.conn);
     assert_same_text("sync.schema_migrations after a failed bootstrap", migrations, migrations2);
     ck_assert_int_eq(bootstrap_current_version(db.conn), 1);
-    char *type = query_text(db.conn,
+    char *type = tdb_conn_query(db.conn,
                             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
                             " WHERE attrelid = 'sync.sync_state'::regclass AND attname = 'payload'");
     ck_assert_msg(strcmp(type, "json") == 0,
@@ -919,7 +878,7 @@ START_TEST(test_failed_migration_leaves_nothing_half_done)
     assert_same_text("sidecar rows after a failed bootstrap", data, data2);
 
     /* Once the operator resolves the duplicate, the same bootstrap goes through. */
-    exec_ok(db.conn, "DELETE FROM sync.server_change_log WHERE op = 'UPDATE' AND source_change_id = 5");
+    tdb_conn_exec(db.conn, "DELETE FROM sync.server_change_log WHERE op = 'UPDATE' AND source_change_id = 5");
     bootstrap_ok(db.conn, n_sidecar_migrations - 1, "after the duplicate is resolved");
     assert_full_layout(db.conn);
     free(migrations);
@@ -927,7 +886,7 @@ START_TEST(test_failed_migration_leaves_nothing_half_done)
     free(type);
     free(data);
     free(data2);
-    testdb_drop(&db);
+    bare_drop(&db);
 }
 END_TEST
 
@@ -974,9 +933,5 @@ int main(void)
     /* The bootstrap logs the migrations it applies and warns about a sidecar newer than the
      * build, both of which the tests provoke on purpose; Check reports what matters. */
     log_setup(LOG_ERROR, LOG_FORMAT_TEXT);
-    SRunner *sr = srunner_create(bootstrap_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suites(bootstrap_suite(), NULL);
 }

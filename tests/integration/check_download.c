@@ -2,6 +2,7 @@
  * the download side of §8 (consistent windows, isolation). Rows are written through sync_upload,
  * exactly as clients write them. Every test works in a fresh database of its own (testdb.c). */
 #include "testdb.h"
+#include "../run_suites.h"
 
 #include "strbuf.h"
 
@@ -24,37 +25,7 @@
 #define PK2 "22222222-2222-4222-8222-222222222222"
 #define PK3 "33333333-3333-4333-8333-333333333333"
 
-static struct testdb T;
-
-static void setup(void)
-{
-    tdb_open(&T);
-}
-
-static void teardown(void)
-{
-    tdb_close(&T);
-}
-
 /* ------------------------------------------------------------------------------ builders */
-
-static char *chg(long long scid, const char *schema, const char *table, const char *op, const char *pk,
-                 long long sv, const char *payload)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_printf(&sb, "{\"source_change_id\":%lld,\"schema\":\"%s\",\"table\":\"%s\",\"op\":\"%s\",\"pk\":\"%s\","
-                   "\"server_version\":%lld",
-              scid, schema, table, op, pk, sv);
-    if (payload)
-        sb_printf(&sb, ",\"payload\":%s", payload);
-    sb_putc(&sb, '}');
-    char *s = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return s;
-}
-
-/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
-#define batch(...) tdb_batch(&T, __VA_ARGS__)
 
 /* A synthetic pk for row n. */
 static const char *pk_n(int n)
@@ -625,10 +596,10 @@ END_TEST
 #define WRITERS 4
 #define UPLOADS_PER_WRITER 25
 
-/* A writer child: UPLOADS_PER_WRITER uploads of two new rows each; exit 0 when all applied. */
+/* A writer child (on a connection of its own): UPLOADS_PER_WRITER uploads of two new rows each;
+ * exit 0 when all applied. */
 static int writer(int w)
 {
-    tdb_child_connect(&T);
     char device[32];
     snprintf(device, sizeof device, "writer%d", w);
     for (int k = 0; k < UPLOADS_PER_WRITER; k++) {
@@ -671,22 +642,8 @@ static int drain(const char *user, long long *cursor, long long *last_seen)
 
 START_TEST(test_no_row_skipped_while_writing)
 {
-    int gate[2];
-    ck_assert_int_eq(pipe(gate), 0);
     pid_t pids[WRITERS];
-    for (int w = 0; w < WRITERS; w++) {
-        pids[w] = fork();
-        ck_assert_int_ge(pids[w], 0);
-        if (pids[w] == 0) {
-            close(gate[1]);
-            char ch;
-            while (read(gate[0], &ch, 1) > 0)
-                ;
-            _exit(writer(w));
-        }
-    }
-    close(gate[0]);
-    close(gate[1]);
+    race_start(WRITERS, writer, pids);
 
     /* two users' readers poll while the writers write */
     long long cur_a = 0, cur_b = 0, last_a = 0, last_b = 0;
@@ -734,23 +691,14 @@ END_TEST
 
 /* ==================================================================== runner */
 
-static TCase *tcase(const char *name, bool db)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, 60);
-    if (db)
-        tcase_add_checked_fixture(tc, setup, teardown);
-    return tc;
-}
-
 static Suite *params_suite(void)
 {
     Suite *s = suite_create("download parameters");
-    TCase *tc = tcase("400", false);
+    TCase *tc = tcase("400", TDB_NO_DB);
     tcase_add_loop_test(tc, test_param_400, 0, (int)(sizeof bad_params / sizeof *bad_params));
     tcase_add_test(tc, test_param_defaults_and_edges);
     suite_add_tcase(s, tc);
-    tc = tcase("through sync_download", true);
+    tc = tcase("through sync_download", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_param_400_through_download);
     suite_add_tcase(s, tc);
     return s;
@@ -759,7 +707,7 @@ static Suite *params_suite(void)
 static Suite *rows_suite(void)
 {
     Suite *s = suite_create("download rows");
-    TCase *tc = tcase("rows", true);
+    TCase *tc = tcase("rows", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_row_fields);
     tcase_add_test(tc, test_ts_is_utc);
     tcase_add_test(tc, test_echo_suppression);
@@ -767,13 +715,13 @@ static Suite *rows_suite(void)
     tcase_add_test(tc, test_unregistered_table_still_returned);
     tcase_add_test(tc, test_users_isolated);
     suite_add_tcase(s, tc);
-    tc = tcase("paging", true);
+    tc = tcase("paging", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_paging);
     tcase_add_test(tc, test_window_until);
     tcase_add_test(tc, test_fixed_window_while_writing);
     tcase_add_test(tc, test_large_page);
     suite_add_tcase(s, tc);
-    tc = tcase("concurrent writers", true);
+    tc = tcase("concurrent writers", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_no_row_skipped_while_writing);
     tcase_add_test(tc, test_odd_identities);
     suite_add_tcase(s, tc);
@@ -782,10 +730,5 @@ static Suite *rows_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(params_suite());
-    srunner_add_suite(sr, rows_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(params_suite(), rows_suite(), NULL);
 }

@@ -9,6 +9,8 @@
  * use the materializer none: business tables are never written by the engine, so a registered
  * parent counts when it is a live sidecar row of the user (or a row of the business table). */
 #include "testdb.h"
+#include "../capture.h"
+#include "../run_suites.h"
 
 #include "strbuf.h"
 
@@ -46,19 +48,6 @@
 #define UP_B64_URL "-----_vvS--_vvvvvvvvvg=="
 #define UQ "0123abcd-ef01-4234-8567-89abcdef0123"
 #define UQ_B64 "ASOrze8BQjSFZ4mrze8BIw=="
-
-static struct testdb T;
-
-static void setup(void)
-{
-    memset(&T, 0, sizeof T);
-}
-
-static void teardown(void)
-{
-    if (T.dbname[0])
-        tdb_close(&T);
-}
 
 /* ---------------------------------------------------------------------------- schemas */
 
@@ -134,56 +123,18 @@ static bool app_setup(char *err, size_t errlen)
 /* Runs app_setup with stderr captured; the captured log text. */
 static char *app_setup_captured(void)
 {
-    char path[] = "/tmp/check_fk_log.XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    fflush(stderr);
-    int saved = dup(STDERR_FILENO);
-    ck_assert_int_ge(saved, 0);
-    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    struct capture cap;
+    capture_start(&cap);
     char err[1024] = "";
     bool ok = app_setup(err, sizeof err);
-    fflush(stderr);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
+    char *logged = capture_end(&cap);
     ck_assert_msg(ok, "app_db_setup: %s", err);
-    off_t size = lseek(fd, 0, SEEK_END);
-    ck_assert_int_ge(size, 0);
-    char *text = arena_alloc(T.arena, (size_t)size + 1);
-    ssize_t got = pread(fd, text, (size_t)size, 0);
-    text[got > 0 ? got : 0] = '\0';
-    close(fd);
-    unlink(path);
+    char *text = tdb_printf(&T, "%s", logged);
+    free(logged);
     return text;
 }
 
 /* ------------------------------------------------------------------------------ builders */
-
-/* One change on business.<table>; payload is raw JSON text, NULL = no payload key. */
-static char *chg(long long scid, const char *table, const char *op, const char *pk, long long sv,
-                 const char *payload)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_printf(&sb, "{\"source_change_id\":%lld,\"schema\":\"business\",\"table\":\"%s\",\"op\":\"%s\","
-                   "\"pk\":\"%s\",\"server_version\":%lld",
-              scid, table, op, pk, sv);
-    if (payload)
-        sb_printf(&sb, ",\"payload\":%s", payload);
-    sb_putc(&sb, '}');
-    char *s = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return s;
-}
-
-static char *ins(long long scid, const char *table, const char *pk, const char *payload)
-{
-    return chg(scid, table, "INSERT", pk, 0, payload);
-}
-
-static char *del(long long scid, const char *table, const char *pk, long long sv)
-{
-    return chg(scid, table, "DELETE", pk, sv, NULL);
-}
 
 /* An INSERT whose payload is {"id":pk,"<col>":<raw JSON value>}. */
 static char *ins_ref(long long scid, const char *table, const char *pk, const char *col, const char *value)
@@ -212,9 +163,6 @@ static char *q(const char *s)
     return tdb_printf(&T, "\"%s\"", s);
 }
 
-/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
-#define batch(...) tdb_batch(&T, __VA_ARGS__)
-
 /* An upload of one change. */
 static struct tdb_answer *up1(const char *user, const char *change)
 {
@@ -223,40 +171,11 @@ static struct tdb_answer *up1(const char *user, const char *change)
 
 /* -------------------------------------------------------------------------- assertions */
 
-static json_object *status_at(const struct tdb_answer *a, int i, long long scid)
-{
-    json_object *st = tdb_status(a, i);
-    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
-                  tdb_int(st, "source_change_id"), scid, a->body);
-    return st;
-}
-
-static void assert_applied(const struct tdb_answer *a, int i, long long scid, long long version)
-{
-    json_object *st = status_at(a, i, scid);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "applied") == 0, "statuses[%d] (scid %lld) is not applied: %s", i,
-                  scid, a->body);
-    ck_assert_msg(tdb_has(st, "new_server_version") && tdb_int(st, "new_server_version") == version,
-                  "statuses[%d] must be applied with new_server_version %lld: %s", i, version, a->body);
-}
-
-static json_object *assert_invalid(const struct tdb_answer *a, int i, long long scid, const char *reason)
-{
-    json_object *st = status_at(a, i, scid);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "invalid") == 0, "statuses[%d] (scid %lld) is not invalid: %s", i,
-                  scid, a->body);
-    ck_assert_msg(!tdb_has(st, "new_server_version"), "an invalid status carries no version: %s", a->body);
-    json_object *inv = tdb_get(st, "invalid");
-    ck_assert_msg(strcmp(tdb_str(inv, "reason"), reason) == 0, "statuses[%d] (scid %lld) reason %s, expected %s: %s",
-                  i, scid, tdb_str(inv, "reason"), reason, a->body);
-    return inv;
-}
-
 /* invalid/fk_missing with details exactly {"missing":[...]}; expected is a JSON array of the
  * entries (compared as a set: the order of several FKs of one change is not part of the contract). */
 static void assert_missing(const struct tdb_answer *a, int i, long long scid, const char *expected)
 {
-    json_object *inv = assert_invalid(a, i, scid, "fk_missing");
+    json_object *inv = tdb_get(assert_invalid(a, i, scid, "fk_missing"), "invalid");
     json_object *details = tdb_get(inv, "details");
     ck_assert_msg(json_object_is_type(details, json_type_object) && json_object_object_length(details) == 1,
                   "fk_missing details must be {\"missing\":[...]}: %s", a->body);
@@ -282,29 +201,9 @@ static void assert_missing(const struct tdb_answer *a, int i, long long scid, co
 
 static void assert_precheck_error(const struct tdb_answer *a, int i, long long scid)
 {
-    json_object *inv = assert_invalid(a, i, scid, "precheck_error");
+    json_object *inv = tdb_get(assert_invalid(a, i, scid, "precheck_error"), "invalid");
     ck_assert_msg(json_object_is_type(tdb_get(inv, "details"), json_type_object), "details must be an object: %s",
                   a->body);
-}
-
-static long long meta_count_pk(const char *user, const char *pk)
-{
-    return tdb_query_ll(&T, "SELECT count(*) FROM sync.sync_row_meta WHERE user_id = '%s' AND pk_uuid = '%s'", user,
-                        pk);
-}
-
-static long long state_count_pk(const char *user, const char *pk)
-{
-    return tdb_query_ll(&T, "SELECT count(*) FROM sync.sync_state WHERE user_id = '%s' AND pk_uuid = '%s'", user,
-                        pk);
-}
-
-/* The refused change left no trace: no log row, no meta, no state. */
-static void assert_nothing_written(const char *user, const char *pk)
-{
-    ck_assert_int_eq(tdb_log_count_pk(&T, user, pk), 0);
-    ck_assert_int_eq(meta_count_pk(user, pk), 0);
-    ck_assert_int_eq(state_count_pk(user, pk), 0);
 }
 
 /* table names of the user's log rows with server_id > after, in server_id order, comma-separated */
@@ -375,8 +274,8 @@ START_TEST(test_missing_parent)
     assert_applied(a, 3, 4, 1);
     assert_missing(a, 4, 5, "[\"business.posts:" POST2 "\"]");
     ck_assert_msg(tdb_bool(a->json, "accepted"), "fk_missing does not make accepted false: %s", a->body);
-    assert_nothing_written(U, POST2);
-    assert_nothing_written(U, COMM2);
+    assert_no_sidecar(U, POST2);
+    assert_no_sidecar(U, COMM2);
     ck_assert_int_eq(tdb_log_count(&T, U), 3);
     ck_assert_str_eq(log_tables(U, 0), "users,posts,comments");
     ck_assert_int_eq(a->counts.invalid[INVALID_FK_MISSING], 2);
@@ -385,7 +284,7 @@ START_TEST(test_missing_parent)
     /* several missing parents of one change are all listed */
     a = up1(U, ins(6, "shops", POST3, "{\"id\":\"" POST3 "\",\"region_id\":8,\"zone_id\":9,\"lane_id\":null}"));
     assert_missing(a, 0, 6, "[\"business.regions:8\",\"business.zones:9\"]");
-    assert_nothing_written(U, POST3);
+    assert_no_sidecar(U, POST3);
     tdb_answer_free(a);
 }
 END_TEST
@@ -410,7 +309,7 @@ START_TEST(test_parent_later_batch_retry)
     open_full();
     struct tdb_answer *a = up1(U, post_ins(1, POST1, q(USER1)));
     assert_missing(a, 0, 1, "[\"business.users:" USER1 "\"]");
-    assert_nothing_written(U, POST1);
+    assert_no_sidecar(U, POST1);
     tdb_answer_free(a);
 
     a = up1(U, user_ins(2, USER1));
@@ -457,7 +356,7 @@ START_TEST(test_sidecar_parent_user_and_deleted)
     tdb_answer_free(a);
     a = up1(U, post_ins(5, POST3, q(USER2)));
     assert_missing(a, 0, 5, "[\"business.users:" USER2 "\"]");
-    assert_nothing_written(U, POST3);
+    assert_no_sidecar(U, POST3);
     tdb_answer_free(a);
 }
 END_TEST
@@ -512,7 +411,7 @@ START_TEST(test_retry_after_parent_deleted)
         ck_assert_str_eq(tdb_snapshot(&T), before);
     }
     ck_assert_int_eq(tdb_log_count_pk(&T, U, POST1), 1);
-    assert_nothing_written(U, POST2);
+    assert_no_sidecar(U, POST2);
 }
 END_TEST
 
@@ -520,9 +419,9 @@ END_TEST
 START_TEST(test_parent_conflict_in_batch)
 {
     open_full();
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
-                                         batch(chg(1, "users", "INSERT", USER1, 3, "{\"id\":\"" USER1 "\"}"),
-                                               post_ins(2, POST1, q(USER1)), NULL));
+    struct tdb_answer *a =
+        tdb_upload_ok(&T, U, D, batch(chg(1, "business", "users", "INSERT", USER1, 3, "{\"id\":\"" USER1 "\"}"),
+                                      post_ins(2, POST1, q(USER1)), NULL));
     ck_assert_str_eq(tdb_str(status_at(a, 0, 1), "status"), "conflict");
     assert_missing(a, 1, 2, "[\"business.users:" USER1 "\"]");
     ck_assert_int_eq(tdb_log_count(&T, U), 0);
@@ -571,7 +470,7 @@ START_TEST(test_unregistered_parent)
     assert_missing(a, 1, 2, "[\"business.countries:XX\"]");
     assert_applied(a, 2, 3, 1);
     assert_missing(a, 3, 4, "[\"business.countries:IT\"]");
-    assert_nothing_written(U, POST2);
+    assert_no_sidecar(U, POST2);
     tdb_answer_free(a);
 
     /* the row added later makes the retry apply */
@@ -619,8 +518,8 @@ START_TEST(test_uncastable_uuid_values)
     for (int i = 1; i <= 7; i++)
         assert_precheck_error(a, i, i + 1);
     assert_applied(a, 8, 9, 1);
-    assert_nothing_written(U, POST1);
-    assert_nothing_written(U, COMM1);
+    assert_no_sidecar(U, POST1);
+    assert_no_sidecar(U, COMM1);
     ck_assert_int_eq(tdb_log_count(&T, U), 2);
     ck_assert_msg(tdb_bool(a->json, "accepted"), "%s", a->body);
     ck_assert_int_eq(a->counts.invalid[INVALID_PRECHECK_ERROR], 7);
@@ -817,7 +716,7 @@ START_TEST(test_self_reference)
     assert_applied(a, 2, 3, 1);
     assert_applied(a, 3, 4, 1);
     assert_missing(a, 4, 5, "[\"business.categories:" MISSING "\"]");
-    assert_nothing_written(U, POST1);
+    assert_no_sidecar(U, POST1);
     tdb_answer_free(a);
 
     /* a later batch refers to a stored category */
@@ -826,28 +725,6 @@ START_TEST(test_self_reference)
     tdb_answer_free(a);
 }
 END_TEST
-
-/* sync_upload with a fresh arena, also giving the arena's size afterwards. */
-static struct tdb_answer *upload_arena(const char *user, const char *body, size_t *arena_bytes)
-{
-    struct tdb_answer *a = calloc(1, sizeof *a);
-    ck_assert_ptr_nonnull(a);
-    struct identity who = tdb_who(user, D);
-    arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-    };
-    strbuf_t out = STRBUF_INIT;
-    a->outcome = sync_upload(&rq, body, strlen(body), &out, &a->counts, a->err, sizeof a->err);
-    *arena_bytes = arena_bytes_in_use(arena);
-    arena_free(arena);
-    ck_assert_msg(a->outcome == SYNC_OK, "upload: %s", a->err);
-    a->body = strdup(sb_cstr(&out));
-    a->json = json_tokener_parse(a->body);
-    ck_assert_ptr_nonnull(a->json);
-    sb_free(&out);
-    return a;
-}
 
 static const char *chain_pk(int i)
 {
@@ -880,8 +757,8 @@ START_TEST(test_forward_chain)
 {
     open_full();
     T.cfg.max_upload_changes = CHAIN;
-    size_t arena;
-    struct tdb_answer *a = upload_arena(U, chain_batch(1, 0, q(MISSING)), &arena);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, chain_batch(1, 0, q(MISSING)));
+    size_t arena = a->arena_bytes;
     ck_assert_int_eq(tdb_nstatuses(a), CHAIN);
     for (int i = 0; i < CHAIN; i++)
         assert_missing(a, i, 1 + i,
@@ -894,7 +771,8 @@ START_TEST(test_forward_chain)
     tdb_answer_free(a);
 
     /* the same chain with its end in place: every row applied, in one go */
-    a = upload_arena(U, chain_batch(1, 0, "null"), &arena);
+    a = tdb_upload_ok(&T, U, D, chain_batch(1, 0, "null"));
+    arena = a->arena_bytes;
     for (int i = 0; i < CHAIN; i++)
         assert_applied(a, i, 1 + i, 1);
     ck_assert_int_eq(tdb_log_count(&T, U), CHAIN);
@@ -908,11 +786,12 @@ START_TEST(test_forward_chain)
     for (int i = 0; i < CHAIN; i++) {
         const char *pk = chain_pk(CHAIN + i), *parent = i + 1 < CHAIN ? q(chain_pk(CHAIN + i + 1)) : "null";
         sb_printf(&sb, "%s%s", i ? "," : "",
-                  chg(5000 + i, "categories", "INSERT", pk, i == CHAIN / 2 ? 7 : 0,
+                  chg(5000 + i, "business", "categories", "INSERT", pk, i == CHAIN / 2 ? 7 : 0,
                       tdb_printf(&T, "{\"id\":\"%s\",\"parent_id\":%s}", pk, parent)));
     }
     sb_puts(&sb, "]}");
-    a = upload_arena(U, tdb_printf(&T, "%s", sb.data), &arena);
+    a = tdb_upload_ok(&T, U, D, tdb_printf(&T, "%s", sb.data));
+    arena = a->arena_bytes;
     sb_free(&sb);
     for (int i = 0; i < CHAIN; i++) {
         if (i < CHAIN / 2)
@@ -946,7 +825,7 @@ START_TEST(test_self_reference_child_first)
      * row sent with version 3) leaves the child fk_missing, and nothing of the child is written. */
     a = tdb_upload_ok(&T, U, D,
                       batch(ins_ref(3, "categories", CAT3, "parent_id", q(CAT4)),
-                            chg(4, "categories", "UPDATE", CAT4, 3,
+                            chg(4, "business", "categories", "UPDATE", CAT4, 3,
                                 tdb_printf(&T, "{\"id\":\"%s\",\"parent_id\":null}", CAT4)),
                             NULL));
     assert_missing(a, 0, 3, "[\"business.categories:" CAT4 "\"]");
@@ -1054,7 +933,7 @@ START_TEST(test_cycle_two_step)
     assert_applied(a, 0, 1, 1);
     assert_applied(a, 1, 2, 1);
     tdb_answer_free(a);
-    a = up1(U, chg(3, "a", "UPDATE", ROW_A, 1, "{\"id\":\"" ROW_A "\",\"b_id\":\"" ROW_B "\"}"));
+    a = up1(U, chg(3, "business", "a", "UPDATE", ROW_A, 1, "{\"id\":\"" ROW_A "\",\"b_id\":\"" ROW_B "\"}"));
     assert_applied(a, 0, 3, 2);
     tdb_answer_free(a);
     ck_assert_str_eq(log_tables(U, 0), "a,b,a");
@@ -1211,29 +1090,14 @@ static const char *oneline(strbuf_t *report)
     return s;
 }
 
-static char *sql_lit(const char *s)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_putc(&sb, '\'');
-    for (; *s; s++) {
-        if (*s == '\'')
-            sb_putc(&sb, '\'');
-        sb_putc(&sb, *s);
-    }
-    sb_putc(&sb, '\'');
-    char *o = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return o;
-}
-
 /* One FK constraint (by name, on business.<table>): fields joined with '|'. */
 static const char *fk_row(const char *table, const char *name, const char *fields)
 {
     ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'business.%s'::regclass"
-                                      " AND conname = %s AND contype = 'f'", table, sql_lit(name)),
+                                      " AND conname = %s AND contype = 'f'", table, tdb_lit(&T, name)),
                      1);
     return tdb_query(&T, "SELECT concat_ws('|', %s) FROM pg_constraint WHERE conrelid = 'business.%s'::regclass"
-                         " AND conname = %s AND contype = 'f'", fields, table, sql_lit(name));
+                         " AND conname = %s AND contype = 'f'", fields, table, tdb_lit(&T, name));
 }
 
 #define ACTIONS "confupdtype, confdeltype, confmatchtype, conkey, confkey, confrelid::regclass"
@@ -1446,18 +1310,10 @@ END_TEST
 
 /* ============================================================================== main */
 
-static TCase *tcase(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    return tc;
-}
-
 static Suite *precheck_suite(void)
 {
     Suite *s = suite_create("fk pre-check");
-    TCase *tc = tcase("batch and database");
+    TCase *tc = tcase("batch and database", TDB_OWN_DB);
     tcase_add_test(tc, test_reverse_order_batch);
     tcase_add_test(tc, test_missing_parent);
     tcase_add_test(tc, test_absent_or_null_fk_not_checked);
@@ -1472,7 +1328,7 @@ static Suite *precheck_suite(void)
     tcase_add_test(tc, test_composite_not_prechecked);
     suite_add_tcase(s, tc);
 
-    tc = tcase("values");
+    tc = tcase("values", TDB_OWN_DB);
     tcase_add_test(tc, test_uncastable_uuid_values);
     tcase_add_test(tc, test_integer_parents);
     tcase_add_test(tc, test_other_types_via_fk_castable);
@@ -1480,7 +1336,7 @@ static Suite *precheck_suite(void)
     tcase_add_test(tc, test_unregistered_parent_varchar_no_truncation);
     suite_add_tcase(s, tc);
 
-    tc = tcase("self reference and cycles");
+    tc = tcase("self reference and cycles", TDB_OWN_DB);
     tcase_add_test(tc, test_self_reference);
     tcase_add_test(tc, test_self_reference_child_first);
     tcase_add_test(tc, test_forward_chain);
@@ -1494,7 +1350,7 @@ static Suite *precheck_suite(void)
 static Suite *discovery_suite(void)
 {
     Suite *s = suite_create("fk discovery");
-    TCase *tc = tcase("ranks");
+    TCase *tc = tcase("ranks", TDB_OWN_DB);
     tcase_add_test(tc, test_discovery_ranks_deterministic);
     tcase_add_test(tc, test_discovery_three_level);
     tcase_add_test(tc, test_discovery_fks);
@@ -1505,7 +1361,7 @@ static Suite *discovery_suite(void)
 static Suite *migration_suite(void)
 {
     Suite *s = suite_create("fk migration");
-    TCase *tc = tcase("deferrable");
+    TCase *tc = tcase("deferrable", TDB_OWN_DB);
     tcase_add_test(tc, test_migrate_actions);
     tcase_add_test(tc, test_migrate_dry_run);
     tcase_add_test(tc, test_migrate_disabled);
@@ -1517,11 +1373,5 @@ static Suite *migration_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(precheck_suite());
-    srunner_add_suite(sr, discovery_suite());
-    srunner_add_suite(sr, migration_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(precheck_suite(), discovery_suite(), migration_suite(), NULL);
 }

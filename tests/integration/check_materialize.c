@@ -11,6 +11,7 @@
  *
  * The plugin is found through top_builddir (set by make check), falling back to ".". */
 #include "testdb.h"
+#include "../run_suites.h"
 
 #include "materialize/materialize.h"
 #include "strbuf.h"
@@ -22,7 +23,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,19 +52,6 @@
 /* A UUID whose base64 needs '+' and '/' (URL-safe: '-' and '_'). */
 #define UP "fbefbefb-fbef-4bef-bfbe-fbefbefbefbe"
 #define UP_B64_URL "-----_vvS--_vvvvvvvvvg=="
-
-static struct testdb T;
-
-static void setup(void)
-{
-    memset(&T, 0, sizeof T);
-}
-
-static void teardown(void)
-{
-    if (T.dbname[0])
-        tdb_close(&T);
-}
 
 /* ------------------------------------------------------------------------ the registry */
 
@@ -145,60 +132,7 @@ static int plugin_init_count(const char *path)
     return n;
 }
 
-/* ------------------------------------------------------------------------------ builders */
-
-/* One change on schema.table; payload is raw JSON text, NULL = no payload key. */
-static char *chg_in(long long scid, const char *schema, const char *table, const char *op, const char *pk,
-                    long long sv, const char *payload)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_printf(&sb, "{\"source_change_id\":%lld,\"schema\":\"%s\",\"table\":\"%s\",\"op\":\"%s\","
-                   "\"pk\":\"%s\",\"server_version\":%lld",
-              scid, schema, table, op, pk, sv);
-    if (payload)
-        sb_printf(&sb, ",\"payload\":%s", payload);
-    sb_putc(&sb, '}');
-    char *s = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return s;
-}
-
-static char *ins(long long scid, const char *table, const char *pk, const char *payload)
-{
-    return chg_in(scid, "business", table, "INSERT", pk, 0, payload);
-}
-
-static char *upd(long long scid, const char *table, const char *pk, long long sv, const char *payload)
-{
-    return chg_in(scid, "business", table, "UPDATE", pk, sv, payload);
-}
-
-static char *del(long long scid, const char *table, const char *pk, long long sv)
-{
-    return chg_in(scid, "business", table, "DELETE", pk, sv, NULL);
-}
-
-/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
-#define batch(...) tdb_batch(&T, __VA_ARGS__)
-
 /* -------------------------------------------------------------------------- assertions */
-
-static json_object *status_at(const struct tdb_answer *a, int i, long long scid)
-{
-    json_object *st = tdb_status(a, i);
-    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
-                  tdb_int(st, "source_change_id"), scid, a->body);
-    return st;
-}
-
-static void assert_applied(const struct tdb_answer *a, int i, long long scid, long long version)
-{
-    json_object *st = status_at(a, i, scid);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "applied") == 0, "statuses[%d] (scid %lld) is not applied: %s", i,
-                  scid, a->body);
-    ck_assert_msg(tdb_has(st, "new_server_version") && tdb_int(st, "new_server_version") == version,
-                  "statuses[%d] must be applied with new_server_version %lld: %s", i, version, a->body);
-}
 
 /* A materialize_error with the attempted version; message compared exactly when want is given.
  * The message. */
@@ -226,47 +160,6 @@ static void assert_mat_error_has(const struct tdb_answer *a, int i, long long sc
     for (const char *f = first; f; f = va_arg(ap, const char *))
         ck_assert_msg(strstr(msg, f) != NULL, "statuses[%d] message \"%s\" lacks \"%s\"", i, msg, f);
     va_end(ap);
-}
-
-static void assert_conflict(const struct tdb_answer *a, int i, long long scid, long long row_version,
-                            const char *payload_json)
-{
-    json_object *st = status_at(a, i, scid);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "conflict") == 0, "statuses[%d] (scid %lld) is not a conflict: %s",
-                  i, scid, a->body);
-    json_object *row = tdb_get(st, "server_row");
-    ck_assert_msg(tdb_int(row, "server_version") == row_version, "server_row.server_version must be %lld: %s",
-                  row_version, a->body);
-    ck_assert_msg(!tdb_bool(row, "deleted"), "server_row.deleted must be false: %s", a->body);
-    ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), payload_json), "server_row.payload must be %s: %s",
-                  payload_json, a->body);
-}
-
-static json_object *assert_invalid(const struct tdb_answer *a, int i, long long scid, const char *reason)
-{
-    json_object *st = status_at(a, i, scid);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "invalid") == 0, "statuses[%d] (scid %lld) is not invalid: %s", i,
-                  scid, a->body);
-    json_object *inv = tdb_get(st, "invalid");
-    ck_assert_msg(strcmp(tdb_str(inv, "reason"), reason) == 0, "statuses[%d] reason must be %s: %s", i, reason,
-                  a->body);
-    return inv;
-}
-
-/* Nothing of (user, pk) reached the sidecar: no log row, no meta row, no after-image. */
-static void assert_no_sidecar(const char *user, const char *pk)
-{
-    ck_assert_int_eq(tdb_log_count_pk(&T, user, pk), 0);
-    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.sync_row_meta WHERE user_id = '%s' AND pk_uuid = '%s'",
-                                  user, pk), 0);
-    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.sync_state WHERE user_id = '%s' AND pk_uuid = '%s'",
-                                  user, pk), 0);
-}
-
-static long long meta_version(const char *user, const char *pk)
-{
-    return tdb_query_ll(&T, "SELECT server_version FROM sync.sync_row_meta WHERE user_id = '%s' AND pk_uuid = '%s'",
-                        user, pk);
 }
 
 static long long failure_count(const char *user)
@@ -582,7 +475,7 @@ START_TEST(test_generic_unconvertible)
     a = tdb_upload_ok(&T, U, D, batch(upd(8, "users", ROW_A, 1, "{\"name\":\"new\",\"data\":\"!!\"}"), NULL));
     assert_mat_error(a, 0, 8, 2, "column data (bytea): the value cannot be converted");
     tdb_answer_free(a);
-    ck_assert_int_eq(meta_version(U, ROW_A), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 1);
     ck_assert_int_eq(tdb_log_count_pk(&T, U, ROW_A), 1);
     ck_assert_str_eq(tdb_query(&T, "SELECT name FROM business.users WHERE id = '%s'", ROW_A), "ok");
     assert_failure(U, "business.users", ROW_A, 2, "UPDATE", "{\"name\":\"new\",\"data\":\"!!\"}",
@@ -701,7 +594,7 @@ START_TEST(test_sql_function_failure_and_client_retry)
                                       " AND source_change_id = 2 AND server_version = 1 AND pk_uuid = '%s'",
                                   D, ROW_B),
                      1);
-    ck_assert_int_eq(meta_version(U, ROW_B), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_B), 1);
 
     /* once more: idempotent */
     a = tdb_upload_ok(&T, U, D, batch(ins(2, "notes", ROW_B, pb), NULL));
@@ -729,7 +622,7 @@ START_TEST(test_sql_function_update_delete)
     assert_mat_error(a, 0, 3, 3, "forced failure for " ROW_A);
     tdb_answer_free(a);
     ck_assert_str_eq(copy_of(ROW_A), "UPDATE|a2|business.notes");
-    ck_assert_int_eq(meta_version(U, ROW_A), 2);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 2);
     ck_assert_str_eq(tdb_query(&T, "SELECT deleted::text FROM sync.sync_row_meta WHERE pk_uuid = '%s'", ROW_A),
                      "false");
     ck_assert_int_eq(tdb_state_count(&T, U), 1);
@@ -769,7 +662,7 @@ START_TEST(test_chain_same_row_conflict)
                                                upd(2, "users", ROW_A, 1, "{\"name\":\"fixed\"}"),
                                                ins(3, "users", ROW_B, "{\"name\":\"ok\"}"), NULL));
     assert_mat_error_has(a, 0, 1, 1, "null value in column \"name\"", NULL);
-    assert_conflict(a, 1, 2, 0, "null");
+    assert_conflict(a, 1, 2, NULL, NULL, NULL, 0, false, "null");
     assert_applied(a, 2, 3, 1);
     tdb_answer_free(a);
     assert_no_sidecar(U, ROW_A);
@@ -781,9 +674,9 @@ START_TEST(test_chain_same_row_conflict)
                       batch(upd(4, "users", ROW_B, 1, "{\"name\":null}"), upd(5, "users", ROW_B, 2, "{\"name\":\"x\"}"),
                             NULL));
     assert_mat_error_has(a, 0, 4, 2, "null value in column \"name\"", NULL);
-    assert_conflict(a, 1, 5, 1, "{\"name\":\"ok\"}");
+    assert_conflict(a, 1, 5, NULL, NULL, NULL, 1, false, "{\"name\":\"ok\"}");
     tdb_answer_free(a);
-    ck_assert_int_eq(meta_version(U, ROW_B), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_B), 1);
     ck_assert_str_eq(tdb_query(&T, "SELECT name FROM business.users WHERE id = '%s'", ROW_B), "ok");
 }
 END_TEST
@@ -799,7 +692,7 @@ START_TEST(test_chain_child_fk_missing)
               ins(2, "users", ROW_A, "{}"),
               ins(3, "users", ROW_C, "{\"name\":\"ok\"}"),
               ins(4, "posts", ROW_D, "{\"author_id\":\"" ROW_C "\",\"title\":\"fine\"}"), NULL));
-    json_object *inv = assert_invalid(a, 0, 1, "fk_missing");
+    json_object *inv = tdb_get(assert_invalid(a, 0, 1, "fk_missing"), "invalid");
     ck_assert(tdb_json_eq(tdb_get(tdb_get(inv, "details"), "missing"), "[\"business.users:" ROW_A "\"]"));
     assert_mat_error_has(a, 1, 2, 1, "null value in column \"name\"", NULL);
     assert_applied(a, 2, 3, 1);
@@ -866,7 +759,7 @@ static void delete_parent_with_child(const char *fk_timing)
     assert_applied(a, 1, 4, 1);
     tdb_answer_free(a);
     ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.users WHERE id IN ('%s', '%s')", ROW_A, ROW_C), 2);
-    ck_assert_int_eq(meta_version(U, ROW_A), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 1);
     ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.materialize_failures WHERE pk_uuid = '%s'"
                                       " AND op = 'DELETE' AND attempted_version = 2",
                                   ROW_A),
@@ -942,7 +835,7 @@ START_TEST(test_plugin_applied_and_failing)
                      "example_materializer: refusing business.docs row " ROW_A ": the payload has \"plugin_fail\": true");
     tdb_answer_free(a);
     ck_assert_str_eq(doc_of(ROW_A), "{\"title\": \"a2\"}");
-    ck_assert_int_eq(meta_version(U, ROW_A), 2);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 2);
 
     /* many plugin failures in one batch (the one-savepoint-per-change pass) */
     a = tdb_upload_ok(&T, U, D,
@@ -999,9 +892,7 @@ static json_object *list_failures(const char *user, const char *schema, const ch
 {
     struct identity who = tdb_who(user, D);
     arena_t *arena = arena_new(8192);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(&T, &who, arena);
     strbuf_t out = STRBUF_INIT;
     char err[512] = "";
     enum sync_outcome o = sync_list_failures(&rq, schema, table, limit, &out, err, sizeof err);
@@ -1040,9 +931,7 @@ static struct retry_answer retry(const char *user, long long id)
     memset(&r, 0, sizeof r);
     struct identity who = tdb_who(user, D);
     arena_t *arena = arena_new(8192);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(&T, &who, arena);
     strbuf_t out = STRBUF_INIT;
     r.outcome = sync_retry_failure(&rq, id, &out, r.err, sizeof r.err);
     arena_free(arena);
@@ -1102,7 +991,7 @@ START_TEST(test_admin_list)
     assert_mat_error(a, 0, 1, 1, NULL);
     tdb_answer_free(a);
     a = tdb_upload_ok(&T, U, D,
-                      batch(chg_in(2, "other", "items", "INSERT", ROW_C, 0, "{\"n\":3}"),
+                      batch(chg(2, "other", "items", "INSERT", ROW_C, 0, "{\"n\":3}"),
                             ins(3, "posts", ROW_B, "{\"n\":2}"), ins(4, "posts", ROW_F, "{\"title\":\"fine\"}"),
                             NULL));
     assert_mat_error(a, 0, 2, 1, NULL);
@@ -1223,7 +1112,7 @@ START_TEST(test_admin_retry)
     json_object_put(r.json);
     ck_assert_int_eq(failure_count(U), 0);
     ck_assert_str_eq(copy_of(ROW_A), "INSERT|a|business.notes");
-    ck_assert_int_eq(meta_version(U, ROW_A), 1);
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 1);
     ck_assert_int_eq(tdb_log_count_pk(&T, U, ROW_A), 1);
     ck_assert_str_eq(tdb_query(&T, "SELECT format('%%s|%%s|%%s|%%s', source_id, source_change_id, op, server_version)"
                                    " FROM sync.server_change_log WHERE pk_uuid = '%s'",
@@ -1255,7 +1144,7 @@ START_TEST(test_admin_retry)
 
     /* the device's own retry of its change now meets the applied row */
     a = tdb_upload_ok(&T, U, D, batch(ins(1, "notes", ROW_A, pa), NULL));
-    assert_conflict(a, 0, 1, 1, pa);
+    assert_conflict(a, 0, 1, NULL, NULL, NULL, 1, false, pa);
     tdb_answer_free(a);
 }
 END_TEST
@@ -1428,8 +1317,8 @@ static const char owner_ddl[] =
 /* Assert status i is invalid/pk_taken and says nothing of the other user's row. */
 static void assert_pk_taken(const struct tdb_answer *a, int i, long long scid, const char *secret)
 {
-    json_object *inv = assert_invalid(a, i, scid, "pk_taken");
-    json_object *st = status_at(a, i, scid);
+    json_object *st = assert_invalid(a, i, scid, "pk_taken");
+    json_object *inv = tdb_get(st, "invalid");
     ck_assert_msg(!tdb_has(st, "server_row"), "a refusal must not carry server_row: %s", a->body);
     ck_assert_msg(!tdb_has(st, "new_server_version"), "a refusal must not carry a version: %s", a->body);
     ck_assert_msg(strstr(tdb_str(st, "message"), "another user") != NULL, "message: %s", a->body);
@@ -1570,7 +1459,7 @@ END_TEST
 START_TEST(test_owner_none_tables_per_user)
 {
     open_owner_db();
-    const char *c = chg_in(1, "public", "scratch", "INSERT", ROW_A, 0, "{}");
+    const char *c = chg(1, "public", "scratch", "INSERT", ROW_A, 0, "{}");
     struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(c, NULL));
     assert_applied(a, 0, 1, 1);
     tdb_answer_free(a);
@@ -1649,28 +1538,11 @@ START_TEST(test_owner_race)
     for (int round = 0; round < 3; round++) {
         tdb_exec(&T, "TRUNCATE business.users CASCADE; TRUNCATE sync.row_owner, sync.sync_row_meta,"
                      " sync.sync_state, sync.server_change_log");
-        int gate[2];
-        ck_assert_int_eq(pipe(gate), 0);
-        pid_t pids[OWNER_RACERS];
-        for (int i = 0; i < OWNER_RACERS; i++) {
-            pids[i] = fork();
-            ck_assert_int_ge(pids[i], 0);
-            if (pids[i] == 0) {
-                close(gate[1]);
-                tdb_child_connect(&T);
-                char ch;
-                while (read(gate[0], &ch, 1) > 0)
-                    ;
-                _exit(owner_racer(i));
-            }
-        }
-        close(gate[0]);
-        close(gate[1]);
+        int codes[OWNER_RACERS];
+        race(OWNER_RACERS, owner_racer, codes);
         int winner = -1, refused = 0;
         for (int i = 0; i < OWNER_RACERS; i++) {
-            int st = 0;
-            ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
-            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+            int code = codes[i];
             ck_assert_msg(code == 0 || code == 1, "racer %d ended with code %d", i, code);
             if (code == 0) {
                 ck_assert_msg(winner < 0, "two racers applied: %d and %d", winner, i);
@@ -1693,18 +1565,10 @@ END_TEST
 
 /* ==================================================================================== main */
 
-static TCase *tcase(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    return tc;
-}
-
 static Suite *materialize_suite(void)
 {
     Suite *s = suite_create("materialize");
-    TCase *tc = tcase("generic");
+    TCase *tc = tcase("generic", TDB_OWN_DB);
     tcase_add_test(tc, test_generic_types);
     tcase_add_test(tc, test_generic_not_null_missing);
     tcase_add_test(tc, test_generic_duplicate_key_last_wins);
@@ -1713,12 +1577,12 @@ static Suite *materialize_suite(void)
     tcase_add_test(tc, test_generic_wide_table);
     suite_add_tcase(s, tc);
 
-    tc = tcase("sql");
+    tc = tcase("sql", TDB_OWN_DB);
     tcase_add_test(tc, test_sql_function_failure_and_client_retry);
     tcase_add_test(tc, test_sql_function_update_delete);
     suite_add_tcase(s, tc);
 
-    tc = tcase("batch");
+    tc = tcase("batch", TDB_OWN_DB);
     tcase_add_test(tc, test_chain_same_row_conflict);
     tcase_add_test(tc, test_chain_child_fk_missing);
     tcase_add_test(tc, test_chain_same_version_twice);
@@ -1726,15 +1590,15 @@ static Suite *materialize_suite(void)
     tcase_add_test(tc, test_chain_delete_parent_deferred_fk);
     suite_add_tcase(s, tc);
 
-    tc = tcase("plugin");
+    tc = tcase("plugin", TDB_OWN_DB);
     tcase_add_test(tc, test_plugin_applied_and_failing);
     suite_add_tcase(s, tc);
 
-    tc = tcase("verify");
+    tc = tcase("verify", TDB_OWN_DB);
     tcase_add_test(tc, test_verify);
     suite_add_tcase(s, tc);
 
-    tc = tcase("ownership");
+    tc = tcase("ownership", TDB_OWN_DB);
     tcase_add_test(tc, test_owner_generic);
     tcase_add_test(tc, test_owner_sql_and_plugin);
     tcase_add_test(tc, test_owner_unused_claim);
@@ -1748,7 +1612,7 @@ static Suite *materialize_suite(void)
 static Suite *admin_suite(void)
 {
     Suite *s = suite_create("admin");
-    TCase *tc = tcase("admin");
+    TCase *tc = tcase("admin", TDB_OWN_DB);
     tcase_add_test(tc, test_admin_params);
     tcase_add_test(tc, test_admin_list);
     tcase_add_test(tc, test_admin_retry);
@@ -1759,10 +1623,5 @@ static Suite *admin_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(materialize_suite());
-    srunner_add_suite(sr, admin_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return run_suites(materialize_suite(), admin_suite(), NULL);
 }

@@ -2,6 +2,8 @@
  * connection can observe. Every test works in a fresh database of its own (testdb.c), with
  * business.users, business.posts and public.notes registered (materializer none). */
 #include "testdb.h"
+#include "../capture.h"
+#include "../run_suites.h"
 
 #include "strbuf.h"
 
@@ -10,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define U "alice"
@@ -25,93 +26,7 @@
 #define PK5 "55555555-5555-4555-8555-555555555555"
 #define PKX "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
 
-static struct testdb T;
-
-static void setup(void)
-{
-    tdb_open(&T);
-}
-
-static void teardown(void)
-{
-    tdb_close(&T);
-}
-
-/* ------------------------------------------------------------------------------ builders */
-
-/* One change. schema/table/op are JSON string contents; pk NULL = no pk key; payload is raw JSON
- * text, NULL = no payload key. */
-static char *chg(long long scid, const char *schema, const char *table, const char *op, const char *pk,
-                 long long sv, const char *payload)
-{
-    strbuf_t sb = STRBUF_INIT;
-    sb_printf(&sb, "{\"source_change_id\":%lld,\"schema\":\"%s\",\"table\":\"%s\",\"op\":\"%s\"", scid, schema,
-              table, op);
-    if (pk)
-        sb_printf(&sb, ",\"pk\":\"%s\"", pk);
-    sb_printf(&sb, ",\"server_version\":%lld", sv);
-    if (payload)
-        sb_printf(&sb, ",\"payload\":%s", payload);
-    sb_putc(&sb, '}');
-    char *s = tdb_printf(&T, "%s", sb.data);
-    sb_free(&sb);
-    return s;
-}
-
-/* Shorthands on business.users. */
-static char *ins(long long scid, const char *pk, long long sv, const char *payload)
-{
-    return chg(scid, "business", "users", "INSERT", pk, sv, payload);
-}
-
-static char *upd(long long scid, const char *pk, long long sv, const char *payload)
-{
-    return chg(scid, "business", "users", "UPDATE", pk, sv, payload);
-}
-
-static char *del(long long scid, const char *pk, long long sv)
-{
-    return chg(scid, "business", "users", "DELETE", pk, sv, NULL);
-}
-
-/* {"last_server_seq_seen":0,"changes":[c1,c2,...]} from NULL-terminated change texts. */
-#define batch(...) tdb_batch(&T, __VA_ARGS__)
-
 /* -------------------------------------------------------------------------- assertions */
-
-static void assert_applied(const struct tdb_answer *a, int i, long long scid, long long version)
-{
-    json_object *st = tdb_status(a, i);
-    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
-                  tdb_int(st, "source_change_id"), scid, a->body);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "applied") == 0, "statuses[%d] is not applied: %s", i, a->body);
-    if (version > 0)
-        ck_assert_msg(tdb_int(st, "new_server_version") == version,
-                      "statuses[%d].new_server_version = %lld, expected %lld: %s", i,
-                      tdb_int(st, "new_server_version"), version, a->body);
-    else
-        ck_assert_msg(!tdb_has(st, "new_server_version"),
-                      "statuses[%d] must be applied without new_server_version (idempotent): %s", i, a->body);
-}
-
-/* An applied status without a version: idempotent. */
-static void assert_idempotent(const struct tdb_answer *a, int i, long long scid)
-{
-    assert_applied(a, i, scid, 0);
-}
-
-static json_object *assert_invalid(const struct tdb_answer *a, int i, long long scid, const char *reason)
-{
-    json_object *st = tdb_status(a, i);
-    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
-                  tdb_int(st, "source_change_id"), scid, a->body);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "invalid") == 0, "statuses[%d] is not invalid: %s", i, a->body);
-    ck_assert_msg(!tdb_has(st, "new_server_version"), "an invalid status carries no version: %s", a->body);
-    json_object *inv = tdb_get(st, "invalid");
-    ck_assert_msg(strcmp(tdb_str(inv, "reason"), reason) == 0, "statuses[%d] reason %s, expected %s: %s", i,
-                  tdb_str(inv, "reason"), reason, a->body);
-    return st;
-}
 
 /* invalid/bad_payload whose message equals invalid.details.error; message compared exactly
  * (or only checked to contain `contains` when exact is NULL). */
@@ -131,27 +46,6 @@ static void assert_bad_payload(const struct tdb_answer *a, int i, long long scid
                       contains);
 }
 
-/* A conflict; returns its server_row after checking the fixed fields. */
-static json_object *assert_conflict(const struct tdb_answer *a, int i, long long scid, const char *schema,
-                                    const char *table, const char *pk, long long version, bool deleted)
-{
-    json_object *st = tdb_status(a, i);
-    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
-                  tdb_int(st, "source_change_id"), scid, a->body);
-    ck_assert_msg(strcmp(tdb_str(st, "status"), "conflict") == 0, "statuses[%d] is not a conflict: %s", i,
-                  a->body);
-    ck_assert_msg(!tdb_has(st, "new_server_version"), "a conflict carries no new_server_version: %s", a->body);
-    json_object *row = tdb_get(st, "server_row");
-    ck_assert_str_eq(tdb_str(row, "schema_name"), schema);
-    ck_assert_str_eq(tdb_str(row, "table_name"), table);
-    ck_assert_str_eq(tdb_str(row, "id"), pk);
-    ck_assert_msg(tdb_int(row, "server_version") == version, "server_row.server_version = %lld, expected %lld: %s",
-                  tdb_int(row, "server_version"), version, a->body);
-    ck_assert_msg(tdb_bool(row, "deleted") == deleted, "server_row.deleted wrong: %s", a->body);
-    ck_assert_msg(tdb_has(row, "payload"), "server_row without payload: %s", a->body);
-    return row;
-}
-
 static void assert_accepted(const struct tdb_answer *a, bool accepted)
 {
     ck_assert_msg(tdb_bool(a->json, "accepted") == accepted, "accepted should be %s: %s",
@@ -163,15 +57,6 @@ static void assert_highest(const struct tdb_answer *a, const char *user)
     long long h = tdb_highest(&T, user);
     ck_assert_msg(tdb_int(a->json, "highest_server_seq") == h, "highest_server_seq = %lld, the log says %lld: %s",
                   tdb_int(a->json, "highest_server_seq"), h, a->body);
-}
-
-/* The row's meta version, -1 when there is no meta row. */
-static long long meta_version(const char *user, const char *schema, const char *table, const char *pk)
-{
-    return tdb_query_ll(&T,
-                        "SELECT coalesce((SELECT server_version FROM sync.sync_row_meta WHERE user_id = '%s'"
-                        " AND schema_name = '%s' AND table_name = '%s' AND pk_uuid = '%s'), -1)",
-                        user, schema, table, pk);
 }
 
 /* "t", "f" or "<null>" when there is no meta row. */
@@ -229,7 +114,7 @@ static void bad_with_sibling(const char *bad, long long bad_scid, const char *re
     const char *sib_pk = tdb_printf(&T, "eeeeeeee-0000-4000-8000-%012d", siblings);
     long long sib_scid = 5000 + siblings;
     struct tdb_answer *a =
-        tdb_upload_ok(&T, U, D, batch(bad, ins(sib_scid, sib_pk, 0, "{\"name\":\"sibling\"}"), NULL));
+        tdb_upload_ok(&T, U, D, batch(bad, ins(sib_scid, "users", sib_pk, "{\"name\":\"sibling\"}"), NULL));
     ck_assert_int_eq(tdb_nstatuses(a), 2);
     if (strcmp(reason, "bad_payload") == 0)
         assert_bad_payload(a, 0, bad_scid, exact_message, NULL);
@@ -282,7 +167,7 @@ START_TEST(test_rule3_unregistered)
 {
     struct tdb_answer *a = tdb_upload_ok(
         &T, U, D,
-        batch(chg(1, "public", "nope", "INSERT", PK1, 0, "{\"a\":1}"), ins(2, PK2, 0, "{\"name\":\"sibling\"}"),
+        batch(chg(1, "public", "nope", "INSERT", PK1, 0, "{\"a\":1}"), ins(2, "users", PK2, "{\"name\":\"sibling\"}"),
               NULL));
     json_object *st = assert_invalid(a, 0, 1, "unregistered_table");
     ck_assert_msg(tdb_json_eq(tdb_get(tdb_get(st, "invalid"), "details"), "{\"schema\":\"public\",\"table\":\"nope\"}"),
@@ -325,13 +210,13 @@ END_TEST
 
 START_TEST(test_rule5_pk_not_uuid)
 {
-    bad_with_sibling(ins(1, "not-a-uuid", 0, "{\"a\":1}"), 1, "bad_payload", "pk \"not-a-uuid\" is not a UUID");
+    bad_with_sibling(ins(1, "users", "not-a-uuid", "{\"a\":1}"), 1, "bad_payload", "pk \"not-a-uuid\" is not a UUID");
 }
 END_TEST
 
 START_TEST(test_rule5_pk_missing)
 {
-    bad_with_sibling(ins(1, NULL, 0, "{\"a\":1}"), 1, "bad_payload", NULL);
+    bad_with_sibling(ins(1, "users", NULL, "{\"a\":1}"), 1, "bad_payload", NULL);
 }
 END_TEST
 
@@ -345,7 +230,7 @@ START_TEST(test_rule5_pk_variants_refused)
         "",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, bad[i], 0, "{\"a\":1}"), NULL));
+        struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", bad[i], "{\"a\":1}"), NULL));
         assert_bad_payload(a, 0, 1, NULL, "is not a UUID");
         tdb_answer_free(a);
     }
@@ -357,38 +242,40 @@ END_TEST
 START_TEST(test_rule5_pk_with_nul)
 {
     /* the JSON string holds a NUL after a valid UUID: not a UUID (no C-string truncation) */
-    bad_with_sibling(ins(1, PK1 "\\u0000junk", 0, "{\"a\":1}"), 1, "bad_payload", NULL);
+    bad_with_sibling(ins(1, "users", PK1 "\\u0000junk", "{\"a\":1}"), 1, "bad_payload", NULL);
 }
 END_TEST
 
 START_TEST(test_rule6_payload_missing)
 {
-    bad_with_sibling(ins(1, PK1, 0, NULL), 1, "bad_payload", "payload must be a JSON object for INSERT");
+    bad_with_sibling(ins(1, "users", PK1, NULL), 1, "bad_payload", "payload must be a JSON object for INSERT");
 }
 END_TEST
 
 START_TEST(test_rule6_payload_null)
 {
-    bad_with_sibling(ins(1, PK1, 0, "null"), 1, "bad_payload", "payload must be a JSON object for INSERT");
+    bad_with_sibling(ins(1, "users", PK1, "null"), 1, "bad_payload", "payload must be a JSON object for INSERT");
 }
 END_TEST
 
 START_TEST(test_rule6_payload_array)
 {
-    bad_with_sibling(upd(1, PK1, 0, "[{\"a\":1}]"), 1, "bad_payload", "payload must be a JSON object for UPDATE");
+    bad_with_sibling(upd(1, "users", PK1, 0, "[{\"a\":1}]"), 1, "bad_payload",
+                     "payload must be a JSON object for UPDATE");
 }
 END_TEST
 
 START_TEST(test_rule6_payload_string)
 {
-    bad_with_sibling(ins(1, PK1, 0, "\"{\\\"a\\\":1}\""), 1, "bad_payload", "payload must be a JSON object for INSERT");
+    bad_with_sibling(ins(1, "users", PK1, "\"{\\\"a\\\":1}\""), 1, "bad_payload",
+                     "payload must be a JSON object for INSERT");
 }
 END_TEST
 
 START_TEST(test_rule6_payload_number_bool)
 {
-    bad_with_sibling(upd(1, PK1, 0, "42"), 1, "bad_payload", "payload must be a JSON object for UPDATE");
-    bad_with_sibling(ins(3, PK3, 0, "true"), 3, "bad_payload", NULL);
+    bad_with_sibling(upd(1, "users", PK1, 0, "42"), 1, "bad_payload", "payload must be a JSON object for UPDATE");
+    bad_with_sibling(ins(3, "users", PK3, "true"), 3, "bad_payload", NULL);
 }
 END_TEST
 
@@ -406,14 +293,15 @@ static char *payload_of(size_t n)
 START_TEST(test_rule7_payload_too_large)
 {
     T.cfg.max_payload_bytes = 256;
-    bad_with_sibling(ins(1, PK1, 0, payload_of(257)), 1, "bad_payload", "payload is 257 bytes; the limit is 256 bytes");
+    bad_with_sibling(ins(1, "users", PK1, payload_of(257)), 1, "bad_payload",
+                     "payload is 257 bytes; the limit is 256 bytes");
 }
 END_TEST
 
 START_TEST(test_rule7_payload_at_limit)
 {
     T.cfg.max_payload_bytes = 256;
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, payload_of(256)), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, payload_of(256)), NULL));
     assert_applied(a, 0, 1, 1);
     tdb_answer_free(a);
     ck_assert_int_eq(tdb_log_count_pk(&T, U, PK1), 1);
@@ -428,27 +316,28 @@ START_TEST(test_rule7_payload_raw_bytes)
     /* {      "pad"      :"xxx…"}  = 246 + 12 bytes */
     char *spaced = tdb_printf(&T, "{      \"pad\"      :%s", strchr(compact, ':') + 1);
     ck_assert_uint_eq(strlen(spaced), 258);
-    bad_with_sibling(ins(1, PK1, 0, spaced), 1, "bad_payload", "payload is 258 bytes; the limit is 256 bytes");
+    bad_with_sibling(ins(1, "users", PK1, spaced), 1, "bad_payload", "payload is 258 bytes; the limit is 256 bytes");
 }
 END_TEST
 
 START_TEST(test_rule8_server_version_key)
 {
-    bad_with_sibling(ins(1, PK1, 0, "{\"name\":\"x\",\"server_version\":3}"), 1, "bad_payload",
+    bad_with_sibling(ins(1, "users", PK1, "{\"name\":\"x\",\"server_version\":3}"), 1, "bad_payload",
                      "payload must not contain the key \"server_version\"");
 }
 END_TEST
 
 START_TEST(test_rule8_deleted_key)
 {
-    bad_with_sibling(upd(1, PK1, 0, "{\"deleted\":false}"), 1, "bad_payload", "payload must not contain the key \"deleted\"");
+    bad_with_sibling(upd(1, "users", PK1, 0, "{\"deleted\":false}"), 1, "bad_payload",
+                     "payload must not contain the key \"deleted\"");
 }
 END_TEST
 
 START_TEST(test_rule8_nested_keys_fine)
 {
     const char *p = "{\"meta\":{\"deleted\":true,\"server_version\":4},\"list\":[{\"deleted\":1}]}";
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, p), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, p), NULL));
     assert_applied(a, 0, 1, 1);
     ck_assert(jsonb_eq(state_payload(U, "business", "users", PK1), p));
     tdb_answer_free(a);
@@ -458,7 +347,7 @@ END_TEST
 START_TEST(test_rule9_delete_with_payload)
 {
     /* the row exists, so a valid DELETE would be applied with a version */
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(10, PK1, 0, "{\"a\":1}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(10, "users", PK1, "{\"a\":1}"), NULL));
     tdb_answer_free(a);
     bad_with_sibling(chg(1, "business", "users", "DELETE", PK1, 1, "{}"), 1, "bad_payload",
                      "payload must be absent or null for DELETE");
@@ -472,10 +361,10 @@ END_TEST
 START_TEST(test_rule9_delete_null_or_absent)
 {
     struct tdb_answer *a =
-        tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{\"a\":1}"), ins(2, PK2, 0, "{\"a\":2}"), NULL));
+        tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"a\":1}"), ins(2, "users", PK2, "{\"a\":2}"), NULL));
     tdb_answer_free(a);
     a = tdb_upload_ok(&T, U, D,
-                      batch(chg(3, "business", "users", "DELETE", PK1, 1, "null"), del(4, PK2, 1), NULL));
+                      batch(chg(3, "business", "users", "DELETE", PK1, 1, "null"), del(4, "users", PK2, 1), NULL));
     assert_applied(a, 0, 3, 2);
     assert_applied(a, 1, 4, 2);
     tdb_answer_free(a);
@@ -513,7 +402,7 @@ START_TEST(test_first_failure_wins)
     /* too large and a forbidden key: size first (rule 7 before rule 8) */
     T.cfg.max_payload_bytes = 40;
     a = tdb_upload_ok(&T, U, D,
-                      batch(ins(8, PK1, 0, "{\"server_version\":1,\"padding\":\"xxxxxxxxxxxxxxxxxx\"}"), NULL));
+                      batch(ins(8, "users", PK1, "{\"server_version\":1,\"padding\":\"xxxxxxxxxxxxxxxxxx\"}"), NULL));
     assert_bad_payload(a, 0, 8, NULL, "limit");
     tdb_answer_free(a);
 }
@@ -521,7 +410,7 @@ END_TEST
 
 START_TEST(test_payload_nul_escape)
 {
-    bad_with_sibling(ins(1, PK1, 0, "{\"name\":\"a\\u0000b\"}"), 1, "bad_payload",
+    bad_with_sibling(ins(1, "users", PK1, "{\"name\":\"a\\u0000b\"}"), 1, "bad_payload",
                      "payload holds a value PostgreSQL cannot store (\\u0000, an unpaired surrogate or a number "
                      "out of range)");
 }
@@ -529,25 +418,25 @@ END_TEST
 
 START_TEST(test_payload_unpaired_surrogate)
 {
-    bad_with_sibling(ins(1, PK1, 0, "{\"name\":\"\\ud800\"}"), 1, "bad_payload", NULL);
-    bad_with_sibling(ins(3, PK3, 0, "{\"name\":\"x\\udc00y\"}"), 3, "bad_payload", NULL);
-    bad_with_sibling(ins(4, PK4, 0, "{\"k\\ud800\":1}"), 4, "bad_payload", NULL);
-    bad_with_sibling(ins(5, PK5, 0, "{\"deep\":[{\"x\":\"\\ud83d\\u0041\"}]}"), 5, "bad_payload", NULL);
+    bad_with_sibling(ins(1, "users", PK1, "{\"name\":\"\\ud800\"}"), 1, "bad_payload", NULL);
+    bad_with_sibling(ins(3, "users", PK3, "{\"name\":\"x\\udc00y\"}"), 3, "bad_payload", NULL);
+    bad_with_sibling(ins(4, "users", PK4, "{\"k\\ud800\":1}"), 4, "bad_payload", NULL);
+    bad_with_sibling(ins(5, "users", PK5, "{\"deep\":[{\"x\":\"\\ud83d\\u0041\"}]}"), 5, "bad_payload", NULL);
 }
 END_TEST
 
 START_TEST(test_payload_number_out_of_range)
 {
     /* jsonb (numeric) cannot store it: that change only, not the batch */
-    bad_with_sibling(ins(1, PK1, 0, "{\"n\":1e200000}"), 1, "bad_payload", NULL);
-    bad_with_sibling(ins(3, PK3, 0, "{\"n\":1e-20000}"), 3, "bad_payload", NULL);
+    bad_with_sibling(ins(1, "users", PK1, "{\"n\":1e200000}"), 1, "bad_payload", NULL);
+    bad_with_sibling(ins(3, "users", PK3, "{\"n\":1e-20000}"), 3, "bad_payload", NULL);
 }
 END_TEST
 
 START_TEST(test_payload_valid_escapes_stored)
 {
     const char *p = "{\"emoji\":\"\\ud83d\\ude00\",\"e\":\"\\u00e9\\n\\t\\\"q\\\"\",\"big\":1e300,\"raw\":\"\xc3\xa9\"}";
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, p), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, p), NULL));
     assert_applied(a, 0, 1, 1);
     tdb_answer_free(a);
     ck_assert(jsonb_eq(state_payload(U, "business", "users", PK1), p));
@@ -610,10 +499,10 @@ START_TEST(test_normalise_uuid_spellings)
                      n);
 
     /* a conflict names the row canonically */
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(upd(100, "{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}", 1,
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(upd(100, "users", "{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}", 1,
                                                              "{\"n\":0}"),
                                                          NULL));
-    json_object *row = assert_conflict(a, 0, 100, "business", "users", PKX, n, false);
+    json_object *row = assert_conflict(a, 0, 100, "business", "users", PKX, n, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), tdb_printf(&T, "{\"n\":%d}", n - 1)));
     tdb_answer_free(a);
 
@@ -718,9 +607,9 @@ START_TEST(test_bad_body)
     const struct bad_body *bb = &bad_bodies[_i];
     /* something already stored, so the snapshot covers real rows */
     struct tdb_answer *a =
-        tdb_upload_ok(&T, U, D, batch(ins(100, PK1, 0, "{\"a\":1}"), ins(101, PK2, 0, "{\"a\":2}"), NULL));
+        tdb_upload_ok(&T, U, D, batch(ins(100, "users", PK1, "{\"a\":1}"), ins(101, "users", PK2, "{\"a\":2}"), NULL));
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D2, batch(upd(100, PK1, 1, "{\"a\":11}"), NULL));
+    a = tdb_upload_ok(&T, U, D2, batch(upd(100, "users", PK1, 1, "{\"a\":11}"), NULL));
     tdb_answer_free(a);
     char *before = tdb_snapshot(&T);
 
@@ -741,7 +630,7 @@ START_TEST(test_bad_body)
     ck_assert_int_eq(tdb_log_count_pk(&T, U, PK3), 0);
 
     /* the connection is still usable afterwards */
-    a = tdb_upload_ok(&T, U, D, batch(ins(102, PK3, 0, "{\"a\":3}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(ins(102, "users", PK3, "{\"a\":3}"), NULL));
     assert_applied(a, 0, 102, 1);
     tdb_answer_free(a);
 }
@@ -749,9 +638,11 @@ END_TEST
 
 START_TEST(test_changes_missing_or_null)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, "other", batch(ins(1, PK1, 0, "{\"a\":1}"), ins(2, PK2, 0, "{}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, "other", batch(ins(1, "users", PK1, "{\"a\":1}"),
+                                                               ins(2, "users", PK2, "{}"), NULL));
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U2, D, batch(ins(1, PK1, 0, "{\"a\":1}"), ins(2, PK2, 0, "{}"), ins(3, PK3, 0, "{}"), NULL));
+    a = tdb_upload_ok(&T, U2, D, batch(ins(1, "users", PK1, "{\"a\":1}"), ins(2, "users", PK2, "{}"),
+                                       ins(3, "users", PK3, "{}"), NULL));
     tdb_answer_free(a);
     long long h = tdb_highest(&T, U);
     ck_assert_int_gt(h, 0);
@@ -800,7 +691,7 @@ START_TEST(test_batch_exactly_limit)
 {
     T.cfg.max_upload_changes = 3;
     struct tdb_answer *a = tdb_upload_ok(
-        &T, U, D, batch(ins(1, PK1, 0, "{}"), ins(2, PK2, 0, "{}"), ins(3, PK3, 0, "{}"), NULL));
+        &T, U, D, batch(ins(1, "users", PK1, "{}"), ins(2, "users", PK2, "{}"), ins(3, "users", PK3, "{}"), NULL));
     ck_assert_int_eq(tdb_nstatuses(a), 3);
     for (int i = 0; i < 3; i++)
         assert_applied(a, i, i + 1, 1);
@@ -812,12 +703,12 @@ END_TEST
 START_TEST(test_batch_too_large)
 {
     T.cfg.max_upload_changes = 3;
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(10, PK5, 0, "{}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(10, "users", PK5, "{}"), NULL));
     tdb_answer_free(a);
     char *before = tdb_snapshot(&T);
     long long h = tdb_highest(&T, U);
     a = tdb_upload_ok(&T, U, D,
-                      batch(ins(1, PK1, 0, "{}"), ins(2, PK2, 0, "{}"), ins(3, PK3, 0, "{}"),
+                      batch(ins(1, "users", PK1, "{}"), ins(2, "users", PK2, "{}"), ins(3, "users", PK3, "{}"),
                             chg(4, "nope", "nope", "INSERT", PK4, 0, "{}"), NULL));
     ck_assert_int_eq(tdb_nstatuses(a), 4);
     for (int i = 0; i < 4; i++)
@@ -834,7 +725,7 @@ END_TEST
  * *before gets the snapshot. */
 static long long stored_row(char **before)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), NULL));
     long long h = tdb_int(a->json, "highest_server_seq");
     tdb_answer_free(a);
     *before = tdb_snapshot(&T);
@@ -886,8 +777,8 @@ START_TEST(test_batch_too_large_bad_element)
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         const char *body = tdb_printf(&T, "{\"changes\":[%s,%s,%s,%s,%s,{\"source_change_id\":6}]}",
-                                      ins(1, PK1, 0, "{}"), ins(2, PK2, 0, "{}"), ins(3, PK3, 0, "{}"),
-                                      ins(4, PK4, 0, "{}"), cases[k].element);
+                                      ins(1, "users", PK1, "{}"), ins(2, "users", PK2, "{}"),
+                                      ins(3, "users", PK3, "{}"), ins(4, "users", PK4, "{}"), cases[k].element);
         struct tdb_answer *a = tdb_upload(&T, U, D, body);
         ck_assert_msg(a->outcome == SYNC_BAD_REQUEST, "%s: outcome %d", cases[k].element, (int)a->outcome);
         ck_assert_ptr_null(a->body);
@@ -1027,9 +918,7 @@ static enum sync_outcome upload_measured(const char *body, size_t len, strbuf_t 
 {
     struct identity who = tdb_who(U, D);
     arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(&T, &who, arena);
     enum sync_outcome o = sync_upload(&rq, body, len, out, counts, err, errlen);
     *arena_bytes = arena_bytes_in_use(arena);
     arena_free(arena);
@@ -1136,10 +1025,8 @@ START_TEST(test_million_over_limit_streamed)
     const struct sync_sink sink = { record_begin, record_write, &rec };
     struct identity who = tdb_who(U, D);
     arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &T.cfg, .schema = &T.schema, .conn = T.conn, .who = &who, .arena = arena, .request_id = "test",
-        .sink = &sink,
-    };
+    struct sync_request rq = tdb_request(&T, &who, arena);
+    rq.sink = &sink;
     strbuf_t out = STRBUF_INIT;
     struct upload_counts counts;
     char err[256] = "";
@@ -1164,7 +1051,7 @@ START_TEST(test_million_over_limit_streamed)
     memset(&rec, 0, sizeof rec);
     arena = arena_new(16384);
     rq.arena = arena;
-    const char *small = batch(ins(2, PK2, 0, "{}"), NULL);
+    const char *small = batch(ins(2, "users", PK2, "{}"), NULL);
     o = sync_upload(&rq, small, strlen(small), &out, &counts, err, sizeof err);
     ck_assert_int_eq(o, SYNC_OK);
     ck_assert_int_eq(rec.begins, 0);
@@ -1178,7 +1065,7 @@ END_TEST
 
 START_TEST(test_insert_update_delete_round_trip)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{\"name\":\"John\"}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"name\":\"John\"}"), NULL));
     assert_applied(a, 0, 1, 1);
     assert_accepted(a, true);
     assert_highest(a, U);
@@ -1188,13 +1075,13 @@ START_TEST(test_insert_update_delete_round_trip)
     ck_assert_str_eq(meta_deleted(U, "business", "users", PK1), "f");
     ck_assert(jsonb_eq(state_payload(U, "business", "users", PK1), "{\"name\":\"John\"}"));
 
-    a = tdb_upload_ok(&T, U, D, batch(upd(2, PK1, 1, "{\"name\":\"Jane\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(2, "users", PK1, 1, "{\"name\":\"Jane\"}"), NULL));
     assert_applied(a, 0, 2, 2);
     assert_highest(a, U);
     tdb_answer_free(a);
     ck_assert(jsonb_eq(state_payload(U, "business", "users", PK1), "{\"name\":\"Jane\"}"));
 
-    a = tdb_upload_ok(&T, U, D, batch(del(3, PK1, 2), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(del(3, "users", PK1, 2), NULL));
     assert_applied(a, 0, 3, 3);
     assert_highest(a, U);
     tdb_answer_free(a);
@@ -1208,7 +1095,7 @@ START_TEST(test_insert_update_delete_round_trip)
     ck_assert_int_eq(
         tdb_query_ll(&T, "SELECT count(*) FROM sync.server_change_log WHERE op = 'DELETE' AND payload IS NULL"), 1);
     /* an UPDATE of a never-seen row at version 0 creates it (version gate only) */
-    a = tdb_upload_ok(&T, U, D, batch(upd(4, PK2, 0, "{\"name\":\"new\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(4, "users", PK2, 0, "{\"name\":\"new\"}"), NULL));
     assert_applied(a, 0, 4, 1);
     tdb_answer_free(a);
 }
@@ -1216,8 +1103,8 @@ END_TEST
 
 START_TEST(test_idempotent_whole_batch)
 {
-    const char *body = batch(ins(1, PK1, 0, "{\"a\":1}"), ins(2, PK2, 0, "{\"a\":2}"), upd(3, PK1, 1, "{\"a\":3}"),
-                             del(4, PK2, 1), NULL);
+    const char *body = batch(ins(1, "users", PK1, "{\"a\":1}"), ins(2, "users", PK2, "{\"a\":2}"),
+                             upd(3, "users", PK1, 1, "{\"a\":3}"), del(4, "users", PK2, 1), NULL);
     struct tdb_answer *a = tdb_upload_ok(&T, U, D, body);
     assert_applied(a, 0, 1, 1);
     assert_applied(a, 1, 2, 1);
@@ -1242,7 +1129,7 @@ START_TEST(test_idempotent_whole_batch)
 
     /* the scid is per device: the same scids from another device are new changes (and conflict) */
     a = tdb_upload_ok(&T, U, D2, body);
-    assert_conflict(a, 0, 1, "business", "users", PK1, 2, false);
+    assert_conflict(a, 0, 1, "business", "users", PK1, 2, false, NULL);
     tdb_answer_free(a);
 }
 END_TEST
@@ -1250,12 +1137,12 @@ END_TEST
 START_TEST(test_idempotent_partial_batch)
 {
     struct tdb_answer *a =
-        tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{\"a\":1}"), ins(2, PK2, 0, "{\"a\":2}"), NULL));
+        tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"a\":1}"), ins(2, "users", PK2, "{\"a\":2}"), NULL));
     tdb_answer_free(a);
     /* the client lost the answer and resends part of it with new changes */
     a = tdb_upload_ok(&T, U, D,
-                      batch(ins(2, PK2, 0, "{\"a\":2}"), ins(3, PK3, 0, "{\"a\":3}"), upd(4, PK1, 1, "{\"a\":4}"),
-                            NULL));
+                      batch(ins(2, "users", PK2, "{\"a\":2}"), ins(3, "users", PK3, "{\"a\":3}"),
+                            upd(4, "users", PK1, 1, "{\"a\":4}"), NULL));
     assert_idempotent(a, 0, 2);
     assert_applied(a, 1, 3, 1);
     assert_applied(a, 2, 4, 2);
@@ -1270,19 +1157,20 @@ END_TEST
 START_TEST(test_idempotent_reordered)
 {
     struct tdb_answer *a = tdb_upload_ok(
-        &T, U, D, batch(ins(1, PK1, 0, "{\"a\":1}"), ins(2, PK2, 0, "{\"a\":2}"), ins(3, PK3, 0, "{\"a\":3}"), NULL));
+        &T, U, D, batch(ins(1, "users", PK1, "{\"a\":1}"), ins(2, "users", PK2, "{\"a\":2}"),
+                        ins(3, "users", PK3, "{\"a\":3}"), NULL));
     tdb_answer_free(a);
     char *before = tdb_snapshot(&T);
     a = tdb_upload_ok(&T, U, D,
-                      batch(ins(3, PK3, 0, "{\"a\":3}"), ins(1, PK1, 0, "{\"a\":1}"), ins(2, PK2, 0, "{\"a\":2}"),
-                            NULL));
+                      batch(ins(3, "users", PK3, "{\"a\":3}"), ins(1, "users", PK1, "{\"a\":1}"),
+                            ins(2, "users", PK2, "{\"a\":2}"), NULL));
     assert_idempotent(a, 0, 3);
     assert_idempotent(a, 1, 1);
     assert_idempotent(a, 2, 2);
     tdb_answer_free(a);
     ck_assert_str_eq(tdb_snapshot(&T), before);
     /* idempotency is by scid alone: a replay with a different content is still not applied */
-    a = tdb_upload_ok(&T, U, D, batch(upd(2, PK2, 1, "{\"a\":\"changed\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(2, "users", PK2, 1, "{\"a\":\"changed\"}"), NULL));
     assert_idempotent(a, 0, 2);
     tdb_answer_free(a);
     ck_assert_str_eq(tdb_snapshot(&T), before);
@@ -1292,7 +1180,7 @@ END_TEST
 START_TEST(test_same_scid_twice_in_batch)
 {
     struct tdb_answer *a =
-        tdb_upload_ok(&T, U, D, batch(ins(7, PK1, 0, "{\"a\":1}"), ins(7, PK2, 0, "{\"a\":2}"), NULL));
+        tdb_upload_ok(&T, U, D, batch(ins(7, "users", PK1, "{\"a\":1}"), ins(7, "users", PK2, "{\"a\":2}"), NULL));
     assert_applied(a, 0, 7, 1);
     assert_idempotent(a, 1, 7);
     tdb_answer_free(a);
@@ -1302,7 +1190,8 @@ START_TEST(test_same_scid_twice_in_batch)
     ck_assert_int_eq(meta_version(U, "business", "users", PK2), -1);
 
     /* the same change twice: one log row */
-    a = tdb_upload_ok(&T, U, D, batch(upd(8, PK1, 1, "{\"a\":3}"), upd(8, PK1, 1, "{\"a\":3}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(8, "users", PK1, 1, "{\"a\":3}"), upd(8, "users", PK1, 1, "{\"a\":3}"),
+                                      NULL));
     assert_applied(a, 0, 8, 2);
     assert_idempotent(a, 1, 8);
     tdb_answer_free(a);
@@ -1327,8 +1216,8 @@ START_TEST(test_conflict_update_stale)
 {
     seed_row_at_version(PK1, 2, "{\"name\":\"current\",\"n\":[1,2]}");
     char *before = tdb_snapshot(&T);
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(upd(1, PK1, 1, "{\"name\":\"stale\"}"), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 2, false);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(upd(1, "users", PK1, 1, "{\"name\":\"stale\"}"), NULL));
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 2, false, NULL);
     ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), "{\"name\":\"current\",\"n\":[1,2]}"), "%s", a->body);
     ck_assert_int_eq(a->counts.conflicts, 1);
     assert_accepted(a, true);
@@ -1337,8 +1226,8 @@ START_TEST(test_conflict_update_stale)
     ck_assert_str_eq(tdb_snapshot(&T), before);
 
     /* a version from the future conflicts too */
-    a = tdb_upload_ok(&T, U, D2, batch(upd(2, PK1, 3, "{\"name\":\"future\"}"), NULL));
-    assert_conflict(a, 0, 2, "business", "users", PK1, 2, false);
+    a = tdb_upload_ok(&T, U, D2, batch(upd(2, "users", PK1, 3, "{\"name\":\"future\"}"), NULL));
+    assert_conflict(a, 0, 2, "business", "users", PK1, 2, false, NULL);
     tdb_answer_free(a);
     ck_assert_str_eq(tdb_snapshot(&T), before);
 }
@@ -1348,8 +1237,8 @@ START_TEST(test_conflict_delete_stale)
 {
     seed_row_at_version(PK1, 3, "{\"name\":\"v3\"}");
     char *before = tdb_snapshot(&T);
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(del(1, PK1, 2), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 3, false);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(del(1, "users", PK1, 2), NULL));
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 3, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"name\":\"v3\"}"));
     tdb_answer_free(a);
     ck_assert_str_eq(tdb_snapshot(&T), before);
@@ -1361,8 +1250,8 @@ START_TEST(test_conflict_insert_existing)
 {
     seed_row_at_version(PK1, 1, "{\"name\":\"first\"}");
     char *before = tdb_snapshot(&T);
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(ins(1, PK1, 0, "{\"name\":\"second\"}"), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 1, false);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(ins(1, "users", PK1, "{\"name\":\"second\"}"), NULL));
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 1, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"name\":\"first\"}"));
     /* server_version is a JSON number */
     ck_assert(json_object_is_type(tdb_get(row, "server_version"), json_type_int));
@@ -1373,10 +1262,11 @@ END_TEST
 
 START_TEST(test_conflict_never_seen_row)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(upd(1, PK1, 5, "{\"a\":1}"), ins(2, PK2, 1, "{}"), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 0, false);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(upd(1, "users", PK1, 5, "{\"a\":1}"),
+                                                         chg(2, "business", "users", "INSERT", PK2, 1, "{}"), NULL));
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 0, false, NULL);
     ck_assert_msg(tdb_is_null(row, "payload"), "payload must be null: %s", a->body);
-    row = assert_conflict(a, 1, 2, "business", "users", PK2, 0, false);
+    row = assert_conflict(a, 1, 2, "business", "users", PK2, 0, false, NULL);
     ck_assert(tdb_is_null(row, "payload"));
     ck_assert_int_eq(tdb_int(a->json, "highest_server_seq"), 0);
     tdb_answer_free(a);
@@ -1389,17 +1279,18 @@ END_TEST
 START_TEST(test_conflict_deleted_row)
 {
     seed_row_at_version(PK1, 2, "{\"a\":2}");
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(del(1, PK1, 2), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(del(1, "users", PK1, 2), NULL));
     assert_applied(a, 0, 1, 3);
     tdb_answer_free(a);
     char *before = tdb_snapshot(&T);
     /* an upsert of the deleted row with a stale version, an insert at 0, a second delete */
-    a = tdb_upload_ok(&T, U, D2, batch(upd(1, PK1, 2, "{\"a\":9}"), ins(2, PK1, 0, "{}"), del(3, PK1, 2), NULL));
-    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 3, true);
+    a = tdb_upload_ok(&T, U, D2, batch(upd(1, "users", PK1, 2, "{\"a\":9}"), ins(2, "users", PK1, "{}"),
+                                       del(3, "users", PK1, 2), NULL));
+    json_object *row = assert_conflict(a, 0, 1, "business", "users", PK1, 3, true, NULL);
     ck_assert_msg(tdb_is_null(row, "payload"), "payload of a deleted row is null: %s", a->body);
-    row = assert_conflict(a, 1, 2, "business", "users", PK1, 3, true);
+    row = assert_conflict(a, 1, 2, "business", "users", PK1, 3, true, NULL);
     ck_assert(tdb_is_null(row, "payload"));
-    row = assert_conflict(a, 2, 3, "business", "users", PK1, 3, true);
+    row = assert_conflict(a, 2, 3, "business", "users", PK1, 3, true, NULL);
     ck_assert(tdb_is_null(row, "payload"));
     tdb_answer_free(a);
     ck_assert_str_eq(tdb_snapshot(&T), before);
@@ -1409,27 +1300,27 @@ END_TEST
 START_TEST(test_conflict_scid_not_consumed)
 {
     seed_row_at_version(PK1, 2, "{\"a\":2}");
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(upd(5, PK1, 1, "{\"a\":\"mine\"}"), NULL));
-    assert_conflict(a, 0, 5, "business", "users", PK1, 2, false);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D2, batch(upd(5, "users", PK1, 1, "{\"a\":\"mine\"}"), NULL));
+    assert_conflict(a, 0, 5, "business", "users", PK1, 2, false, NULL);
     tdb_answer_free(a);
     ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.server_change_log WHERE source_id = '" D2 "'"), 0);
     /* rebased retry with the same scid */
-    a = tdb_upload_ok(&T, U, D2, batch(upd(5, PK1, 2, "{\"a\":\"mine\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D2, batch(upd(5, "users", PK1, 2, "{\"a\":\"mine\"}"), NULL));
     assert_applied(a, 0, 5, 3);
     tdb_answer_free(a);
     ck_assert(jsonb_eq(state_payload(U, "business", "users", PK1), "{\"a\":\"mine\"}"));
     /* and now it is consumed */
-    a = tdb_upload_ok(&T, U, D2, batch(upd(5, PK1, 3, "{\"a\":\"again\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D2, batch(upd(5, "users", PK1, 3, "{\"a\":\"again\"}"), NULL));
     assert_idempotent(a, 0, 5);
     tdb_answer_free(a);
     ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM sync.server_change_log WHERE source_id = '" D2 "'"), 1);
     ck_assert_int_eq(meta_version(U, "business", "users", PK1), 3);
 
     /* a conflicting delete's scid is not consumed either */
-    a = tdb_upload_ok(&T, U, D2, batch(del(6, PK1, 1), NULL));
-    assert_conflict(a, 0, 6, "business", "users", PK1, 3, false);
+    a = tdb_upload_ok(&T, U, D2, batch(del(6, "users", PK1, 1), NULL));
+    assert_conflict(a, 0, 6, "business", "users", PK1, 3, false, NULL);
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D2, batch(del(6, PK1, 3), NULL));
+    a = tdb_upload_ok(&T, U, D2, batch(del(6, "users", PK1, 3), NULL));
     assert_applied(a, 0, 6, 4);
     tdb_answer_free(a);
 }
@@ -1437,11 +1328,11 @@ END_TEST
 
 START_TEST(test_delete_never_seen)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(9, PK5, 0, "{}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(9, "users", PK5, "{}"), NULL));
     tdb_answer_free(a);
     char *before = tdb_snapshot(&T);
     long long h = tdb_highest(&T, U);
-    a = tdb_upload_ok(&T, U, D, batch(del(1, PK1, 0), del(2, PK2, 4), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(del(1, "users", PK1, 0), del(2, "users", PK2, 4), NULL));
     assert_idempotent(a, 0, 1);
     assert_idempotent(a, 1, 2);
     ck_assert_int_eq(tdb_int(a->json, "highest_server_seq"), h);
@@ -1454,12 +1345,12 @@ END_TEST
 START_TEST(test_resurrection)
 {
     seed_row_at_version(PK1, 1, "{\"name\":\"alive\"}");
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(del(1, PK1, 1), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(del(1, "users", PK1, 1), NULL));
     assert_applied(a, 0, 1, 2);
     tdb_answer_free(a);
     ck_assert_str_eq(state_payload(U, "business", "users", PK1), "<null>");
 
-    a = tdb_upload_ok(&T, U, D2, batch(ins(1, PK1, 2, "{\"name\":\"back\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D2, batch(chg(1, "business", "users", "INSERT", PK1, 2, "{\"name\":\"back\"}"), NULL));
     assert_applied(a, 0, 1, 3);
     tdb_answer_free(a);
     ck_assert_int_eq(meta_version(U, "business", "users", PK1), 3);
@@ -1468,10 +1359,10 @@ START_TEST(test_resurrection)
     ck_assert_str_eq(log_of(U, PK1), "INSERT:1,DELETE:2,INSERT:3");
 
     /* an UPDATE at the right version resurrects as well */
-    a = tdb_upload_ok(&T, U, D, batch(del(2, PK1, 3), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(del(2, "users", PK1, 3), NULL));
     assert_applied(a, 0, 2, 4);
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D, batch(upd(3, PK1, 4, "{\"name\":\"again\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(3, "users", PK1, 4, "{\"name\":\"again\"}"), NULL));
     assert_applied(a, 0, 3, 5);
     tdb_answer_free(a);
     ck_assert_str_eq(meta_deleted(U, "business", "users", PK1), "f");
@@ -1481,7 +1372,8 @@ END_TEST
 START_TEST(test_chain_in_one_batch)
 {
     struct tdb_answer *a = tdb_upload_ok(
-        &T, U, D, batch(ins(1, PK1, 0, "{\"s\":1}"), upd(2, PK1, 1, "{\"s\":2}"), del(3, PK1, 2), NULL));
+        &T, U, D, batch(ins(1, "users", PK1, "{\"s\":1}"), upd(2, "users", PK1, 1, "{\"s\":2}"),
+                        del(3, "users", PK1, 2), NULL));
     assert_applied(a, 0, 1, 1);
     assert_applied(a, 1, 2, 2);
     assert_applied(a, 2, 3, 3);
@@ -1498,8 +1390,8 @@ START_TEST(test_chain_in_one_batch)
 
     /* a chain of updates ending live: the after-image is the last one */
     a = tdb_upload_ok(&T, U, D,
-                      batch(ins(4, PK2, 0, "{\"s\":1}"), upd(5, PK2, 1, "{\"s\":2}"), upd(6, PK2, 2, "{\"s\":3}"),
-                            NULL));
+                      batch(ins(4, "users", PK2, "{\"s\":1}"), upd(5, "users", PK2, 1, "{\"s\":2}"),
+                            upd(6, "users", PK2, 2, "{\"s\":3}"), NULL));
     assert_applied(a, 2, 6, 3);
     tdb_answer_free(a);
     ck_assert(jsonb_eq(state_payload(U, "business", "users", PK2), "{\"s\":3}"));
@@ -1511,9 +1403,10 @@ START_TEST(test_chain_middle_conflict)
 {
     struct tdb_answer *a = tdb_upload_ok(
         &T, U, D,
-        batch(ins(1, PK1, 0, "{\"s\":1}"), upd(2, PK1, 0, "{\"s\":\"stale\"}"), upd(3, PK1, 1, "{\"s\":3}"), NULL));
+        batch(ins(1, "users", PK1, "{\"s\":1}"), upd(2, "users", PK1, 0, "{\"s\":\"stale\"}"),
+              upd(3, "users", PK1, 1, "{\"s\":3}"), NULL));
     assert_applied(a, 0, 1, 1);
-    json_object *row = assert_conflict(a, 1, 2, "business", "users", PK1, 1, false);
+    json_object *row = assert_conflict(a, 1, 2, "business", "users", PK1, 1, false, NULL);
     ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), "{\"s\":1}"), "the conflict shows the row as found: %s",
                   a->body);
     assert_applied(a, 2, 3, 2);
@@ -1523,14 +1416,14 @@ START_TEST(test_chain_middle_conflict)
     ck_assert_int_eq(meta_version(U, "business", "users", PK1), 2);
 
     /* the conflicting scid is free: retry it */
-    a = tdb_upload_ok(&T, U, D, batch(upd(2, PK1, 2, "{\"s\":\"rebased\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(2, "users", PK1, 2, "{\"s\":\"rebased\"}"), NULL));
     assert_applied(a, 0, 2, 3);
     tdb_answer_free(a);
 
     /* a delete in the middle of a chain that conflicts: the upsert after it still applies */
-    a = tdb_upload_ok(&T, U, D, batch(upd(10, PK1, 3, "{\"s\":4}"), del(11, PK1, 3), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(10, "users", PK1, 3, "{\"s\":4}"), del(11, "users", PK1, 3), NULL));
     assert_applied(a, 0, 10, 4);
-    row = assert_conflict(a, 1, 11, "business", "users", PK1, 4, false);
+    row = assert_conflict(a, 1, 11, "business", "users", PK1, 4, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"s\":4}"));
     tdb_answer_free(a);
     ck_assert_str_eq(meta_deleted(U, "business", "users", PK1), "f");
@@ -1541,12 +1434,12 @@ START_TEST(test_mixed_batch_partial_conflicts)
 {
     struct tdb_answer *a = tdb_upload_ok(
         &T, U, D,
-        batch(ins(1, PK1, 0, "{\"u\":1}"), chg(2, "business", "posts", "INSERT", PK2, 0, "{\"p\":1}"),
+        batch(ins(1, "users", PK1, "{\"u\":1}"), chg(2, "business", "posts", "INSERT", PK2, 0, "{\"p\":1}"),
               chg(3, "public", "notes", "INSERT", PK3, 0, "{\"n\":1}"), NULL));
     tdb_answer_free(a);
     a = tdb_upload_ok(&T, U, D2,
                       batch(chg(1, "public", "notes", "UPDATE", PK3, 0, "{\"n\":\"stale\"}"),     /* conflict */
-                            upd(2, PK1, 1, "{\"u\":2}"),                                           /* applied 2 */
+                            upd(2, "users", PK1, 1, "{\"u\":2}"),                                 /* applied 2 */
                             chg(3, "business", "posts", "DELETE", PK2, 5, NULL),                  /* conflict */
                             chg(4, "business", "posts", "INSERT", PK4, 0, "{\"p\":4}"),           /* applied 1 */
                             chg(5, "business", "users", "UPDATE", "bad", 0, "{}"),                /* invalid */
@@ -1554,11 +1447,11 @@ START_TEST(test_mixed_batch_partial_conflicts)
                             chg(7, "business", "posts", "UPDATE", PK2, 1, "{\"p\":2}"),           /* applied 2 */
                             NULL));
     ck_assert_int_eq(tdb_nstatuses(a), 7);
-    json_object *row = assert_conflict(a, 0, 1, "public", "notes", PK3, 1, false);
+    json_object *row = assert_conflict(a, 0, 1, "public", "notes", PK3, 1, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"n\":1}"));
     assert_applied(a, 1, 2, 2);
     /* the conflict shows the row as the delete found it: after the UPDATE of scid 7 (upserts first) */
-    row = assert_conflict(a, 2, 3, "business", "posts", PK2, 2, false);
+    row = assert_conflict(a, 2, 3, "business", "posts", PK2, 2, false, NULL);
     ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), "{\"p\":2}"), "%s", a->body);
     assert_applied(a, 3, 4, 1);
     assert_bad_payload(a, 4, 5, NULL, "not a UUID");
@@ -1578,9 +1471,9 @@ END_TEST
 
 START_TEST(test_upserts_before_deletes)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{\"row\":\"A\"}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"row\":\"A\"}"), NULL));
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D, batch(del(2, PK1, 1), upd(3, PK2, 0, "{\"row\":\"B\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(del(2, "users", PK1, 1), upd(3, "users", PK2, 0, "{\"row\":\"B\"}"), NULL));
     assert_applied(a, 0, 2, 2);
     assert_applied(a, 1, 3, 1);
     tdb_answer_free(a);
@@ -1589,28 +1482,28 @@ START_TEST(test_upserts_before_deletes)
                      tdb_query_ll(&T, "SELECT server_id FROM sync.server_change_log WHERE op = 'DELETE'"));
 
     /* a delete before an insert of the same row in one batch: the insert applies first */
-    a = tdb_upload_ok(&T, U, D, batch(del(4, PK3, 1), ins(5, PK3, 0, "{}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(del(4, "users", PK3, 1), ins(5, "users", PK3, "{}"), NULL));
     assert_applied(a, 0, 4, 2);
     assert_applied(a, 1, 5, 1);
     tdb_answer_free(a);
     ck_assert_str_eq(log_of(U, PK3), "INSERT:1,DELETE:2");
 
     /* [DELETE sv 1, UPDATE sv 2] of one row: the UPDATE is judged first, against version 1 */
-    a = tdb_upload_ok(&T, U, D, batch(ins(6, PK4, 0, "{\"v\":1}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(ins(6, "users", PK4, "{\"v\":1}"), NULL));
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D, batch(del(7, PK4, 1), upd(8, PK4, 2, "{\"v\":2}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(del(7, "users", PK4, 1), upd(8, "users", PK4, 2, "{\"v\":2}"), NULL));
     assert_applied(a, 0, 7, 2);
-    json_object *row = assert_conflict(a, 1, 8, "business", "users", PK4, 1, false);
+    json_object *row = assert_conflict(a, 1, 8, "business", "users", PK4, 1, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"v\":1}"));
     tdb_answer_free(a);
     ck_assert_str_eq(meta_deleted(U, "business", "users", PK4), "t");
 
     /* two deletes of one row at the same version: the second finds it deleted */
-    a = tdb_upload_ok(&T, U, D, batch(ins(9, PK5, 0, "{}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(ins(9, "users", PK5, "{}"), NULL));
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D, batch(del(10, PK5, 1), del(11, PK5, 1), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(del(10, "users", PK5, 1), del(11, "users", PK5, 1), NULL));
     assert_applied(a, 0, 10, 2);
-    row = assert_conflict(a, 1, 11, "business", "users", PK5, 2, true);
+    row = assert_conflict(a, 1, 11, "business", "users", PK5, 2, true, NULL);
     ck_assert(tdb_is_null(row, "payload"));
     tdb_answer_free(a);
     ck_assert_str_eq(log_of(U, PK5), "INSERT:1,DELETE:2");
@@ -1644,29 +1537,30 @@ END_TEST
 
 START_TEST(test_highest_across_devices)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), NULL));
     long long h1 = tdb_int(a->json, "highest_server_seq");
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D2, batch(ins(1, PK2, 0, "{}"), chg(2, "public", "notes", "INSERT", PK3, 0, "{}"), NULL));
+    a = tdb_upload_ok(&T, U, D2, batch(ins(1, "users", PK2, "{}"), chg(2, "public", "notes", "INSERT", PK3, 0, "{}"),
+                                       NULL));
     long long h2 = tdb_int(a->json, "highest_server_seq");
     assert_highest(a, U);
     tdb_answer_free(a);
     ck_assert_int_gt(h2, h1);
     /* another user's writes do not move it */
-    a = tdb_upload_ok(&T, U2, D, batch(ins(1, PK1, 0, "{}"), ins(2, PK2, 0, "{}"), NULL));
+    a = tdb_upload_ok(&T, U2, D, batch(ins(1, "users", PK1, "{}"), ins(2, "users", PK2, "{}"), NULL));
     tdb_answer_free(a);
     /* device D writes nothing new (a conflict and an idempotent change): still the user's max */
-    a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), ins(5, PK2, 0, "{}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), ins(5, "users", PK2, "{}"), NULL));
     assert_idempotent(a, 0, 1);
-    assert_conflict(a, 1, 5, "business", "users", PK2, 1, false);
+    assert_conflict(a, 1, 5, "business", "users", PK2, 1, false, NULL);
     ck_assert_int_eq(tdb_int(a->json, "highest_server_seq"), h2);
     assert_highest(a, U);
     tdb_answer_free(a);
     /* only invalid changes: still the user's max */
-    a = tdb_upload_ok(&T, U, D, batch(ins(6, "x", 0, "{}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(ins(6, "users", "x", "{}"), NULL));
     ck_assert_int_eq(tdb_int(a->json, "highest_server_seq"), h2);
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D, batch(upd(7, PK1, 1, "{}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(7, "users", PK1, 1, "{}"), NULL));
     assert_highest(a, U);
     ck_assert_int_gt(tdb_int(a->json, "highest_server_seq"), h2);
     tdb_answer_free(a);
@@ -1676,15 +1570,15 @@ END_TEST
 START_TEST(test_accepted_flag)
 {
     /* conflicts and bad payloads leave accepted true */
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), NULL));
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D, batch(ins(2, PK1, 0, "{}"), ins(3, "x", 0, "{}"), chg(4, "B-B", "t", "INSERT", PK2, 0, "{}"),
-                                      NULL));
-    assert_conflict(a, 0, 2, "business", "users", PK1, 1, false);
+    a = tdb_upload_ok(&T, U, D, batch(ins(2, "users", PK1, "{}"), ins(3, "users", "x", "{}"),
+                                      chg(4, "B-B", "t", "INSERT", PK2, 0, "{}"), NULL));
+    assert_conflict(a, 0, 2, "business", "users", PK1, 1, false, NULL);
     assert_accepted(a, true);
     tdb_answer_free(a);
     /* one unregistered table anywhere in the batch: false, the rest applied */
-    a = tdb_upload_ok(&T, U, D, batch(ins(5, PK2, 0, "{}"), ins(6, PK3, 0, "{}"),
+    a = tdb_upload_ok(&T, U, D, batch(ins(5, "users", PK2, "{}"), ins(6, "users", PK3, "{}"),
                                       chg(7, "public", "users", "INSERT", PK4, 0, "{}"), NULL));
     assert_applied(a, 0, 5, 1);
     assert_applied(a, 1, 6, 1);
@@ -1697,14 +1591,14 @@ END_TEST
 
 START_TEST(test_users_isolated)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{\"owner\":\"alice\"}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"owner\":\"alice\"}"), NULL));
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U, D, batch(upd(2, PK1, 1, "{\"owner\":\"alice2\"}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(2, "users", PK1, 1, "{\"owner\":\"alice2\"}"), NULL));
     long long ha = tdb_int(a->json, "highest_server_seq");
     tdb_answer_free(a);
 
     /* same pk, same device name, same scid: an independent row of bob's */
-    a = tdb_upload_ok(&T, U2, D, batch(ins(1, PK1, 0, "{\"owner\":\"bob\"}"), NULL));
+    a = tdb_upload_ok(&T, U2, D, batch(ins(1, "users", PK1, "{\"owner\":\"bob\"}"), NULL));
     assert_applied(a, 0, 1, 1);
     long long hb = tdb_int(a->json, "highest_server_seq");
     assert_highest(a, U2);
@@ -1716,12 +1610,12 @@ START_TEST(test_users_isolated)
     ck_assert(jsonb_eq(state_payload(U2, "business", "users", PK1), "{\"owner\":\"bob\"}"));
 
     /* bob never conflicts with alice's versions */
-    a = tdb_upload_ok(&T, U2, D, batch(upd(2, PK1, 2, "{\"owner\":\"bob\"}"), NULL));
-    json_object *row = assert_conflict(a, 0, 2, "business", "users", PK1, 1, false);
+    a = tdb_upload_ok(&T, U2, D, batch(upd(2, "users", PK1, 2, "{\"owner\":\"bob\"}"), NULL));
+    json_object *row = assert_conflict(a, 0, 2, "business", "users", PK1, 1, false, NULL);
     ck_assert(tdb_json_eq(tdb_get(row, "payload"), "{\"owner\":\"bob\"}"));
     tdb_answer_free(a);
     /* bob's delete does not touch alice's row */
-    a = tdb_upload_ok(&T, U2, D, batch(del(3, PK1, 1), NULL));
+    a = tdb_upload_ok(&T, U2, D, batch(del(3, "users", PK1, 1), NULL));
     assert_applied(a, 0, 3, 2);
     tdb_answer_free(a);
     ck_assert_str_eq(meta_deleted(U, "business", "users", PK1), "f");
@@ -1730,9 +1624,9 @@ START_TEST(test_users_isolated)
     ck_assert_int_eq(tdb_int(a->json, "highest_server_seq"), ha);
     tdb_answer_free(a);
     /* a delete by bob of a row only alice has is a never-seen delete for bob */
-    a = tdb_upload_ok(&T, U, D, batch(ins(3, PK2, 0, "{}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(ins(3, "users", PK2, "{}"), NULL));
     tdb_answer_free(a);
-    a = tdb_upload_ok(&T, U2, D, batch(del(4, PK2, 1), NULL));
+    a = tdb_upload_ok(&T, U2, D, batch(del(4, "users", PK2, 1), NULL));
     assert_idempotent(a, 0, 4);
     tdb_answer_free(a);
     ck_assert_str_eq(meta_deleted(U, "business", "users", PK2), "f");
@@ -1750,11 +1644,11 @@ START_TEST(test_version_grows_by_one)
         struct tdb_answer *a = tdb_upload_ok(
             &T, U, round % 2 ? D2 : D,
             batch(chg(scid, "business", "users", round ? "UPDATE" : "INSERT", PK1, v, "{\"k\":1}"),
-                  upd(scid + 1, PK1, v + 1, "{\"k\":2}"), upd(scid + 2, PK1, v, "{\"k\":\"stale\"}"),
-                  del(scid + 3, PK1, v + 2), NULL));
+                  upd(scid + 1, "users", PK1, v + 1, "{\"k\":2}"), upd(scid + 2, "users", PK1, v, "{\"k\":\"stale\"}"),
+                  del(scid + 3, "users", PK1, v + 2), NULL));
         assert_applied(a, 0, scid, v + 1);
         assert_applied(a, 1, scid + 1, v + 2);
-        assert_conflict(a, 2, scid + 2, "business", "users", PK1, v + 2, false);
+        assert_conflict(a, 2, scid + 2, "business", "users", PK1, v + 2, false, NULL);
         assert_applied(a, 3, scid + 3, v + 3);
         tdb_answer_free(a);
         v += 3;
@@ -1772,14 +1666,14 @@ END_TEST
 
 START_TEST(test_server_ids_ascend_in_apply_order)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), ins(2, PK2, 0, "{}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), ins(2, "users", PK2, "{}"), NULL));
     long long h0 = tdb_int(a->json, "highest_server_seq");
     tdb_answer_free(a);
     /* apply order: upserts (posts, then users in request order, then notes), then deletes */
     a = tdb_upload_ok(&T, U, D,
-                      batch(del(3, PK1, 1), chg(4, "public", "notes", "INSERT", PK3, 0, "{}"),
-                            upd(5, PK2, 1, "{}"), chg(6, "business", "posts", "INSERT", PK4, 0, "{}"),
-                            upd(7, PK2, 2, "{}"), del(8, PK2, 3), NULL));
+                      batch(del(3, "users", PK1, 1), chg(4, "public", "notes", "INSERT", PK3, 0, "{}"),
+                            upd(5, "users", PK2, 1, "{}"), chg(6, "business", "posts", "INSERT", PK4, 0, "{}"),
+                            upd(7, "users", PK2, 2, "{}"), del(8, "users", PK2, 3), NULL));
     long long h1 = tdb_int(a->json, "highest_server_seq");
     assert_highest(a, U);
     tdb_answer_free(a);
@@ -1823,13 +1717,14 @@ END_TEST
 START_TEST(test_rule8_escaped_key_names)
 {
     /* the rule is about the key as JSON means it, not as spelled */
-    bad_with_sibling(ins(1, PK1, 0, "{\"server\\u005fversion\":3}"), 1, "bad_payload",
+    bad_with_sibling(ins(1, "users", PK1, "{\"server\\u005fversion\":3}"), 1, "bad_payload",
                      "payload must not contain the key \"server_version\"");
-    bad_with_sibling(ins(3, PK3, 0, "{\"a\":1,\"\\u0064eleted\":true}"), 3, "bad_payload",
+    bad_with_sibling(ins(3, "users", PK3, "{\"a\":1,\"\\u0064eleted\":true}"), 3, "bad_payload",
                      "payload must not contain the key \"deleted\"");
     /* near misses are fine */
     struct tdb_answer *a = tdb_upload_ok(
-        &T, U, D, batch(ins(4, PK4, 0, "{\"Deleted\":1,\"server_version_x\":2,\"deleted_at\":null,\"_deleted\":0}"), NULL));
+        &T, U, D,
+        batch(ins(4, "users", PK4, "{\"Deleted\":1,\"server_version_x\":2,\"deleted_at\":null,\"_deleted\":0}"), NULL));
     assert_applied(a, 0, 4, 1);
     tdb_answer_free(a);
 }
@@ -1839,8 +1734,8 @@ START_TEST(test_scid_extremes)
 {
     struct tdb_answer *a = tdb_upload_ok(
         &T, U, D,
-        batch(ins(9223372036854775807LL, PK1, 0, "{}"), ins(0, PK2, 0, "{}"), ins(-5, PK3, 0, "{}"),
-              ins(-9223372036854775807LL - 1, PK4, 0, "{}"), NULL));
+        batch(ins(9223372036854775807LL, "users", PK1, "{}"), ins(0, "users", PK2, "{}"), ins(-5, "users", PK3, "{}"),
+              ins(-9223372036854775807LL - 1, "users", PK4, "{}"), NULL));
     assert_applied(a, 0, 9223372036854775807LL, 1);
     assert_applied(a, 1, 0, 1);
     assert_applied(a, 2, -5, 1);
@@ -1850,8 +1745,8 @@ START_TEST(test_scid_extremes)
                                    " FROM sync.server_change_log"),
                      "9223372036854775807,0,-5,-9223372036854775808");
     a = tdb_upload_ok(&T, U, D,
-                      batch(upd(9223372036854775807LL, PK1, 1, "{}"), upd(-9223372036854775807LL - 1, PK4, 1, "{}"),
-                            NULL));
+                      batch(upd(9223372036854775807LL, "users", PK1, 1, "{}"),
+                            upd(-9223372036854775807LL - 1, "users", PK4, 1, "{}"), NULL));
     assert_idempotent(a, 0, 9223372036854775807LL);
     assert_idempotent(a, 1, -9223372036854775807LL - 1);
     tdb_answer_free(a);
@@ -1863,9 +1758,10 @@ START_TEST(test_same_pk_different_tables)
 {
     struct tdb_answer *a = tdb_upload_ok(
         &T, U, D,
-        batch(ins(1, PK1, 0, "{\"t\":\"users\"}"), chg(2, "business", "posts", "INSERT", PK1, 0, "{\"t\":\"posts\"}"),
-              chg(3, "public", "notes", "INSERT", PK1, 0, "{\"t\":\"notes\"}"), upd(4, PK1, 1, "{\"t\":\"users2\"}"),
-              NULL));
+        batch(ins(1, "users", PK1, "{\"t\":\"users\"}"),
+              chg(2, "business", "posts", "INSERT", PK1, 0, "{\"t\":\"posts\"}"),
+              chg(3, "public", "notes", "INSERT", PK1, 0, "{\"t\":\"notes\"}"),
+              upd(4, "users", PK1, 1, "{\"t\":\"users2\"}"), NULL));
     assert_applied(a, 0, 1, 1);
     assert_applied(a, 1, 2, 1);
     assert_applied(a, 2, 3, 1);
@@ -1886,7 +1782,7 @@ END_TEST
 
 START_TEST(test_lock_timeout_unavailable)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), NULL));
     tdb_answer_free(a);
     char *before = tdb_snapshot(&T);
     /* another session holds the row's meta lock */
@@ -1898,7 +1794,7 @@ START_TEST(test_lock_timeout_unavailable)
     PQclear(r);
 
     T.cfg.lock_timeout_ms = 200;
-    a = tdb_upload(&T, U, D, batch(upd(2, PK1, 1, "{\"x\":1}"), ins(3, PK2, 0, "{}"), NULL));
+    a = tdb_upload(&T, U, D, batch(upd(2, "users", PK1, 1, "{\"x\":1}"), ins(3, "users", PK2, "{}"), NULL));
     ck_assert_msg(a->outcome == SYNC_UNAVAILABLE, "outcome %d, %s", (int)a->outcome, a->body ? a->body : a->err);
     ck_assert_msg(a->err[0] != '\0', "an unavailable answer says why");
     tdb_answer_free(a);
@@ -1910,7 +1806,7 @@ START_TEST(test_lock_timeout_unavailable)
     PQclear(r);
     PQfinish(other);
     /* the same batch goes through now */
-    a = tdb_upload_ok(&T, U, D, batch(upd(2, PK1, 1, "{\"x\":1}"), ins(3, PK2, 0, "{}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(2, "users", PK1, 1, "{\"x\":1}"), ins(3, "users", PK2, "{}"), NULL));
     assert_applied(a, 0, 2, 2);
     assert_applied(a, 1, 3, 1);
     tdb_answer_free(a);
@@ -1919,19 +1815,20 @@ END_TEST
 
 START_TEST(test_database_error_writes_nothing)
 {
-    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, PK1, 0, "{}"), NULL));
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), NULL));
     tdb_answer_free(a);
     /* a constraint the sync core knows nothing about: an unexpected database error */
     tdb_exec(&T, "ALTER TABLE sync.server_change_log ADD CONSTRAINT test_no_boom"
                  " CHECK (payload IS NULL OR NOT payload ? 'boom')");
     char *before = tdb_snapshot(&T);
-    a = tdb_upload(&T, U, D, batch(upd(2, PK1, 1, "{\"ok\":1}"), ins(3, PK2, 0, "{\"boom\":1}"), NULL));
+    a = tdb_upload(&T, U, D, batch(upd(2, "users", PK1, 1, "{\"ok\":1}"), ins(3, "users", PK2, "{\"boom\":1}"), NULL));
     ck_assert_msg(a->outcome == SYNC_FAILED, "outcome %d, %s", (int)a->outcome, a->body ? a->body : a->err);
     ck_assert_msg(strstr(a->err, "test_no_boom") != NULL, "err: %s", a->err);
     tdb_answer_free(a);
     ck_assert_str_eq(tdb_snapshot(&T), before);
     /* the connection is fine and the scids were not consumed */
-    a = tdb_upload_ok(&T, U, D, batch(upd(2, PK1, 1, "{\"ok\":1}"), ins(3, PK2, 0, "{\"fine\":1}"), NULL));
+    a = tdb_upload_ok(&T, U, D, batch(upd(2, "users", PK1, 1, "{\"ok\":1}"), ins(3, "users", PK2, "{\"fine\":1}"),
+                                      NULL));
     assert_applied(a, 0, 2, 2);
     assert_applied(a, 1, 3, 1);
     tdb_answer_free(a);
@@ -1943,26 +1840,16 @@ START_TEST(test_database_error_log_has_no_payload)
     /* SPEC §9: logs never carry a payload, not even inside PostgreSQL's error detail */
     tdb_exec(&T, "ALTER TABLE sync.server_change_log ADD CONSTRAINT test_no_boom"
                  " CHECK (payload IS NULL OR NOT payload ? 'boom')");
-    FILE *cap = tmpfile();
-    ck_assert_ptr_nonnull(cap);
-    fflush(stderr);
-    int saved = dup(STDERR_FILENO);
-    ck_assert_int_ge(saved, 0);
-    ck_assert_int_ge(dup2(fileno(cap), STDERR_FILENO), 0);
+    struct capture cap;
+    capture_start(&cap);
     struct tdb_answer *a =
-        tdb_upload(&T, U, D, batch(ins(3, PK2, 0, "{\"boom\":\"s3cret-payload-value\"}"), NULL));
-    fflush(stderr);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
+        tdb_upload(&T, U, D, batch(ins(3, "users", PK2, "{\"boom\":\"s3cret-payload-value\"}"), NULL));
+    char *logged = capture_end(&cap);
     ck_assert_int_eq(a->outcome, SYNC_FAILED);
     tdb_answer_free(a);
-    char logged[8192] = "";
-    rewind(cap);
-    size_t n = fread(logged, 1, sizeof logged - 1, cap);
-    logged[n] = '\0';
-    fclose(cap);
-    ck_assert_msg(n > 0, "the failure was not logged");
+    ck_assert_msg(*logged, "the failure was not logged");
     ck_assert_msg(strstr(logged, "s3cret-payload-value") == NULL, "the log carries the payload:\n%s", logged);
+    free(logged);
 }
 END_TEST
 
@@ -1991,44 +1878,16 @@ static int race_code(struct tdb_answer *a)
     return code;
 }
 
-/* Runs body(i) in RACERS children, each on a connection of its own, released at once; their
- * exit codes in codes[]. */
-static void race(int (*body)(int), int codes[RACERS])
-{
-    int gate[2];
-    ck_assert_int_eq(pipe(gate), 0);
-    pid_t pids[RACERS];
-    for (int i = 0; i < RACERS; i++) {
-        pids[i] = fork();
-        ck_assert_int_ge(pids[i], 0);
-        if (pids[i] == 0) {
-            close(gate[1]);
-            tdb_child_connect(&T);
-            char ch;
-            while (read(gate[0], &ch, 1) > 0)
-                ;
-            _exit(body(i));
-        }
-    }
-    close(gate[0]);
-    close(gate[1]);   /* everybody goes */
-    for (int i = 0; i < RACERS; i++) {
-        int st = 0;
-        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
-        codes[i] = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
-    }
-}
-
 static int race_same_scid(int i)
 {
     (void)i;
-    return race_code(tdb_upload(&T, U, D, batch(ins(1, PK1, 0, "{\"who\":\"racer\"}"), NULL)));
+    return race_code(tdb_upload(&T, U, D, batch(ins(1, "users", PK1, "{\"who\":\"racer\"}"), NULL)));
 }
 
 START_TEST(test_race_same_scid)
 {
     int codes[RACERS], applied = 0, idempotent = 0;
-    race(race_same_scid, codes);
+    race(RACERS, race_same_scid, codes);
     for (int i = 0; i < RACERS; i++) {
         ck_assert_msg(codes[i] == 0 || codes[i] == 1, "racer %d got code %d", i, codes[i]);
         applied += codes[i] == 0;
@@ -2045,14 +1904,14 @@ static int race_same_row(int i)
 {
     char device[32];
     snprintf(device, sizeof device, "racer%d", i);
-    return race_code(tdb_upload(&T, U, device, batch(upd(1, PK1, 1, tdb_printf(&T, "{\"by\":%d}", i)), NULL)));
+    return race_code(tdb_upload(&T, U, device, batch(upd(1, "users", PK1, 1, tdb_printf(&T, "{\"by\":%d}", i)), NULL)));
 }
 
 START_TEST(test_race_same_row)
 {
     seed_row_at_version(PK1, 1, "{\"by\":\"seed\"}");
     int codes[RACERS], applied = 0, conflicts = 0;
-    race(race_same_row, codes);
+    race(RACERS, race_same_row, codes);
     int winner = -1;
     for (int i = 0; i < RACERS; i++) {
         ck_assert_msg(codes[i] == 0 || codes[i] == 2, "racer %d got code %d (never a 500 or a 503)", i, codes[i]);
@@ -2078,8 +1937,8 @@ static int race_many_rows(int i)
         const char *pk = tdb_printf(&T, "00000000-0000-4000-8000-%06d%06d", i, k);
         /* every writer also touches the shared row PK2 with a guess of its version */
         int code = race_code(tdb_upload(&T, U, device,
-                                        batch(ins(2 * k + 1, pk, 0, "{}"),
-                                              upd(2 * k + 2, PK2, k, tdb_printf(&T, "{\"w\":%d}", i)), NULL)));
+                                        batch(ins(2 * k + 1, "users", pk, "{}"),
+                                              upd(2 * k + 2, "users", PK2, k, tdb_printf(&T, "{\"w\":%d}", i)), NULL)));
         if (code != 0 && code != 2 && code > worst)
             worst = code;
     }
@@ -2090,7 +1949,7 @@ START_TEST(test_race_many_writers)
 {
     seed_row_at_version(PK2, 1, "{}");
     int codes[RACERS];
-    race(race_many_rows, codes);
+    race(RACERS, race_many_rows, codes);
     for (int i = 0; i < RACERS; i++)
         ck_assert_msg(codes[i] == 0, "writer %d got code %d", i, codes[i]);
     /* every insert landed exactly once; the shared row's versions have no gap and no repeat */
@@ -2108,18 +1967,10 @@ END_TEST
 
 /* ==================================================================== runner */
 
-static TCase *tcase(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    return tc;
-}
-
 static Suite *validation_suite(void)
 {
     Suite *s = suite_create("upload validation");
-    TCase *tc = tcase("rules");
+    TCase *tc = tcase("rules", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_rule1_bad_schema);
     tcase_add_test(tc, test_rule1_bad_schema_dot);
     tcase_add_test(tc, test_rule2_bad_table);
@@ -2152,7 +2003,7 @@ static Suite *validation_suite(void)
     tcase_add_test(tc, test_payload_valid_escapes_stored);
     suite_add_tcase(s, tc);
 
-    tc = tcase("normalisation");
+    tc = tcase("normalisation", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_normalise_names_and_op);
     tcase_add_test(tc, test_normalise_uuid_spellings);
     suite_add_tcase(s, tc);
@@ -2162,10 +2013,10 @@ static Suite *validation_suite(void)
 static Suite *body_suite(void)
 {
     Suite *s = suite_create("upload body");
-    TCase *tc = tcase("400");
+    TCase *tc = tcase("400", TDB_DEFAULT_DB);
     tcase_add_loop_test(tc, test_bad_body, 0, (int)(sizeof bad_bodies / sizeof *bad_bodies));
     suite_add_tcase(s, tc);
-    tc = tcase("shape");
+    tc = tcase("shape", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_changes_missing_or_null);
     tcase_add_test(tc, test_unknown_fields_and_source_id_ignored);
     tcase_add_test(tc, test_batch_exactly_limit);
@@ -2184,7 +2035,7 @@ static Suite *body_suite(void)
 static Suite *semantics_suite(void)
 {
     Suite *s = suite_create("upload semantics");
-    TCase *tc = tcase("apply");
+    TCase *tc = tcase("apply", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_insert_update_delete_round_trip);
     tcase_add_test(tc, test_idempotent_whole_batch);
     tcase_add_test(tc, test_idempotent_partial_batch);
@@ -2195,7 +2046,7 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_chain_in_one_batch);
     suite_add_tcase(s, tc);
 
-    tc = tcase("conflicts");
+    tc = tcase("conflicts", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_conflict_update_stale);
     tcase_add_test(tc, test_conflict_delete_stale);
     tcase_add_test(tc, test_conflict_insert_existing);
@@ -2206,7 +2057,7 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_mixed_batch_partial_conflicts);
     suite_add_tcase(s, tc);
 
-    tc = tcase("order and invariants");
+    tc = tcase("order and invariants", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_upserts_before_deletes);
     tcase_add_test(tc, test_apply_order_tables);
     tcase_add_test(tc, test_highest_across_devices);
@@ -2216,7 +2067,7 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_server_ids_ascend_in_apply_order);
     suite_add_tcase(s, tc);
 
-    tc = tcase("robustness and races");
+    tc = tcase("robustness and races", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_scid_extremes);
     tcase_add_test(tc, test_same_pk_different_tables);
     tcase_add_test(tc, test_lock_timeout_unavailable);
@@ -2231,11 +2082,5 @@ static Suite *semantics_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(validation_suite());
-    srunner_add_suite(sr, body_suite());
-    srunner_add_suite(sr, semantics_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suites(validation_suite(), body_suite(), semantics_suite(), NULL);
 }

@@ -1,4 +1,4 @@
-/* Shared helpers of the sync-core integration tests: see testdb.h. */
+/* Shared helpers of the integration tests: see testdb.h. */
 #include "testdb.h"
 
 #include "db/bootstrap.h"
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,27 +18,74 @@ static const char *const default_tables[] = { "business.users", "business.posts"
 
 /* ------------------------------------------------------------------------- connections */
 
-/* DATABASE_URL (tests/pg.sh) names the server; a later dbname keyword overrides the database it
- * names (libpq with expand_dbname). Without DATABASE_URL the PG* variables apply. */
-static PGconn *connect_db(const char *dbname)
+PGconn *tdb_connect_raw(const char *dbname)
 {
+    /* a later dbname keyword overrides the database DATABASE_URL names (libpq with
+     * expand_dbname) */
     const char *url = getenv("DATABASE_URL");
     const char *keys[] = { "dbname", "dbname", NULL };
     const char *vals[] = { url ? url : "", dbname, NULL };
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+PGconn *tdb_connect(const char *dbname)
+{
+    PGconn *c = tdb_connect_raw(dbname);
     ck_assert_msg(c && PQstatus(c) == CONNECTION_OK, "connecting to database %s: %s", dbname,
                   c ? PQerrorMessage(c) : "out of memory");
+    return c;
+}
+
+void tdb_conn_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "SQL failed: %s\n  in: %.400s",
+                  PQresultErrorMessage(r), sql);
+    PQclear(r);
+}
+
+char *tdb_conn_query(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "query failed: %s\n  in: %.400s",
+                  PQresultErrorMessage(r), sql);
+    ck_assert_msg(PQntuples(r) == 1 && PQnfields(r) == 1,
+                  "query returned %d rows of %d columns, expected one value\n  in: %.400s", PQntuples(r),
+                  PQnfields(r), sql);
+    char *v = strdup(PQgetisnull(r, 0, 0) ? "<null>" : PQgetvalue(r, 0, 0));
+    ck_assert_ptr_nonnull(v);
+    PQclear(r);
+    return v;
+}
+
+/* The connections of struct testdb and of the administration: warnings and errors only, no
+ * notices. */
+static PGconn *connect_db(const char *dbname)
+{
+    PGconn *c = tdb_connect(dbname);
     PGresult *r = PQexec(c, "SET client_min_messages = warning");
     PQclear(r);
     return c;
 }
 
-static void admin_exec(const char *sql)
+void tdb_create_database(const char *name)
 {
     PGconn *c = connect_db("postgres");
-    PGresult *r = PQexec(c, sql);
-    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+    tdb_conn_exec(c, sql);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    tdb_conn_exec(c, sql);
+    PQfinish(c);
+}
+
+void tdb_drop_database(const char *name)
+{
+    PGconn *c = connect_db("postgres");
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    tdb_conn_exec(c, sql);
     PQfinish(c);
 }
 
@@ -105,9 +153,7 @@ void tdb_open_tables(struct testdb *t, const char *const *tables)
     srand((unsigned)(ts.tv_nsec ^ (long)getpid()));
     snprintf(t->dbname, sizeof t->dbname, "t_%ld_%ld_%d", (long)getpid(), (long)(ts.tv_nsec % 1000000),
              rand() % 100000);
-    char sql[160];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", t->dbname);
-    admin_exec(sql);
+    tdb_create_database(t->dbname);
 
     t->conn = connect_db(t->dbname);
     char err[1024] = "";
@@ -142,9 +188,7 @@ void tdb_close(struct testdb *t)
     }
     t->cfg.n_tables = 0;
     if (t->dbname[0]) {
-        char sql[160];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", t->dbname);
-        admin_exec(sql);
+        tdb_drop_database(t->dbname);
         t->dbname[0] = '\0';
     }
     if (t->arena)
@@ -162,6 +206,13 @@ struct identity tdb_who(const char *user, const char *device)
 }
 
 /* ---------------------------------------------------------------------------- sync calls */
+
+struct sync_request tdb_request(struct testdb *t, const struct identity *who, arena_t *arena)
+{
+    return (struct sync_request){
+        .cfg = &t->cfg, .schema = &t->schema, .conn = t->conn, .who = who, .arena = arena, .request_id = "test",
+    };
+}
 
 static struct tdb_answer *finish(struct tdb_answer *a, strbuf_t *out)
 {
@@ -181,12 +232,10 @@ struct tdb_answer *tdb_upload_len(struct testdb *t, const char *user, const char
     ck_assert_ptr_nonnull(a);
     struct identity who = tdb_who(user, device);
     arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &t->cfg, .schema = &t->schema, .conn = t->conn, .who = &who, .arena = arena,
-        .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(t, &who, arena);
     strbuf_t out = STRBUF_INIT;
     a->outcome = sync_upload(&rq, body, len, &out, &a->counts, a->err, sizeof a->err);
+    a->arena_bytes = arena_bytes_in_use(arena);
     arena_free(arena);
     ck_assert_msg(PQtransactionStatus(t->conn) == PQTRANS_IDLE,
                   "sync_upload left the connection inside a transaction");
@@ -266,10 +315,7 @@ struct tdb_answer *tdb_download(struct testdb *t, const char *user, const char *
     }
     struct identity who = tdb_who(user, device);
     arena_t *arena = arena_new(16384);
-    struct sync_request rq = {
-        .cfg = &t->cfg, .schema = &t->schema, .conn = t->conn, .who = &who, .arena = arena,
-        .request_id = "test",
-    };
+    struct sync_request rq = tdb_request(t, &who, arena);
     strbuf_t out = STRBUF_INIT;
     a->outcome = sync_download(&rq, &p, &out, &a->rows, a->err, sizeof a->err);
     arena_free(arena);
@@ -404,24 +450,15 @@ void tdb_exec(struct testdb *t, const char *fmt, ...)
     va_start(ap, fmt);
     char *sql = arena_vprintf(t->arena, fmt, ap);
     va_end(ap);
-    PGresult *r = PQexec(t->conn, sql);
-    ExecStatusType st = PQresultStatus(r);
-    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "SQL failed: %s\n  in: %.400s",
-                  PQresultErrorMessage(r), sql);
-    PQclear(r);
+    tdb_conn_exec(t->conn, sql);
 }
 
 static char *vquery(struct testdb *t, const char *fmt, va_list ap)
 {
     char *sql = arena_vprintf(t->arena, fmt, ap);
-    PGresult *r = PQexec(t->conn, sql);
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "query failed: %s\n  in: %.400s",
-                  PQresultErrorMessage(r), sql);
-    ck_assert_msg(PQntuples(r) == 1 && PQnfields(r) == 1,
-                  "query returned %d rows of %d columns, expected one value\n  in: %.400s", PQntuples(r),
-                  PQnfields(r), sql);
-    char *v = arena_strdup(t->arena, PQgetisnull(r, 0, 0) ? "<null>" : PQgetvalue(r, 0, 0));
-    PQclear(r);
+    char *value = tdb_conn_query(t->conn, sql);
+    char *v = arena_strdup(t->arena, value);
+    free(value);
     return v;
 }
 
@@ -444,8 +481,7 @@ long long tdb_query_ll(struct testdb *t, const char *fmt, ...)
     return atoll(v);
 }
 
-/* A SQL string literal of s (test identities only: no quotes expected, but doubled anyway). */
-static char *lit(struct testdb *t, const char *s)
+char *tdb_lit(struct testdb *t, const char *s)
 {
     strbuf_t sb = STRBUF_INIT;
     sb_putc(&sb, '\'');
@@ -464,7 +500,7 @@ static long long count_of(struct testdb *t, const char *table, const char *user)
 {
     if (!user)
         return tdb_query_ll(t, "SELECT count(*) FROM sync.%s", table);
-    return tdb_query_ll(t, "SELECT count(*) FROM sync.%s WHERE user_id = %s", table, lit(t, user));
+    return tdb_query_ll(t, "SELECT count(*) FROM sync.%s WHERE user_id = %s", table, tdb_lit(t, user));
 }
 
 long long tdb_log_count(struct testdb *t, const char *user)
@@ -485,13 +521,25 @@ long long tdb_state_count(struct testdb *t, const char *user)
 long long tdb_log_count_pk(struct testdb *t, const char *user, const char *pk)
 {
     return tdb_query_ll(t, "SELECT count(*) FROM sync.server_change_log WHERE user_id = %s AND pk_uuid = %s",
-                        lit(t, user), lit(t, pk));
+                        tdb_lit(t, user), tdb_lit(t, pk));
+}
+
+long long tdb_meta_count_pk(struct testdb *t, const char *user, const char *pk)
+{
+    return tdb_query_ll(t, "SELECT count(*) FROM sync.sync_row_meta WHERE user_id = %s AND pk_uuid = %s",
+                        tdb_lit(t, user), tdb_lit(t, pk));
+}
+
+long long tdb_state_count_pk(struct testdb *t, const char *user, const char *pk)
+{
+    return tdb_query_ll(t, "SELECT count(*) FROM sync.sync_state WHERE user_id = %s AND pk_uuid = %s",
+                        tdb_lit(t, user), tdb_lit(t, pk));
 }
 
 long long tdb_highest(struct testdb *t, const char *user)
 {
     return tdb_query_ll(t, "SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = %s",
-                        lit(t, user));
+                        tdb_lit(t, user));
 }
 
 char *tdb_snapshot(struct testdb *t)
@@ -527,4 +575,182 @@ char *tdb_batch(struct testdb *t, const char *first, ...)
     char *s = tdb_printf(t, "%s", sb.data);
     sb_free(&sb);
     return s;
+}
+
+/* -------------------------------------------------------------------- the suites' vocabulary */
+
+struct testdb T;
+
+static void open_default(void)
+{
+    tdb_open(&T);
+}
+
+static void zero(void)
+{
+    memset(&T, 0, sizeof T);
+}
+
+static void close_opened(void)
+{
+    if (T.dbname[0])
+        tdb_close(&T);
+}
+
+TCase *tcase(const char *name, enum tdb_fixture fixture)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, 60);
+    if (fixture == TDB_DEFAULT_DB)
+        tcase_add_checked_fixture(tc, open_default, close_opened);
+    else if (fixture == TDB_OWN_DB)
+        tcase_add_checked_fixture(tc, zero, close_opened);
+    return tc;
+}
+
+char *chg(long long scid, const char *schema, const char *table, const char *op, const char *pk, long long sv,
+          const char *payload)
+{
+    strbuf_t sb = STRBUF_INIT;
+    sb_printf(&sb, "{\"source_change_id\":%lld,\"schema\":\"%s\",\"table\":\"%s\",\"op\":\"%s\"", scid, schema,
+              table, op);
+    if (pk)
+        sb_printf(&sb, ",\"pk\":\"%s\"", pk);
+    sb_printf(&sb, ",\"server_version\":%lld", sv);
+    if (payload)
+        sb_printf(&sb, ",\"payload\":%s", payload);
+    sb_putc(&sb, '}');
+    char *s = tdb_printf(&T, "%s", sb.data);
+    sb_free(&sb);
+    return s;
+}
+
+char *ins(long long scid, const char *table, const char *pk, const char *payload)
+{
+    return chg(scid, "business", table, "INSERT", pk, 0, payload);
+}
+
+char *upd(long long scid, const char *table, const char *pk, long long sv, const char *payload)
+{
+    return chg(scid, "business", table, "UPDATE", pk, sv, payload);
+}
+
+char *del(long long scid, const char *table, const char *pk, long long sv)
+{
+    return chg(scid, "business", table, "DELETE", pk, sv, NULL);
+}
+
+json_object *status_at(const struct tdb_answer *a, int i, long long scid)
+{
+    json_object *st = tdb_status(a, i);
+    ck_assert_msg(tdb_int(st, "source_change_id") == scid, "statuses[%d] has scid %lld, expected %lld: %s", i,
+                  tdb_int(st, "source_change_id"), scid, a->body);
+    return st;
+}
+
+void assert_applied(const struct tdb_answer *a, int i, long long scid, long long version)
+{
+    json_object *st = status_at(a, i, scid);
+    ck_assert_msg(strcmp(tdb_str(st, "status"), "applied") == 0, "statuses[%d] (scid %lld) is not applied: %s", i,
+                  scid, a->body);
+    if (version > 0)
+        ck_assert_msg(tdb_has(st, "new_server_version") && tdb_int(st, "new_server_version") == version,
+                      "statuses[%d] must be applied with new_server_version %lld: %s", i, version, a->body);
+    else
+        ck_assert_msg(!tdb_has(st, "new_server_version"),
+                      "statuses[%d] must be applied without new_server_version (idempotent): %s", i, a->body);
+}
+
+void assert_idempotent(const struct tdb_answer *a, int i, long long scid)
+{
+    assert_applied(a, i, scid, 0);
+}
+
+json_object *assert_invalid(const struct tdb_answer *a, int i, long long scid, const char *reason)
+{
+    json_object *st = status_at(a, i, scid);
+    ck_assert_msg(strcmp(tdb_str(st, "status"), "invalid") == 0, "statuses[%d] (scid %lld) is not invalid: %s", i,
+                  scid, a->body);
+    ck_assert_msg(!tdb_has(st, "new_server_version"), "an invalid status carries no version: %s", a->body);
+    json_object *inv = tdb_get(st, "invalid");
+    ck_assert_msg(strcmp(tdb_str(inv, "reason"), reason) == 0, "statuses[%d] (scid %lld) reason %s, expected %s: %s",
+                  i, scid, tdb_str(inv, "reason"), reason, a->body);
+    return st;
+}
+
+json_object *assert_conflict(const struct tdb_answer *a, int i, long long scid, const char *schema,
+                             const char *table, const char *pk, long long version, bool deleted,
+                             const char *payload_json)
+{
+    json_object *st = status_at(a, i, scid);
+    ck_assert_msg(strcmp(tdb_str(st, "status"), "conflict") == 0, "statuses[%d] (scid %lld) is not a conflict: %s",
+                  i, scid, a->body);
+    ck_assert_msg(!tdb_has(st, "new_server_version"), "a conflict carries no new_server_version: %s", a->body);
+    json_object *row = tdb_get(st, "server_row");
+    if (schema)
+        ck_assert_str_eq(tdb_str(row, "schema_name"), schema);
+    if (table)
+        ck_assert_str_eq(tdb_str(row, "table_name"), table);
+    if (pk)
+        ck_assert_str_eq(tdb_str(row, "id"), pk);
+    ck_assert_msg(tdb_int(row, "server_version") == version, "server_row.server_version = %lld, expected %lld: %s",
+                  tdb_int(row, "server_version"), version, a->body);
+    ck_assert_msg(tdb_bool(row, "deleted") == deleted, "server_row.deleted should be %s: %s",
+                  deleted ? "true" : "false", a->body);
+    ck_assert_msg(tdb_has(row, "payload"), "server_row without payload: %s", a->body);
+    if (payload_json)
+        ck_assert_msg(tdb_json_eq(tdb_get(row, "payload"), payload_json), "server_row.payload must be %s: %s",
+                      payload_json, a->body);
+    return row;
+}
+
+long long meta_version(const char *user, const char *schema, const char *table, const char *pk)
+{
+    const char *which = schema ? tdb_printf(&T, " AND schema_name = %s AND table_name = %s", tdb_lit(&T, schema),
+                                            tdb_lit(&T, table))
+                               : "";
+    return tdb_query_ll(&T,
+                        "SELECT coalesce((SELECT server_version FROM sync.sync_row_meta WHERE user_id = %s%s"
+                        " AND pk_uuid = %s), -1)",
+                        tdb_lit(&T, user), which, tdb_lit(&T, pk));
+}
+
+void assert_no_sidecar(const char *user, const char *pk)
+{
+    ck_assert_int_eq(tdb_log_count_pk(&T, user, pk), 0);
+    ck_assert_int_eq(tdb_meta_count_pk(&T, user, pk), 0);
+    ck_assert_int_eq(tdb_state_count_pk(&T, user, pk), 0);
+}
+
+void race_start(int n, int (*body)(int), pid_t pids[])
+{
+    int gate[2];
+    ck_assert_int_eq(pipe(gate), 0);
+    for (int i = 0; i < n; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            close(gate[1]);
+            tdb_child_connect(&T);
+            char ch;
+            while (read(gate[0], &ch, 1) > 0)
+                ;
+            _exit(body(i));
+        }
+    }
+    close(gate[0]);
+    close(gate[1]);   /* everybody goes */
+}
+
+void race(int n, int (*body)(int), int codes[])
+{
+    pid_t *pids = calloc((size_t)n, sizeof *pids);
+    ck_assert_ptr_nonnull(pids);
+    race_start(n, body, pids);
+    for (int i = 0; i < n; i++) {
+        int st = 0;
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        codes[i] = WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+    }
+    free(pids);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "../run_suites.h"
 
 static const char STD[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -476,9 +477,5 @@ static Suite *base64_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(base64_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suites(base64_suite(), NULL);
 }

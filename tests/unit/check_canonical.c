@@ -16,6 +16,7 @@
 #include "bundle_hash.h"
 #include "canonical_json.h"
 #include "strbuf.h"
+#include "../run_suites.h"
 
 struct canon_vector {
     const char *in;
@@ -722,10 +723,5 @@ static Suite *bundle_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(canonical_suite());
-    srunner_add_suite(sr, bundle_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suites(canonical_suite(), bundle_suite(), NULL);
 }

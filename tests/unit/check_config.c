@@ -3,6 +3,7 @@
  * still say what config_keys says. */
 #include "../../src/config.h"
 #include "../../src/xalloc.h"
+#include "../run_suites.h"
 
 #include <check.h>
 #include <errno.h>
@@ -1005,12 +1006,5 @@ static Suite *docs_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(load_suite());
-    srunner_add_suite(sr, parser_suite());
-    srunner_add_suite(sr, validate_suite());
-    srunner_add_suite(sr, docs_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suites(load_suite(), parser_suite(), validate_suite(), docs_suite(), NULL);
 }

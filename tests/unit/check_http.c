@@ -9,6 +9,7 @@
 #include "http/http.h"
 #include "log.h"
 #include "strbuf.h"
+#include "../run_suites.h"
 
 /* ------------------------------------------------------------------ fake transport */
 
@@ -1539,13 +1540,5 @@ int main(void)
 {
     /* the "second answer" and "web server went away" paths log; keep the test output readable */
     log_setup(LOG_ERROR, LOG_FORMAT_TEXT);
-    SRunner *sr = srunner_create(route_suite());
-    srunner_add_suite(sr, init_suite());
-    srunner_add_suite(sr, body_suite());
-    srunner_add_suite(sr, query_suite());
-    srunner_add_suite(sr, answer_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suites(route_suite(), init_suite(), body_suite(), query_suite(), answer_suite(), NULL);
 }

@@ -12,6 +12,7 @@
 #include "arena.h"
 #include "json_scan.h"
 #include "xalloc.h"
+#include "../run_suites.h"
 
 #define LEN(s) (sizeof(s) - 1) /* of a string literal, embedded NULs included */
 /* How much of a text a failure message shows: Check refuses long messages. */
@@ -1030,9 +1031,5 @@ static Suite *json_scan_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(json_scan_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suites(json_scan_suite(), NULL);
 }

@@ -16,8 +16,9 @@
 #include <openssl/pem.h>
 
 #include "auth/auth.h"
-#include "capture.h"
+#include "../capture.h"
 #include "config.h"
+#include "../run_suites.h"
 
 #define NOW 1700000000L
 #define LEEWAY 30L
@@ -1522,11 +1523,7 @@ static Suite *auth_suite(void)
 int main(void)
 {
     setup_keys();
-    SRunner *sr = srunner_create(jwt_suite());
-    srunner_add_suite(sr, auth_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = run_suites(jwt_suite(), auth_suite(), NULL);
     cleanup_keys();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return rc;
 }

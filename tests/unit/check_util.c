@@ -6,11 +6,12 @@
 #include <string.h>
 
 #include "arena.h"
-#include "capture.h"
+#include "../capture.h"
 #include "log.h"
 #include "strbuf.h"
 #include "uuid.h"
 #include "xalloc.h"
+#include "../run_suites.h"
 
 /* ------------------------------------------------------------------ arena */
 
@@ -867,12 +868,5 @@ static Suite *misc_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(arena_suite());
-    srunner_add_suite(sr, strbuf_suite());
-    srunner_add_suite(sr, uuid_suite());
-    srunner_add_suite(sr, misc_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suites(arena_suite(), strbuf_suite(), uuid_suite(), misc_suite(), NULL);
 }

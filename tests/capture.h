@@ -1,5 +1,6 @@
 /* Captures what the code under test writes to standard error (log lines go there with one write
- * each), for unit tests that check log output. Header-only; include it from one test file each. */
+ * each), for the tests that check log output: unit (check_util, check_jwt) and integration
+ * (check_upload, check_fk). Header-only; include it from one test file each. */
 #ifndef OVERSYNCD_TESTS_CAPTURE_H
 #define OVERSYNCD_TESTS_CAPTURE_H
 
