@@ -74,6 +74,24 @@ static void pg_message(strbuf_t *sb, PGconn *conn, const PGresult *r)
         sb_puts(sb, "unknown error");
 }
 
+void db_error_set(char *err, size_t errlen, PGconn *conn, const PGresult *r, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    strbuf_t sb = STRBUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(&sb, fmt, ap);
+    va_end(ap);
+    sb_puts(&sb, ": ");
+    strbuf_t msg = STRBUF_INIT;
+    pg_message(&msg, conn, r);
+    sb_puts(&sb, sb_cstr(&msg));
+    err_set(err, errlen, "%s", sb_cstr(&sb));
+    sb_free(&msg);
+    sb_free(&sb);
+}
+
 static bool result_ok(const PGresult *r)
 {
     ExecStatusType st = PQresultStatus(r);
@@ -85,12 +103,8 @@ static bool exec_step(PGconn *conn, const char *sql, const char *what, char *err
 {
     PGresult *r = PQexec(conn, sql);
     bool ok = result_ok(r);
-    if (!ok) {
-        strbuf_t sb = STRBUF_INIT;
-        pg_message(&sb, conn, r);
-        err_set(err, errlen, "%s: %s", what, sb_cstr(&sb));
-        sb_free(&sb);
-    }
+    if (!ok)
+        db_error_set(err, errlen, conn, r, "%s", what);
     PQclear(r);
     return ok;
 }
@@ -104,10 +118,7 @@ static int query_int(PGconn *conn, const char *sql, const char *what, char *err,
         && !PQgetisnull(r, 0, 0)) {
         v = atoi(PQgetvalue(r, 0, 0));
     } else {
-        strbuf_t sb = STRBUF_INIT;
-        pg_message(&sb, conn, r);
-        err_set(err, errlen, "%s: %s", what, sb_cstr(&sb));
-        sb_free(&sb);
+        db_error_set(err, errlen, conn, r, "%s", what);
     }
     PQclear(r);
     return v;

@@ -23,4 +23,10 @@ bool bootstrap_sidecar(PGconn *conn, int *applied, char *err, size_t errlen);
 /* Newest version recorded in the database, 0 when none, -1 on error. */
 int bootstrap_current_version(PGconn *conn);
 
+/* The reason of a failed command as one log line: "<fmt ...>: <PostgreSQL's message>", the
+ * message taken from r (or from conn when r says nothing), its ERROR/DETAIL/HINT/CONTEXT lines
+ * joined with "; ". For the modules that bootstrap schemas of their own (bundle/). */
+void db_error_set(char *err, size_t errlen, PGconn *conn, const PGresult *r, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 #endif

@@ -3,7 +3,8 @@
 # project) against the freshly built ./oversyncd behind lighttpd, on a throwaway PostgreSQL.
 #
 # A runner sets COMPAT_NAME (the prefix of its summary line) and COMPAT_COMMIT (and, before
-# sourcing, whatever of the settings below differs for its archive), sources this file, and
+# sourcing, whatever of the settings below differs for its archive; COMPAT_NEEDS_SERVER=0 when it
+# starts no oversyncd behind lighttpd), sources this file, and
 # calls, in order:
 #   compat_stage2_dispatch       first of all: inside tests/pg.sh, run the stage-2 function
 #   compat_setup "$@"            options, the work directory, the Go toolchain, the archive
@@ -97,7 +98,9 @@ compat_setup() {
 
     compat_find_go
 
-    if [ "$COMPAT_SERVER" = oversyncd ]; then
+    # A runner that starts no server (COMPAT_NEEDS_SERVER=0: check-bundle-schema.sh) needs neither
+    # the program nor lighttpd and curl.
+    if [ "$COMPAT_SERVER" = oversyncd ] && [ "${COMPAT_NEEDS_SERVER:-1}" = 1 ]; then
         [ -x "$top_builddir/oversyncd" ] || compat_die "$top_builddir/oversyncd is not built"
         COMPAT_LIGHTTPD=${LIGHTTPD:-$(PATH=$PATH:/usr/sbin:/usr/local/sbin:/sbin command -v lighttpd)} ||
             compat_skip "lighttpd not found (package lighttpd)"
@@ -252,7 +255,11 @@ compat_finish() {
     failed=$(grep -c -E '^(FAIL|XPASS) ' "$COMPAT_WORK/results")
     xfailed=$(grep -c '^XFAIL ' "$COMPAT_WORK/results")
     skipped=$(grep -c '^SKIP ' "$COMPAT_WORK/results")
-    compat_log "server $COMPAT_SERVER, $(($(compat_now) - COMPAT_T0))s in all"
+    if [ "${COMPAT_NEEDS_SERVER:-1}" = 1 ]; then
+        compat_log "server $COMPAT_SERVER, $(($(compat_now) - COMPAT_T0))s in all"
+    else
+        compat_log "$(($(compat_now) - COMPAT_T0))s in all"
+    fi
     if [ "$failed" -ne 0 ]; then
         names=$(grep -E '^(FAIL|XPASS) ' "$COMPAT_WORK/results" | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//')
         echo "$COMPAT_NAME: $failed of $((passed + failed + xfailed)) checks failed: $names"

@@ -67,7 +67,7 @@ finish() {
 
 cd "$src" || exit 99
 # The documents users read.
-docs="README.md docs/api.md docs/architecture.md docs/configuration.md docs/deployment.md
+docs="README.md docs/api.md docs/architecture.md docs/bundle-protocol.md docs/configuration.md docs/deployment.md
 docs/install.md docs/materializers.md docs/migrating.md docs/operations.md docs/performance.md
 lighttpd-example/README.md"
 for f in examples/*/README.md; do docs="$docs $f"; done

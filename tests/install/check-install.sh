@@ -79,6 +79,7 @@ check "the example is what the installed program prints" \
 for m in 0001_sidecar.sql 0002_oversyncd.sql 0003_fk_castable.sql; do
     check "migration $m installed" test -s "$d$pkgdatadir/sql/migrations/$m"
 done
+check "bundle layout 0001_layout.sql installed" test -s "$d$pkgdatadir/sql/bundle/0001_layout.sql"
 check "example schema installed" test -s "$d$pkgdatadir/sql/examples/business.sql"
 check "example plugin installed" test -s "$d$pkgdatadir/examples/plugin/example_materializer.c"
 check "materializer.h installed" test -s "$d$includedir/oversyncd/materializer.h"

@@ -142,7 +142,7 @@ void tdb_set_tables(struct testdb *t, const char *const *tables)
     init_schema(t);
 }
 
-void tdb_open_tables(struct testdb *t, const char *const *tables)
+void tdb_open_empty(struct testdb *t)
 {
     memset(t, 0, sizeof *t);
     t->arena = arena_new(8192);
@@ -156,6 +156,11 @@ void tdb_open_tables(struct testdb *t, const char *const *tables)
     tdb_create_database(t->dbname);
 
     t->conn = connect_db(t->dbname);
+}
+
+void tdb_open_tables(struct testdb *t, const char *const *tables)
+{
+    tdb_open_empty(t);
     char err[1024] = "";
     int applied = 0;
     ck_assert_msg(bootstrap_sidecar(t->conn, &applied, err, sizeof err), "bootstrap_sidecar: %s", err);

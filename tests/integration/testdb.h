@@ -82,6 +82,10 @@ void tdb_open(struct testdb *t);
 void tdb_open_tables(struct testdb *t, const char *const *tables);
 /* Replaces the registry (the configuration's tables and the sync_schema). */
 void tdb_set_tables(struct testdb *t, const char *const *tables);
+/* A fresh database with nothing in it: no sidecar bootstrapped, no statement prepared, no
+ * registry (cfg zeroed). For suites that bootstrap a schema of their own (check_bundle_schema);
+ * the SQL helpers below work on it, tdb_close drops it. */
+void tdb_open_empty(struct testdb *t);
 /* Closes the connection and drops the database. */
 void tdb_close(struct testdb *t);
 /* In a child forked inside a test: a connection of its own to the same database, statements

@@ -6,13 +6,14 @@
 #            bundle_hash config (config.c, config_doc.c)
 #   layer 1  db/
 #   layer 2  materialize/
-#   layer 3  sync/   auth/   http/      (side by side: none includes another)
+#   layer 3  sync/   auth/   http/   bundle/   (side by side: none includes another)
 #   layer 4  metrics
 #   layer 5  the top: app worker listener master main
 #
 # Leaves may include each other (strbuf uses the arena, config the log), and so may the files of
 # the top (main starts the master, which forks workers); tsort proves that the module graph has
-# no circle. Ends with "layers: N checks passed".
+# no circle, and no two source files share a name (the static library would keep only one).
+# Ends with "layers: N checks passed".
 set -u
 top_srcdir=${top_srcdir:-.}
 src=$(cd "$top_srcdir/src" && pwd) || exit 99
@@ -34,6 +35,7 @@ module_of() {
     sync/*) echo sync ;;
     auth/*) echo auth ;;
     http/*) echo http ;;
+    bundle/*) echo bundle ;;
     config.[ch] | config_doc.c | config_internal.h) echo config ;;
     *) basename "$1" | sed 's/\.[ch]$//' ;;
     esac
@@ -42,7 +44,7 @@ layer_of() {
     case $1 in
     db) echo 1 ;;
     materialize) echo 2 ;;
-    sync | auth | http) echo 3 ;;
+    sync | auth | http | bundle) echo 3 ;;
     metrics) echo 4 ;;
     app | worker | listener | master | main) echo 5 ;;
     xalloc | arena | strbuf | log | uuid | base64 | identity | json_scan | canonical_json | bundle_hash | config)
@@ -85,6 +87,13 @@ for f in $files; do
         fi
     done
 done
+
+# liboversyncd.a is made with "ar cru", which keeps one member per file name: of two sources
+# with the same name in different modules (sync/schema.c, bundle/schema.c) one object would be
+# silently dropped from the library, depending on their time stamps.
+checks=$((checks + 1))
+dups=$(for f in $files; do case $f in *.c) basename "$f" ;; esac; done | sort | uniq -d | tr '\n' ' ')
+[ -z "$dups" ] || fail "sources with the same file name in two modules (liboversyncd.a would keep only one object of each): $dups"
 
 checks=$((checks + 1))
 if ! sort -u "$tmp/edges" | tsort >/dev/null 2>"$tmp/tsort"; then
