@@ -116,7 +116,14 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
     bool more = n > p->limit;
     if (more)
         n = p->limit;
-    sb_reserve(out, (size_t)n * 256 + 128);
+    /* the answer's size, reserved at once: an arena buffer would keep every outgrown copy */
+    size_t need = 128;
+    for (int i = 0; i < n; i++) {
+        need += 200;   /* names, punctuation, escapes of the short text fields */
+        for (int f = 0; f < 11; f++)
+            need += (size_t)PQgetlength(r, i, f);
+    }
+    sb_reserve(out, need);
     sb_puts(out, "{\"changes\":[");
     for (int i = 0; i < n; i++) {
         if (i)
