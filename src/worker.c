@@ -46,6 +46,18 @@ bool drop_privileges(const struct config *cfg, char *err, size_t errlen)
     return true;
 }
 
+/* Is one of the signals of set pending (sent, still blocked)? */
+static bool stop_pending(const sigset_t *set)
+{
+    sigset_t pending;
+    if (sigpending(&pending) != 0)
+        return false;
+    for (int s = 1; s < _NSIG; s++)
+        if (sigismember(set, s) == 1 && sigismember(&pending, s) == 1)
+            return true;
+    return false;
+}
+
 int worker_run(int listen_fd, const struct config *cfg, const struct auth_ctx *auth)
 {
     /* The stop signals stay blocked except while waiting for a connection (ppoll), so a request
@@ -109,6 +121,13 @@ int worker_run(int listen_fd, const struct config *cfg, const struct auth_ctx *a
         }
         if (stop_requested)
             break;
+        if (req.ipcFd < 0) {
+            /* A stop sent while ppoll was returning with a connection is still pending here (ppoll
+             * restored the mask that blocks it): leave the connection in the backlog for a worker
+             * that is staying, so that after a reload no request meets the old configuration. */
+            if (stop_pending(&stops))
+                break;
+        }
         int rc = FCGX_Accept_r(&req);
         if (rc < 0) {
             if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR || rc == -ECONNABORTED)
