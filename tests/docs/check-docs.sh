@@ -48,21 +48,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-checks=0
-failures=0
-pass() { checks=$((checks + 1)); }
-fail() { failures=$((failures + 1)); echo "FAIL: $*" >&2; }
-check() { # DESCRIPTION COMMAND...
-    what=$1; shift
-    if "$@"; then pass; else fail "$what"; fi
-}
+. "$(cd "${top_srcdir:-.}" && pwd)/tests/checks.sh"
 finish() {
-    if [ "$failures" -ne 0 ]; then
-        echo "docs: $failures of $((checks + failures)) checks failed"
-        exit 1
-    fi
-    echo "docs: $checks checks passed"
-    exit 0
+    checks_end "docs"
 }
 
 cd "$src" || exit 99

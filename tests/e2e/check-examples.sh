@@ -36,23 +36,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-checks=0
-failures=0
-pass() { checks=$((checks + 1)); }
-fail() { failures=$((failures + 1)); echo "FAIL: $*" >&2; }
-check() { # DESCRIPTION COMMAND...
-    what=$1; shift
-    if "$@"; then pass; else fail "$what"; fi
-}
+. "$(cd "${top_srcdir:-.}" && pwd)/tests/checks.sh"
 finish() {
-    if [ "$failures" -ne 0 ]; then
-        echo "---- oversyncd log ----" >&2
-        cat "$tmp/oversyncd.log" >&2 2>/dev/null
-        echo "examples: $failures of $((checks + failures)) checks failed"
-        exit 1
-    fi
-    echo "examples: $checks checks passed"
-    exit 0
+    checks_end "examples" "$tmp/oversyncd.log"
 }
 has() { # TEXT PATTERN: TEXT contains a line matching the grep pattern
     printf '%s\n' "$1" | grep -q -- "$2"

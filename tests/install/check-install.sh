@@ -13,14 +13,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/oversyncd-install.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT INT TERM
 stage=$tmp/stage
 
-checks=0
-failures=0
-pass() { checks=$((checks + 1)); }
-fail() { failures=$((failures + 1)); echo "FAIL: $*" >&2; }
-check() { # DESCRIPTION COMMAND...
-    what=$1; shift
-    if "$@"; then pass; else fail "$what"; fi
-}
+. "$(cd "${top_srcdir:-.}" && pwd)/tests/checks.sh"
 
 # make, without the jobserver and the variables of the make check that runs this test.
 submake() {
@@ -165,9 +158,4 @@ uninstall_tree
 left=$(cd "$stage" && find . ! -type d | sort)
 check "make uninstall removes every file it installed (left: $left)" test -z "$left"
 
-if [ "$failures" -ne 0 ]; then
-    echo "install: $failures of $((checks + failures)) checks failed"
-    exit 1
-fi
-echo "install: $checks checks passed"
-exit 0
+checks_end install

@@ -20,12 +20,7 @@ src=$(cd "$top_srcdir/src" && pwd) || exit 99
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/oversyncd-layers.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT
 
-checks=0
-failures=0
-fail() {
-    failures=$((failures + 1))
-    echo "FAIL: $*"
-}
+. "$(cd "$top_srcdir" && pwd)/tests/checks.sh"
 
 # module and layer of a path relative to src/
 module_of() {
@@ -58,11 +53,11 @@ files=$(cd "$src" && find . -name '*.[ch]' ! -name sql_embedded.c | sed 's|^\./|
 for f in $files; do
     mod=$(module_of "$f")
     layer=$(layer_of "$mod")
-    checks=$((checks + 1))
     if [ "$layer" = unknown ]; then
         fail "src/$f belongs to no layer: add its module to tests/unit/check-layers.sh and docs/architecture.md"
         continue
     fi
+    pass
     dir=$(dirname "$f")
     for inc in $(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$src/$f"); do
         # as the compiler resolves it: beside the file first, then from src/ (-I src)
@@ -75,15 +70,19 @@ for f in $files; do
         fi
         tmod=$(module_of "$target")
         tlayer=$(layer_of "$tmod")
-        checks=$((checks + 1))
-        [ "$tmod" = "$mod" ] && continue
+        if [ "$tmod" = "$mod" ]; then
+            pass
+            continue
+        fi
         echo "$mod $tmod" >>"$tmp/edges"
         if [ "$tlayer" = unknown ]; then
             fail "src/$f includes $target, which belongs to no layer"
         elif [ "$tlayer" = "$layer" ] && { [ "$layer" -eq 0 ] || [ "$layer" -eq 5 ]; }; then
-            :   # leaf on leaf, or within the top: allowed, circles are caught below
+            pass   # leaf on leaf, or within the top: allowed, circles are caught below
         elif [ "$tlayer" -ge "$layer" ]; then
             fail "src/$f (layer $layer, $mod) includes $target (layer $tlayer, $tmod): an arrow up or sideways"
+        else
+            pass
         fi
     done
 done
@@ -91,20 +90,17 @@ done
 # liboversyncd.a is made with "ar cru", which keeps one member per file name: of two sources
 # with the same name in different modules (sync/schema.c, bundle/schema.c) one object would be
 # silently dropped from the library, depending on their time stamps.
-checks=$((checks + 1))
 dups=$(for f in $files; do case $f in *.c) basename "$f" ;; esac; done | sort | uniq -d | tr '\n' ' ')
-[ -z "$dups" ] || fail "sources with the same file name in two modules (liboversyncd.a would keep only one object of each): $dups"
-
-checks=$((checks + 1))
-if ! sort -u "$tmp/edges" | tsort >/dev/null 2>"$tmp/tsort"; then
-    fail "the modules include each other in a circle: $(tr '\n' ' ' <"$tmp/tsort")"
-elif [ -s "$tmp/tsort" ]; then
-    fail "the modules include each other in a circle: $(tr '\n' ' ' <"$tmp/tsort")"
+if [ -n "$dups" ]; then
+    fail "sources with the same file name in two modules (liboversyncd.a would keep only one object of each): $dups"
+else
+    pass
 fi
 
-if [ "$failures" -ne 0 ]; then
-    echo "layers: $failures of $checks checks failed"
-    exit 1
+if ! sort -u "$tmp/edges" | tsort >/dev/null 2>"$tmp/tsort" || [ -s "$tmp/tsort" ]; then
+    fail "the modules include each other in a circle: $(tr '\n' ' ' <"$tmp/tsort")"
+else
+    pass
 fi
-echo "layers: $checks checks passed"
-exit 0
+
+checks_end layers
