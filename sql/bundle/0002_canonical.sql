@@ -74,6 +74,8 @@ DECLARE
     point int;   -- the value is 0.<digits> * 10^point
     x int;       -- Go's decimal exponent: d.ddd * 10^x
     nd int;
+    cand text;
+    up boolean;
 BEGIN
     IF n = 0 THEN
         RETURN '0';   -- numeric has no negative zero
@@ -123,6 +125,35 @@ BEGIN
     nd := length(digits);
     IF nd = 0 THEN
         RETURN CASE WHEN neg THEN '-0' ELSE '0' END;
+    END IF;
+    -- PostgreSQL's shortest output excludes the rounding interval's bounds, Go's includes them
+    -- when the mantissa is even: a shorter decimal exactly halfway to a neighbour (8.41e+21,
+    -- -8e+23) prints as 8.409999999999999e+21 here. Such a decimal is the truncation of the
+    -- digits one place shorter or the next one up; try both, and again on success.
+    IF get_byte(float8send(f), 7) & 1 = 0 THEN
+        LOOP
+            EXIT WHEN nd < 2;
+            m := left(digits, nd - 1);
+            e := point - (nd - 1);
+            IF (m || 'e' || e)::float8 = abs(f) THEN
+                cand := m;
+            ELSE
+                m := ((m::numeric) + 1)::text;
+                -- (rounding up may leave float64's range: 1797693134862316e293)
+                up := length(m) + e < 309 OR (m || 'e' || e)::numeric <= 1.7976931348623157e308;
+                IF up THEN
+                    up := (m || 'e' || e)::float8 = abs(f);
+                END IF;
+                IF up THEN
+                    cand := m;
+                ELSE
+                    EXIT;
+                END IF;
+            END IF;
+            point := length(cand) + e;
+            digits := rtrim(cand, '0');
+            nd := length(digits);
+        END LOOP;
     END IF;
     x := point - 1;
     IF x < -6 OR x >= 21 THEN
