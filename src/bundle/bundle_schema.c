@@ -562,11 +562,31 @@ static bool layout_locked(PGconn *conn, struct bundle_catalog *c, char *err, siz
     return true;
 }
 
+/* Inside the locked transaction, after layout_locked: (re)create the functions of schema
+ * oversyncd, whether the layout was just created or adopted. */
+static bool functions_locked(PGconn *conn, char *err, size_t errlen)
+{
+    for (int i = 0; i < n_bundle_functions_sql; i++) {
+        char what[160];
+        snprintf(what, sizeof what, "creating the functions of schema oversyncd (sql/bundle/%s)",
+                 bundle_functions_sql[i].name);
+        if (!exec_ok(conn, bundle_functions_sql[i].sql, err, errlen, what))
+            return false;
+        if (PQtransactionStatus(conn) != PQTRANS_INTRANS) {
+            err_set(err, errlen, "bundle bootstrap: sql/bundle/%s ended the transaction (it must not contain "
+                    "BEGIN, COMMIT or ROLLBACK)", bundle_functions_sql[i].name);
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool ensure_layout(PGconn *conn, struct bundle_catalog *c, char *err, size_t errlen)
 {
     if (!exec_ok(conn, begin_locked_sql, err, errlen, "taking the bootstrap lock"))
         return false;
-    if (!layout_locked(conn, c, err, errlen) || !commit(conn, err, errlen, "committing the layout")) {
+    if (!layout_locked(conn, c, err, errlen) || !functions_locked(conn, err, errlen)
+        || !commit(conn, err, errlen, "committing the layout")) {
         c->created = false;
         return false;
     }

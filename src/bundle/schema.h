@@ -98,4 +98,10 @@ const struct bundle_catalog_table *bundle_catalog_get(const struct bundle_catalo
 extern const struct migration bundle_layout_sql[];
 extern const int n_bundle_layout_sql;
 
+/* Functions in schema oversyncd (sql/bundle/0002_canonical.sql: canonical_json, bundle_hash_text,
+ * bundle_hash; CREATE OR REPLACE), run at every bootstrap after the layout was created or
+ * adopted, in the same transaction. */
+extern const struct migration bundle_functions_sql[];
+extern const int n_bundle_functions_sql;
+
 #endif
