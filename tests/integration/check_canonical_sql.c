@@ -385,8 +385,13 @@ static void put_value(strbuf_t *sb, const char *json, size_t len)
         sb_append(sb, json, len);
 }
 
+/* Pass 0 sends key and payload as the vectors have them; pass 1 first rewrites them into Go's
+ * own canonical text (src/canonical_json.c, equal to Go's on every vector), which Go decodes to
+ * the same value (invalid UTF-8 and lone surrogates already read as U+FFFD): the bundles jsonb
+ * refuses in pass 0 for those reasons are compared in pass 1. */
 START_TEST(test_go_bundles)
 {
+    int pass = _i;
     boot();
     int compared = 0, equal = 0, skipped[N_SKIP] = { 0 }, nskipped = 0;
     strbuf_t sb = STRBUF_INIT, canon = STRBUF_INIT;
@@ -406,10 +411,23 @@ START_TEST(test_go_bundles)
             sb_puts(&sb, ",\"op\":");
             canonical_json_string(&sb, row->op, strlen(row->op));
             sb_printf(&sb, ",\"row_version\":%lld,\"key\":", row->version);
-            put_value(&sb, row->key, row->key_len);
-            sb_puts(&sb, ",\"payload\":");
             bool deleted = strcmp(row->op, "DELETE") == 0;
-            put_value(&sb, deleted ? NULL : row->payload, row->payload_len);
+            if (pass == 0) {
+                put_value(&sb, row->key, row->key_len);
+                sb_puts(&sb, ",\"payload\":");
+                put_value(&sb, deleted ? NULL : row->payload, row->payload_len);
+            } else {
+                char err[200];
+                if (row->key && row->key_len)
+                    ck_assert_msg(canonical_json(row->key, row->key_len, &sb, err, sizeof err), "%s", err);
+                else
+                    sb_puts(&sb, "null");
+                sb_puts(&sb, ",\"payload\":");
+                if (!deleted && row->payload && row->payload_len)
+                    ck_assert_msg(canonical_json(row->payload, row->payload_len, &sb, err, sizeof err), "%s", err);
+                else
+                    sb_puts(&sb, "null");
+            }
             sb_putc(&sb, '}');
             /* -0 in what Go hashes: jsonb cannot carry it */
             const char *parts[2] = { row->key, deleted ? NULL : row->payload };
@@ -455,7 +473,8 @@ START_TEST(test_go_bundles)
         }
         PQclear(r);
     }
-    fprintf(stderr, "bundle_hash in SQL: %zu bundles, %d compared, %d equal, %d skipped\n", NELEM(canon_bundles),
+    fprintf(stderr, "bundle_hash in SQL (%s): %zu bundles, %d compared, %d equal, %d skipped\n",
+            pass ? "key and payload normalized to Go's text" : "key and payload as given", NELEM(canon_bundles),
             compared, equal, nskipped);
     for (int k = 0; k < N_SKIP; k++)
         if (skipped[k])
@@ -498,7 +517,7 @@ static Suite *canonical_sql_suite(void)
     tcase_add_test(tc, test_spec_vectors);
     tcase_add_test(tc, test_go_documents);
     tcase_add_test(tc, test_go_doubles);
-    tcase_add_test(tc, test_go_bundles);
+    tcase_add_loop_test(tc, test_go_bundles, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
