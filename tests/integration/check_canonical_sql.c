@@ -11,7 +11,10 @@
  *   - a lone surrogate escape (22P02 "...surrogate..."): jsonb refuses it, Go reads U+FFFD;
  *   - a number numeric cannot hold (22003, e.g. exponent -120010): jsonb refuses it, Go reads a
  *     float64 (0 or a rounded value);
- *   - negative zero in Go's output: jsonb keeps the number as numeric, which has no -0.
+ *   - negative zero in Go's output: jsonb keeps the number as numeric, which has no -0;
+ *   - nesting deeper than SQL_MAX_NESTING: the recursion of canonical_json_value exceeds the
+ *     default max_stack_depth (Go allows 10000 levels);
+ *   - an exponent of six or more digits: Go's strconv saturates it (SQL_MAX_EXPONENT).
  * Documents Go rejects are compared too: jsonb must refuse them or canonical_json must raise
  * (numbers beyond float64's range). Bundles are compared on hash and byte_count; a bundle whose
  * key or payload jsonb cannot represent (same categories) is skipped and counted. */
@@ -174,9 +177,10 @@ static long max_exponent(const char *s, size_t n)
 /* The nesting canonical_json's recursion handles with the default max_stack_depth (2MB): 500
  * levels work, 1000 do not. */
 #define SQL_MAX_NESTING 500
-/* Beyond this exponent PostgreSQL 15's numeric input misreads some numbers (0.<12003 zeros>1e12010
- * becomes a 108010-digit integer, Go reads 1). */
-#define SQL_MAX_EXPONENT 1000
+/* Go's strconv stops accumulating exponent digits once the exponent reaches 10000, so an exponent
+ * of six or more digits is misread there (0.<12000 zeros>1e120010 is 1 for Go, 10^108009 exactly
+ * for numeric, out of float64's range for canonical_json). */
+#define SQL_MAX_EXPONENT 99999
 
 enum skip {
     SKIP_NUL,
@@ -194,7 +198,7 @@ static const char *const skip_names[N_SKIP] = {
     "NUL byte in the text", "invalid UTF-8 (22021)", "\\u0000 (22P05)", "lone surrogate escape (22P02)",
     "number beyond numeric (22003)", "negative zero (numeric has none)",
     "nesting deeper than " STR(SQL_MAX_NESTING) " (stack depth of the recursion)",
-    "exponent beyond " STR(SQL_MAX_EXPONENT) " (numeric input misreads some)", "other jsonb refusal",
+    "exponent beyond " STR(SQL_MAX_EXPONENT) " (Go's strconv saturates it)", "other jsonb refusal",
 };
 
 /* Category of a jsonb refusal of text Go accepts. */
