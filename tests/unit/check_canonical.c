@@ -18,34 +18,7 @@
 #include "strbuf.h"
 #include "../run_suites.h"
 
-struct canon_vector {
-    const char *in;
-    size_t in_len;
-    bool ok;
-    const char *out;
-    size_t out_len;
-};
-
-struct canon_double {
-    uint64_t bits;
-    const char *out;
-};
-
-struct canon_bundle_row {
-    const char *schema, *table, *key;
-    size_t key_len;
-    const char *op;
-    long long version;
-    const char *payload;
-    size_t payload_len;
-};
-
-struct canon_bundle {
-    int first, n;
-    const char *hash;
-    int bytes;
-};
-
+#include "canonical_vector_types.h"
 #include "canonical_vectors.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
