@@ -85,6 +85,7 @@ struct rowkey {
     bool guarded;                   /* its table is materialized */
     bool upserted;                  /* some change of the batch creates or updates it */
     bool claimed;                   /* this upload claimed it in round trip 1 */
+    bool written;                   /* a change of it is in the write (set by write_and_commit) */
     bool foreign;                   /* another user owns it */
 };
 
@@ -1365,14 +1366,7 @@ static bool key_to_claim(const struct batch *b, int k)
 /* claimed, yet no change of the batch was written: the claim is given back */
 static bool key_unused_claim(const struct batch *b, int k)
 {
-    if (!b->keys[k].claimed)
-        return false;
-    for (int oi = 0; oi < b->norder; oi++) {
-        const struct change *c = &b->changes[b->order[oi]];
-        if (c->key == k && c->logged)
-            return false;
-    }
-    return true;
+    return b->keys[k].claimed && !b->keys[k].written;
 }
 
 /* Marks the keys whose ordinals (1-based, among the keys want selects) res returns. */
@@ -1795,6 +1789,7 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
         const struct change *c = &b->changes[b->order[oi]];
         if (!c->logged)
             continue;
+        b->keys[c->key].written = true;
         sb_pg_array_str(&s, c->schema);
         sb_pg_array_str(&t, c->table);
         sb_pg_array_str(&o, c->op_text);
