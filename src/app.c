@@ -3,6 +3,7 @@
 #include "log.h"
 #include "materialize/materialize.h"
 #include "metrics.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -228,14 +229,21 @@ static void handle_retry_failure(struct app *app, struct request *req)
 /* The routes: method, path (matched under any mount prefix), whether the identity and the
  * database are needed before the handler runs, and the handler. Adding a route is adding a row. */
 const struct route app_routes[] = {
-    { "POST", "/sync/upload", true, true, handle_upload },
-    { "GET", "/sync/download", true, true, handle_download },
-    { "GET", "/sync/schema-version", true, true, handle_schema_version },
-    { "GET", "/admin/materialize-failures", true, true, handle_list_failures },
-    { "POST", "/admin/materialize-failures/retry", true, true, handle_retry_failure },
-    { "GET", "/health", false, false, handle_health },
-    { "GET", "/ready", false, true, handle_ready },
-    { "GET", "/metrics", false, false, handle_metrics },
+    /* protocol = upload (SPEC.md) */
+    { "POST", "/sync/upload", ROUTE_UPLOAD, true, true, handle_upload },
+    { "GET", "/sync/download", ROUTE_UPLOAD, true, true, handle_download },
+    { "GET", "/sync/schema-version", ROUTE_UPLOAD, true, true, handle_schema_version },
+    { "GET", "/admin/materialize-failures", ROUTE_UPLOAD, true, true, handle_list_failures },
+    { "POST", "/admin/materialize-failures/retry", ROUTE_UPLOAD, true, true, handle_retry_failure },
+    /* protocol = bundle (SPEC-v2.md, docs/bundle-protocol.md) */
+    { "GET", "/sync/capabilities", ROUTE_BUNDLE, true, true, app_bundle_capabilities },
+    { "POST", "/sync/connect", ROUTE_BUNDLE, true, true, app_bundle_connect },
+    { "GET", "/syncx/health", ROUTE_BUNDLE, false, true, app_bundle_health },
+    { "GET", "/syncx/status", ROUTE_BUNDLE, false, true, app_bundle_status },
+    /* both */
+    { "GET", "/health", ROUTE_ANY, false, false, handle_health },
+    { "GET", "/ready", ROUTE_ANY, false, true, handle_ready },
+    { "GET", "/metrics", ROUTE_ANY, false, false, handle_metrics },
 };
 const size_t n_app_routes = sizeof app_routes / sizeof app_routes[0];
 _Static_assert(sizeof app_routes / sizeof app_routes[0] < METRICS_MAX_ROUTES, "metrics has a slot per route");
@@ -253,9 +261,25 @@ static const char *slot_label(int slot)
 
 /* Each new connection re-reads the foreign keys, so a reconnect after a schema change (or a
  * database that was down at start-up) still gets the right order and pre-check. */
+/* protocol = bundle: the sidecar of the bundle protocol created or adopted, the registered tables
+ * validated and their triggers installed (bundle_bootstrap), and the catalog kept for requests. */
+static bool app_bundle_setup(struct app *app, PGconn *conn, char *err, size_t errlen)
+{
+    const struct config *cfg = app->cfg;
+    struct bundle_table *tables = xcalloc((size_t)cfg->n_tables + 1, sizeof *tables);
+    for (int i = 0; i < cfg->n_tables; i++)
+        tables[i] = (struct bundle_table){ cfg->tables[i].schema, cfg->tables[i].name, cfg->tables[i].sync_key };
+    bundle_catalog_free(&app->catalog);
+    bool ok = bundle_bootstrap(conn, tables, cfg->n_tables, &app->catalog, err, errlen);
+    free(tables);
+    return ok;
+}
+
 static bool app_db_setup(PGconn *conn, void *ud, char *err, size_t errlen)
 {
     struct app *app = ud;
+    if (app->cfg->protocol == PROTOCOL_BUNDLE)
+        return app_bundle_setup(app, conn, err, errlen);
     if (app->cfg->auto_migrate_fks && app->cfg->n_tables) {
         strbuf_t report = STRBUF_INIT;
         sync_fk_migrate(app->cfg, conn, false, &report);
@@ -291,7 +315,9 @@ void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *
         if (!t->mat && t->conf->materializer != MATERIALIZER_NONE)
             log_error("%s", err);   /* verified at start-up; only a file changed since can get here */
     }
-    sync_register_statements();
+    memset(&app->catalog, 0, sizeof app->catalog);
+    if (cfg->protocol == PROTOCOL_UPLOAD)
+        sync_register_statements();
     db_set_setup_hook(app->db, app_db_setup, app);
 }
 
@@ -300,6 +326,7 @@ void app_cleanup(struct app *app)
     db_free(app->db);
     arena_free(app->arena);
     sync_schema_free(&app->schema);
+    bundle_catalog_free(&app->catalog);
     app->db = NULL;
     app->arena = NULL;
 }
@@ -316,8 +343,11 @@ static void dispatch(struct app *app, struct request *req)
 {
     const struct route *route;
     const char *allow;
-    enum route_match m = http_route(app_routes, n_app_routes, req->io, req->arena, req->method, &route, &allow,
-                                    &req->path);
+    unsigned mask = app->cfg->protocol == PROTOCOL_BUNDLE
+                        ? ROUTE_BUNDLE | (app->cfg->test_routes ? ROUTE_TEST : 0u)
+                        : ROUTE_UPLOAD;
+    enum route_match m = http_route(app_routes, n_app_routes, mask, req->io, req->arena, req->method, &route,
+                                    &allow, &req->path, req->path_params);
     if (m == ROUTE_NOT_FOUND) {
         http_error(req, 404, "not_found", "no such endpoint: %s", req->path);
         return;

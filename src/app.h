@@ -5,6 +5,7 @@
 
 #include "arena.h"
 #include "auth/auth.h"
+#include "bundle/schema.h"
 #include "config.h"
 #include "db/db.h"
 #include "http/http.h"
@@ -16,13 +17,20 @@ struct app {
     const struct auth_ctx *auth;
     struct db *db;
     arena_t *arena;
-    struct sync_schema schema;      /* registered tables and their apply order */
+    struct sync_schema schema;      /* protocol = upload: registered tables and their apply order */
+    struct bundle_catalog catalog;  /* protocol = bundle: the registered tables' catalog */
     unsigned long reconnects_counted;   /* db reconnects already added to the metrics */
 };
 
 /* The routes the application serves (one row each: method, path, needs, handler). */
 extern const struct route app_routes[];
 extern const size_t n_app_routes;
+
+/* The handlers of the bundle protocol's routes (app_bundle.c). */
+void app_bundle_capabilities(struct app *app, struct request *req);
+void app_bundle_health(struct app *app, struct request *req);
+void app_bundle_status(struct app *app, struct request *req);
+void app_bundle_connect(struct app *app, struct request *req);
 
 void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *auth);
 void app_cleanup(struct app *app);

@@ -29,6 +29,9 @@ const struct config_section config_sections[] = {
       "The PostgreSQL connection that every worker opens, and the timeouts set on its session." },
     { "auth", "[auth]", "Authentication: which user and which device a request comes from." },
     { "sync", "[sync]", "Limits and behaviour of the sync protocol." },
+    { "bundle", "[bundle]",
+      "The bundle protocol of go-oversync 1f1118f (protocol = bundle): session lifetimes, page "
+      "sizes, retained history and live wake-ups. Ignored by protocol = upload." },
     { "table", "[table SCHEMA.NAME]",
       "One section per registered table, that is, per table clients may sync, for example "
       "[table business.users]. A change to any other table is answered invalid "
@@ -42,6 +45,8 @@ const size_t n_config_sections = N_SECTIONS;
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum log_level is not int-sized");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum log_format is not int-sized");
 _Static_assert(sizeof(enum auth_mode) == sizeof(int), "enum auth_mode is not int-sized");
+_Static_assert(sizeof(enum sync_protocol) == sizeof(int), "enum sync_protocol is not int-sized");
+_Static_assert(PROTOCOL_UPLOAD == 0 && PROTOCOL_BUNDLE == 1, "protocol_choices must follow enum sync_protocol");
 _Static_assert(LOG_DEBUG == 0 && LOG_INFO == 1 && LOG_WARN == 2 && LOG_ERROR == 3,
                "log_level_choices must follow enum log_level");
 _Static_assert(LOG_FORMAT_TEXT == 0 && LOG_FORMAT_JSON == 1,
@@ -52,6 +57,7 @@ _Static_assert(AUTH_MODE_JWT == 0 && AUTH_MODE_TRUSTED_HEADER == 1,
 static const char *const log_level_choices[] = { "debug", "info", "warn", "error", NULL };
 static const char *const log_format_choices[] = { "text", "json", NULL };
 static const char *const auth_mode_choices[] = { "jwt", "trusted_header", NULL };
+static const char *const protocol_choices[] = { "upload", "bundle", NULL };
 static const char *const algorithm_choices[] = { "HS256", "HS384", "HS512", "RS256", "ES256",
                                                  NULL };
 
@@ -59,8 +65,18 @@ static const char *const algorithm_choices[] = { "HS256", "HS384", "HS512", "RS2
 #define US_PER_S 1000000L
 
 static bool check_listen(const char *value, char *why, size_t whylen);
+static bool check_identifier(const char *value, char *why, size_t whylen);
 
 #define AT(field) offsetof(struct config, field)
+#define TABLE_AT(field) offsetof(struct table_conf, field)
+#define ROWS(sect, key, field, def, lo, hi, text) \
+    { .section = sect, .name = key, .type = CONFIG_INT, .store = CONFIG_STORE_LONG, \
+      .offset = AT(field), .min = lo, .max = hi, .default_value = def, .reloadable = true, \
+      .description = text }
+#define TTL(key, field, def, text) \
+    { .section = "bundle", .name = key, .type = CONFIG_DURATION, .store = CONFIG_STORE_LONG, \
+      .offset = AT(field), .min = 1, .max = LONG_MAX / 1000, .unit_us = US_PER_MS, \
+      .default_value = def, .reloadable = true, .description = text }
 
 const struct config_key config_keys[] = {
     /* [server] */
@@ -261,8 +277,95 @@ const struct config_key config_keys[] = {
                      "DEFERRABLE INITIALLY DEFERRED, keeping their ON DELETE and ON UPDATE "
                      "actions, so that one upload can write a child before its parent. Turn it "
                      "off to manage the constraints yourself." },
+    { .section = "sync", .name = "protocol", .type = CONFIG_ENUM,
+      .store = CONFIG_STORE_ENUM, .offset = AT(protocol), .choices = protocol_choices,
+      .default_value = "upload", .reloadable = false,
+      .description = "Which protocol this deployment serves. upload: the Sept 2025 protocol "
+                     "(/sync/upload, /sync/download; docs/api.md), for clients of go-oversync "
+                     "78e1be6. bundle: the bundle protocol of go-oversync 1f1118f "
+                     "(/sync/connect, /sync/push-sessions, /sync/pull, ...; "
+                     "docs/bundle-protocol.md), which today's oversqlite client speaks; every "
+                     "[table] then needs sync_key. The two keep different sidecars in schema sync, "
+                     "so a database serves one of them (oversyncd migrate-to-bundle converts an "
+                     "upload database)." },
+
+    /* [bundle] */
+    { .section = "bundle", .name = "watch", .type = CONFIG_BOOL,
+      .store = CONFIG_STORE_BOOL, .offset = AT(bundle_watch),
+      .default_value = "off", .reloadable = true,
+      .description = "Serve GET /sync/watch, the Server-Sent Events stream that wakes clients when "
+                     "a bundle of theirs commits, and advertise it (features.bundle_change_watch). "
+                     "Off: /sync/watch answers 503 bundle_change_watch_disabled and clients poll." },
+    { .section = "bundle", .name = "notify_channel", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_STRING, .offset = AT(notify_channel), .nonempty = true,
+      .check = check_identifier,
+      .default_value = "oversync_bundle_change_v1", .reloadable = false,
+      .description = "PostgreSQL NOTIFY channel on which every committed bundle is announced "
+                     "(inside its transaction) while watch is on. Writers of the go-oversync "
+                     "library use oversync_bundle_change_v1; keep it so that their bundles wake "
+                     "oversyncd's watchers." },
+    { .section = "bundle", .name = "watch_heartbeat", .type = CONFIG_DURATION,
+      .store = CONFIG_STORE_LONG, .offset = AT(watch_heartbeat_ms), .min = 1, .max = LONG_MAX / 1000,
+      .unit_us = US_PER_MS, .default_value = "25s", .reloadable = true,
+      .description = "How often an open /sync/watch stream gets a heartbeat comment, which keeps "
+                     "proxies from closing it." },
+    TTL("push_session_ttl", push_session_ttl_ms, "15min",
+        "A push session not continued for this long expires (410 push_session_expired); each "
+        "chunk extends it."),
+    TTL("snapshot_session_ttl", snapshot_session_ttl_ms, "15min",
+        "Lifetime of a snapshot session from its creation (410 snapshot_session_expired after)."),
+    TTL("initialization_lease_ttl", initialization_lease_ttl_ms, "15min",
+        "How long the source that initializes a scope from its local rows holds the lease "
+        "(POST /sync/connect answers other sources retry_later meanwhile); each push of that "
+        "source refreshes it."),
+    ROWS("bundle", "default_rows_per_push_chunk", default_rows_per_push_chunk, "1000", 1, 1000000,
+         "Rows per push chunk that GET /sync/capabilities advises."),
+    ROWS("bundle", "max_rows_per_push_chunk", max_rows_per_push_chunk, "5000", 1, 1000000,
+         "Most rows in one push chunk; a larger chunk is answered 400 push_chunk_invalid."),
+    ROWS("bundle", "default_rows_per_committed_bundle_chunk", default_rows_per_committed_bundle_chunk,
+         "1000", 1, 1000000, "Rows per page of GET /sync/committed-bundles/N/rows without max_rows."),
+    ROWS("bundle", "max_rows_per_committed_bundle_chunk", max_rows_per_committed_bundle_chunk, "5000",
+         1, 1000000, "Most rows per page of GET /sync/committed-bundles/N/rows (a larger max_rows is "
+         "lowered to it)."),
+    ROWS("bundle", "default_rows_per_snapshot_chunk", default_rows_per_snapshot_chunk, "1000", 1,
+         1000000, "Rows per page of GET /sync/snapshot-sessions/ID without max_rows."),
+    ROWS("bundle", "max_rows_per_snapshot_chunk", max_rows_per_snapshot_chunk, "5000", 1, 1000000,
+         "Most rows per page of GET /sync/snapshot-sessions/ID (a larger max_rows is lowered to "
+         "it)."),
+    ROWS("bundle", "default_bundles_per_pull", default_bundles_per_pull, "1000", 1, 1000000,
+         "Bundles per page of GET /sync/pull without max_bundles."),
+    ROWS("bundle", "max_bundles_per_pull", max_bundles_per_pull, "5000", 1, 1000000,
+         "Largest max_bundles GET /sync/pull accepts (a larger one is answered 400)."),
+    ROWS("bundle", "max_rows_per_snapshot_session", max_rows_per_snapshot_session, "0", 0, LONG_MAX,
+         "Most rows one snapshot session may hold; a larger snapshot fails (500 "
+         "snapshot_session_create_failed, as the reference answers). 0: no limit."),
+    { .section = "bundle", .name = "max_bytes_per_snapshot_session", .type = CONFIG_SIZE,
+      .store = CONFIG_STORE_LONG, .offset = AT(max_bytes_per_snapshot_session), .min = 0,
+      .max = LONG_MAX, .default_value = "0", .reloadable = true,
+      .description = "Most payload bytes one snapshot session may hold (as byte_count counts "
+                     "them); a larger snapshot fails like max_rows_per_snapshot_session. 0: no "
+                     "limit." },
+    ROWS("bundle", "retained_bundles_per_user", retained_bundles_per_user, "10000", 1, LONG_MAX,
+         "Committed bundles kept per user for pulls and replays. Older ones are pruned after "
+         "later commits (at most retention_prune_batch at a time); a client behind the retained "
+         "floor is answered 409 history_pruned and rebuilds from a snapshot."),
+    ROWS("bundle", "retention_prune_batch", retention_prune_batch, "1000", 1, LONG_MAX,
+         "Most bundles one commit prunes, which bounds the extra work of a commit."),
+    { .section = "bundle", .name = "test_routes", .type = CONFIG_BOOL,
+      .store = CONFIG_STORE_BOOL, .offset = AT(test_routes),
+      .default_value = "off", .reloadable = true,
+      .description = "Serve the test-only routes that go-oversync's own test suites drive "
+                     "(GET /test/watch-subscribers, POST /test/e2e/setup, POST /test/e2e/failures; "
+                     "docs/compatibility.md). They let any authenticated caller create tables and "
+                     "inject failures: never turn this on in production." },
 
     /* [table SCHEMA.NAME] */
+    { .section = "table", .name = "sync_key", .type = CONFIG_STRING,
+      .store = CONFIG_STORE_TABLE_STRING, .offset = TABLE_AT(sync_key), .check = check_identifier,
+      .reloadable = false,
+      .description = "With protocol = bundle (required there, refused otherwise): the table's "
+                     "sync key column, of type uuid or text, by which clients name its rows "
+                     "within their scope (the column _sync_scope_id)." },
     { .section = "table", .name = "materializer", .type = CONFIG_STRING,
       .store = CONFIG_STORE_MATERIALIZER,
       .default_value = "none", .reloadable = true,
@@ -484,6 +587,23 @@ static enum number_status parse_octal(const char *s, long max, long *out)
     return NUM_OK;
 }
 
+/* A PostgreSQL name oversyncd puts into SQL as is: a-z, 0-9, _ (any case; lower-cased when
+ * stored), at most 63 bytes. */
+static bool check_identifier(const char *value, char *why, size_t whylen)
+{
+    size_t n = strlen(value);
+    for (const char *p = value; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_')) {
+            snprintf(why, whylen, "\"%s\" may contain only a-z, 0-9 and _", value);
+            return false;
+        }
+    if (n > 63) {
+        snprintf(why, whylen, "\"%s\" is longer than 63 bytes", value);
+        return false;
+    }
+    return true;
+}
+
 static bool check_listen(const char *value, char *why, size_t whylen)
 {
     if (strncmp(value, "unix:", 5) == 0) {
@@ -546,6 +666,7 @@ static void free_table(struct table_conf *t)
     free(t->schema);
     free(t->name);
     free(t->materializer_arg);
+    free(t->sync_key);
 }
 
 /* Splits a comma-separated list into trimmed, non-empty items (a malloc'd copy of the text in
@@ -771,6 +892,8 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
     case CONFIG_STRING: {
         if (key->store == CONFIG_STORE_MATERIALIZER)
             return store_materializer(t, value, why, whylen);
+        if (key->store == CONFIG_STORE_TABLE_STRING)
+            field = (char *)t + key->offset;
         if (!*value && key->nonempty) {
             snprintf(why, whylen, "must not be empty");
             return false;
@@ -780,6 +903,8 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
         char **slot = (char **)(void *)field;
         free(*slot);
         *slot = *value ? xstrdup(value) : NULL;
+        if (*slot && key->check == check_identifier)
+            lower_in_place(*slot);
         return true;
     }
 
@@ -1232,6 +1357,33 @@ bool config_validate(const struct config *cfg, char *err, size_t errlen)
     if (cfg->max_requests < 0) {
         err_set(err, errlen, "[server] max_requests: %ld is negative (0 never recycles)",
                 cfg->max_requests);
+        return false;
+    }
+    for (int i = 0; i < cfg->n_tables; i++) {
+        const struct table_conf *t = &cfg->tables[i];
+        if (cfg->protocol == PROTOCOL_BUNDLE && !t->sync_key) {
+            err_set(err, errlen, "%s:%d: [table %s.%s] needs sync_key (protocol = bundle): the "
+                    "table's uuid or text key column", cfg->path ? cfg->path : "-", t->line,
+                    t->schema, t->name);
+            return false;
+        }
+        if (cfg->protocol == PROTOCOL_BUNDLE && t->materializer != MATERIALIZER_NONE) {
+            err_set(err, errlen, "%s:%d: [table %s.%s] materializer applies only to protocol = "
+                    "upload (the bundle protocol writes the table itself)",
+                    cfg->path ? cfg->path : "-", t->line, t->schema, t->name);
+            return false;
+        }
+        if (cfg->protocol == PROTOCOL_UPLOAD && t->sync_key) {
+            err_set(err, errlen, "%s:%d: [table %s.%s] sync_key applies only to protocol = "
+                    "bundle", cfg->path ? cfg->path : "-", t->line, t->schema, t->name);
+            return false;
+        }
+    }
+    if (cfg->default_rows_per_push_chunk > cfg->max_rows_per_push_chunk ||
+        cfg->default_rows_per_committed_bundle_chunk > cfg->max_rows_per_committed_bundle_chunk ||
+        cfg->default_rows_per_snapshot_chunk > cfg->max_rows_per_snapshot_chunk ||
+        cfg->default_bundles_per_pull > cfg->max_bundles_per_pull) {
+        err_set(err, errlen, "[bundle]: a default_* page size is larger than its max_*");
         return false;
     }
     if (cfg->auth_mode == AUTH_MODE_TRUSTED_HEADER) {

@@ -13,11 +13,17 @@ enum auth_mode { AUTH_MODE_JWT = 0, AUTH_MODE_TRUSTED_HEADER };
 
 enum materializer_kind { MATERIALIZER_NONE = 0, MATERIALIZER_GENERIC, MATERIALIZER_SQL, MATERIALIZER_PLUGIN };
 
+/* Which protocol a deployment serves: the Sept 2025 one (/sync/upload, /sync/download; SPEC.md) or
+ * the bundle protocol of go-oversync 1f1118f (/sync/connect, /sync/push-sessions, ...; SPEC-v2.md).
+ * One database holds the sidecar of one of them. */
+enum sync_protocol { PROTOCOL_UPLOAD = 0, PROTOCOL_BUNDLE };
+
 struct table_conf {
     char *schema;                    /* lower-case, ^[a-z0-9_]+$ */
     char *name;                      /* lower-case, ^[a-z0-9_]+$ */
     enum materializer_kind materializer;
     char *materializer_arg;          /* "schema.function" for SQL, the .so path for PLUGIN, else NULL */
+    char *sync_key;                  /* protocol = bundle: the key column (uuid or text); NULL unset */
     int line;                        /* line of the [table ...] header, for messages */
 };
 
@@ -69,6 +75,28 @@ struct config {
     long max_payload_bytes;
     long max_body_bytes;
     bool auto_migrate_fks;
+    enum sync_protocol protocol;
+
+    /* [bundle] (protocol = bundle); durations in milliseconds */
+    bool bundle_watch;
+    char *notify_channel;
+    long watch_heartbeat_ms;
+    long push_session_ttl_ms;
+    long snapshot_session_ttl_ms;
+    long initialization_lease_ttl_ms;
+    long default_rows_per_push_chunk;
+    long max_rows_per_push_chunk;
+    long default_rows_per_committed_bundle_chunk;
+    long max_rows_per_committed_bundle_chunk;
+    long default_rows_per_snapshot_chunk;
+    long max_rows_per_snapshot_chunk;
+    long default_bundles_per_pull;
+    long max_bundles_per_pull;
+    long max_rows_per_snapshot_session;     /* 0 = no limit */
+    long max_bytes_per_snapshot_session;    /* 0 = no limit */
+    long retained_bundles_per_user;
+    long retention_prune_batch;
+    bool test_routes;
 
     /* [table schema.name] sections, in file order */
     struct table_conf *tables;
@@ -97,6 +125,7 @@ enum config_store {
     CONFIG_STORE_ALGORITHMS,    /* jwt_algorithms + n_jwt_algorithms */
     CONFIG_STORE_KEY_FILES,     /* jwt_public_key_files + n_jwt_public_key_files */
     CONFIG_STORE_MATERIALIZER,  /* the current [table ...] section */
+    CONFIG_STORE_TABLE_STRING,  /* char * in the current [table ...] section (offset into table_conf) */
 };
 
 /* One row per key: everything the parser, the checks and the documentation know about it. */

@@ -164,6 +164,27 @@ static int check_config(const struct config *cfg)
             PQclear(r);
         }
     }
+    if (cfg->protocol == PROTOCOL_BUNDLE) {
+        /* The full check (columns, unique indexes, foreign keys, catalog) runs at start-up, which
+         * may create the sidecar; here nothing is written, the layout is only looked at. */
+        PGresult *r = PQexec(c, "SELECT to_regclass('sync.meta') IS NOT NULL, "
+                                "to_regclass('sync.sync_row_meta') IS NOT NULL");
+        bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        bool layout = ok && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        bool old = ok && strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+        PQclear(r);
+        PQfinish(c);
+        if (old) {
+            fprintf(stderr, "oversyncd: the database holds the upload protocol's sidecar (sync.sync_row_meta); "
+                            "protocol = bundle cannot serve it: convert it with oversyncd migrate-to-bundle\n");
+            bad++;
+        }
+        if (bad)
+            return 1;
+        printf("configuration OK (protocol bundle, %d registered table(s); bundle sidecar %s)\n", cfg->n_tables,
+               layout ? "present" : "absent, created at start-up");
+        return 0;
+    }
     if (!materializers_verify(cfg, c, err, sizeof err)) {
         fprintf(stderr, "oversyncd: %s\n", err);
         bad++;

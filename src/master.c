@@ -1,6 +1,7 @@
 #include "master.h"
 #include "listener.h"
 #include "worker.h"
+#include "bundle/schema.h"
 #include "db/bootstrap.h"
 #include "db/db.h"
 #include "log.h"
@@ -203,6 +204,28 @@ static void schedule_respawns(struct master *m)
     }
 }
 
+/* protocol = bundle: the sidecar created or adopted and the registered tables validated before any
+ * worker starts; a database that cannot serve the bundle protocol (the upload protocol's sidecar,
+ * a table without _sync_scope_id, another registry) stops the start here with the reason. */
+static bool bundle_startup_checks(const struct config *cfg, PGconn *c)
+{
+    char err[1024];
+    struct bundle_table *tables = xcalloc((size_t)cfg->n_tables + 1, sizeof *tables);
+    for (int i = 0; i < cfg->n_tables; i++)
+        tables[i] = (struct bundle_table){ cfg->tables[i].schema, cfg->tables[i].name, cfg->tables[i].sync_key };
+    struct bundle_catalog catalog;
+    bool ok = bundle_bootstrap(c, tables, cfg->n_tables, &catalog, err, sizeof err);
+    free(tables);
+    if (!ok) {
+        log_error("bundle protocol: %s", err);
+        return false;
+    }
+    log_info("bundle protocol: sidecar %s, %d registered table(s)", catalog.created ? "created" : "adopted",
+             catalog.n_tables);
+    bundle_catalog_free(&catalog);
+    return true;
+}
+
 bool startup_checks(const struct config *cfg)
 {
     char err[512];
@@ -214,6 +237,11 @@ bool startup_checks(const struct config *cfg)
             return false;
         }
         return true;
+    }
+    if (cfg->protocol == PROTOCOL_BUNDLE) {
+        bool ok = bundle_startup_checks(cfg, c);
+        PQfinish(c);
+        return ok;
     }
     int applied = 0;
     if (!bootstrap_sidecar(c, &applied, err, sizeof err))
@@ -249,6 +277,13 @@ static void reload(struct master *m)
     }
     if (!startup_checks(&fresh)) {
         log_error("reload refused, keeping the running configuration");
+        auth_free(auth);
+        config_free(&fresh);
+        return;
+    }
+    if (fresh.protocol != m->cfg->protocol) {
+        log_error("reload refused, keeping the running configuration: [sync] protocol changed; switching "
+                  "protocols needs a restart (and a database of that protocol)");
         auth_free(auth);
         config_free(&fresh);
         return;

@@ -14,6 +14,7 @@ struct auth_ctx *auth_new(const struct config *cfg, char *err, size_t errlen)
 {
     struct auth_ctx *ctx = xcalloc(1, sizeof *ctx);
     ctx->mode = cfg->auth_mode;
+    ctx->need_device = cfg->protocol == PROTOCOL_UPLOAD;
 
     bool ok;
     switch (cfg->auth_mode) {

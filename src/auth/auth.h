@@ -21,7 +21,9 @@ struct auth_ctx;
 struct auth_ctx *auth_new(const struct config *cfg, char *err, size_t errlen);
 void auth_free(struct auth_ctx *ctx);
 
-/* true and *out filled, or false and a client-safe reason in msg (never echoes the token). */
+/* true and *out filled, or false and a client-safe reason in msg (never echoes the token). With
+ * protocol = bundle only the user is established (out->device is empty): the source is the
+ * request's Oversync-Source-ID header, which the application checks. */
 bool auth_authenticate(const struct auth_ctx *ctx, auth_param_fn param, void *ud, time_t now,
                        struct identity *out, char *msg, size_t msglen);
 

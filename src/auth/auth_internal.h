@@ -31,6 +31,10 @@ struct jwt_pubkey {
 
 struct auth_ctx {
     enum auth_mode mode;
+    /* protocol = upload: the device comes from the token (did) or the trusted device parameter.
+     * protocol = bundle: the device is the Oversync-Source-ID header, which the application
+     * reads itself, so only the user is required here (device left empty). */
+    bool need_device;
 
     /* jwt: everything is copied out of the configuration so the context outlives a reload. */
     bool alg_allowed[JWT_N_ALGS];

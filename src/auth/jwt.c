@@ -713,8 +713,9 @@ bool auth_jwt_verify(const struct auth_ctx *ctx, const char *token, time_t now,
         goto done;
     }
     struct identity id;
+    id.device[0] = '\0';
     if (!identity_claim(payload, "sub", id.user, msg, msglen) ||
-        !identity_claim(payload, "did", id.device, msg, msglen) ||
+        (ctx->need_device && !identity_claim(payload, "did", id.device, msg, msglen)) ||
         !check_times(ctx, payload, now, msg, msglen) ||
         !check_issuer_audience(ctx, payload, msg, msglen))
         goto done;

@@ -51,8 +51,9 @@ bool auth_trusted_authenticate(const struct auth_ctx *ctx, auth_param_fn param, 
                                struct identity *out, char *msg, size_t msglen)
 {
     struct identity id;
+    id.device[0] = '\0';
     if (!take(param, ud, ctx->user_param, "user", id.user, msg, msglen) ||
-        !take(param, ud, ctx->device_param, "device", id.device, msg, msglen))
+        (ctx->need_device && !take(param, ud, ctx->device_param, "device", id.device, msg, msglen)))
         return false;
     *out = id;
     return true;

@@ -161,7 +161,8 @@ PGconn *db_connect_plain(const struct config *cfg, char *err, size_t errlen)
 static bool setup(struct db *db, char *err, size_t errlen)
 {
     int applied = 0;
-    if (!bootstrap_sidecar(db->conn, &applied, err, errlen))
+    /* protocol = bundle keeps another sidecar, which its setup hook brings up */
+    if (db->cfg->protocol == PROTOCOL_UPLOAD && !bootstrap_sidecar(db->conn, &applied, err, errlen))
         return false;
     if (applied)
         log_info("sidecar schema: applied %d migration(s)", applied);

@@ -16,40 +16,72 @@ static const char *param(const struct http_io *io, const char *name)
 }
 
 /* Does path (len bytes) end with the route path, i.e. is it the route under some mount prefix?
- * The prefix may not itself run through one of our namespaces: "/sync/metrics" is not /metrics,
- * or a web-server rule guarding /metrics could be walked around. */
-static bool ends_with_route(const char *path, size_t len, const char *route)
+ * A route segment "{name}" matches one non-empty path segment, whose bytes go to params (in
+ * order). The prefix may not itself run through one of our namespaces: "/sync/metrics" is not
+ * /metrics, or a web-server rule guarding /metrics could be walked around. */
+static bool ends_with_route(arena_t *arena, const char *path, size_t len, const char *route,
+                            const char *params[HTTP_MAX_PATH_PARAMS])
 {
-    size_t rl = strlen(route);
     if (len > 1 && path[len - 1] == '/')
         len--;                       /* "/health/" is "/health" */
-    if (len < rl || memcmp(path + len - rl, route, rl) != 0)
-        return false;
-    size_t plen = len - rl;
+    size_t ri = strlen(route), pi = len;
+    const char *found[HTTP_MAX_PATH_PARAMS];
+    size_t found_len[HTTP_MAX_PATH_PARAMS];
+    int nfound = 0;
+    while (ri > 0) {
+        if (route[ri - 1] == '}') {
+            size_t open = ri - 1;
+            while (open > 0 && route[open] != '{')
+                open--;
+            size_t end = pi;
+            while (pi > 0 && path[pi - 1] != '/')
+                pi--;
+            if (pi == end || nfound == HTTP_MAX_PATH_PARAMS)
+                return false;
+            found[nfound] = path + pi;
+            found_len[nfound++] = end - pi;
+            ri = open;
+            continue;
+        }
+        if (pi == 0 || path[pi - 1] != route[ri - 1])
+            return false;
+        pi--;
+        ri--;
+    }
+    size_t plen = pi;
     for (size_t i = 0; i < plen; i++) {
         if (path[i] != '/')
             continue;
         size_t seg = i + 1, end = seg;
         while (end < plen && path[end] != '/')
             end++;
-        if ((end - seg == 4 && memcmp(path + seg, "sync", 4) == 0) ||
-            (end - seg == 5 && memcmp(path + seg, "admin", 5) == 0))
+        size_t n = end - seg;
+        if ((n == 4 && memcmp(path + seg, "sync", 4) == 0) || (n == 5 && memcmp(path + seg, "syncx", 5) == 0) ||
+            (n == 5 && memcmp(path + seg, "admin", 5) == 0) || (n == 4 && memcmp(path + seg, "test", 4) == 0))
             return false;
+    }
+    for (int i = 0; i < nfound; i++) {
+        /* captured from the end: the first parameter of the route is the last one found */
+        char *v = http_url_decode(arena, found[nfound - 1 - i], found_len[nfound - 1 - i], NULL);
+        if (!v)
+            return false;
+        params[i] = v;
     }
     return true;
 }
 
-static const char *match_candidate(const struct route *routes, size_t nroutes, const char *path, size_t len)
+static const char *match_candidate(const struct route *routes, size_t nroutes, unsigned mask, arena_t *arena,
+                                   const char *path, size_t len, const char *params[HTTP_MAX_PATH_PARAMS])
 {
     for (size_t i = 0; i < nroutes; i++)
-        if (ends_with_route(path, len, routes[i].path))
+        if ((routes[i].serves & mask) && ends_with_route(arena, path, len, routes[i].path, params))
             return routes[i].path;
     return NULL;
 }
 
-enum route_match http_route(const struct route *routes, size_t nroutes, const struct http_io *io, arena_t *arena,
-                            const char *method, const struct route **out, const char **allow,
-                            const char **path_out)
+enum route_match http_route(const struct route *routes, size_t nroutes, unsigned mask, const struct http_io *io,
+                            arena_t *arena, const char *method, const struct route **out, const char **allow,
+                            const char **path_out, const char *params[HTTP_MAX_PATH_PARAMS])
 {
     const char *script = param(io, "SCRIPT_NAME");
     const char *info = param(io, "PATH_INFO");
@@ -86,15 +118,17 @@ enum route_match http_route(const struct route *routes, size_t nroutes, const st
 
     *out = NULL;
     *allow = NULL;
+    for (int i = 0; i < HTTP_MAX_PATH_PARAMS; i++)
+        params[i] = NULL;
     *path_out = n ? arena_strndup(arena, cands[0], lens[0]) : "/";
     for (int i = 0; i < n; i++) {
-        const char *rp = match_candidate(routes, nroutes, cands[i], lens[i]);
+        const char *rp = match_candidate(routes, nroutes, mask, arena, cands[i], lens[i], params);
         if (!rp)
             continue;
         *path_out = arena_strndup(arena, cands[i], lens[i]);
         strbuf_t methods = STRBUF_INIT;
         for (const struct route *r = routes; r < routes + nroutes; r++) {
-            if (strcmp(r->path, rp) != 0)
+            if (!(r->serves & mask) || strcmp(r->path, rp) != 0)
                 continue;
             if (strcmp(r->method, method) == 0 ||
                 (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
@@ -309,10 +343,11 @@ static bool answer_head(struct request *req, strbuf_t *out, int status, const ch
     }
     req->responded = true;
     req->status = status;
-    sb_printf(out,
-              "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-              "Cache-Control: no-store\r\nX-Request-Id: %s\r\n",
-              status, http_status_text(status), content_type, len, req->request_id);
+    sb_printf(out, "Status: %d %s\r\n", status, http_status_text(status));
+    if (content_type)
+        sb_printf(out, "Content-Type: %s\r\n", content_type);
+    sb_printf(out, "Content-Length: %zu\r\nCache-Control: no-store\r\nX-Request-Id: %s\r\n", len,
+              req->request_id);
     if (extra_headers)
         sb_puts(out, extra_headers);
     sb_append(out, "\r\n", 2);

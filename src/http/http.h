@@ -23,9 +23,21 @@ struct request;
 
 /* One route of the application: its table lives with the handlers (app.c), so a route is added
  * in one place. The request layer only matches method and path against it. */
+/* Which deployments serve a route (struct route.serves): the protocol of [sync] protocol, and the
+ * test-only routes of [bundle] test_routes. */
+#define ROUTE_UPLOAD 1u     /* protocol = upload */
+#define ROUTE_BUNDLE 2u     /* protocol = bundle */
+#define ROUTE_TEST 4u       /* protocol = bundle with test_routes = on */
+#define ROUTE_ANY (ROUTE_UPLOAD | ROUTE_BUNDLE)
+
+/* Most {name} segments in a route path. */
+#define HTTP_MAX_PATH_PARAMS 2
+
 struct route {
     const char *method;     /* "GET", "POST" or "DELETE" */
-    const char *path;       /* e.g. "/sync/upload", matched under any mount prefix */
+    const char *path;       /* e.g. "/sync/upload", matched under any mount prefix; a segment
+                               "{name}" matches any one non-empty segment (a path parameter) */
+    unsigned serves;        /* ROUTE_* bits: the deployments that have this route */
     bool needs_auth;        /* an authenticated identity before the handler runs */
     bool needs_db;          /* a database connection before the handler runs (else 503) */
     void (*handler)(struct app *app, struct request *req);
@@ -40,6 +52,7 @@ struct request {
     const char *query;            /* never NULL, without '?' */
     const struct route *route;    /* NULL until routed */
     const char *route_path;       /* canonical route path, "-" when none */
+    const char *path_params[HTTP_MAX_PATH_PARAMS];   /* the {name} segments, percent-decoded */
 
     /* body, read by http_read_body */
     char *body;
@@ -58,11 +71,14 @@ struct request {
 enum route_match { ROUTE_MATCHED, ROUTE_NOT_FOUND, ROUTE_WRONG_METHOD };
 
 /* Picks the path out of PATH_INFO / SCRIPT_NAME / DOCUMENT_URI / REQUEST_URI (whichever names a
- * route, under any mount prefix) and matches method + path. On ROUTE_WRONG_METHOD, *allow gets
- * the methods the path accepts. *path_out gets the path that was examined (for logs). */
-enum route_match http_route(const struct route *routes, size_t nroutes, const struct http_io *io, arena_t *arena,
-                            const char *method, const struct route **out, const char **allow,
-                            const char **path_out);
+ * route, under any mount prefix) and matches method + path against the routes whose serves has a
+ * bit of mask. On ROUTE_WRONG_METHOD, *allow gets the methods the path accepts. *path_out gets
+ * the path that was examined (for logs). params (HTTP_MAX_PATH_PARAMS entries) gets the
+ * percent-decoded {name} segments of the matched path in order; a segment that does not decode
+ * (a bad escape, %00) matches nothing. */
+enum route_match http_route(const struct route *routes, size_t nroutes, unsigned mask, const struct http_io *io,
+                            arena_t *arena, const char *method, const struct route **out, const char **allow,
+                            const char **path_out, const char *params[HTTP_MAX_PATH_PARAMS]);
 
 /* Fills method, path, query, route of req; returns the match result. */
 void http_request_init(struct request *req, const struct http_io *io, arena_t *arena);
@@ -77,7 +93,8 @@ bool http_read_body(struct request *req, long max_bytes, bool *too_large);
  * naming the parameter, and false returned. */
 bool http_query_params(struct request *req, size_t n, const char *const names[], const char *values[]);
 
-/* Answers. extra_headers: zero or more complete "Name: value\r\n" lines, or NULL. */
+/* Answers. extra_headers: zero or more complete "Name: value\r\n" lines, or NULL; content_type
+ * NULL sends none (204). */
 void http_respond(struct request *req, int status, const char *content_type,
                   const char *extra_headers, const char *body, size_t len);
 void http_json(struct request *req, int status, const strbuf_t *body);

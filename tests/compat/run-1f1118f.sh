@@ -228,8 +228,8 @@ stage2_oversyncd() {
         compat_die "oversyncd --check-config refused the bundle configuration ($bundle_conf) against the database"
     fi
     compat_run_oversyncd "$COMPAT_DB"
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$COMPAT_URL/sync/capabilities")
-    [ "$code" = 404 ] && compat_skip "oversyncd does not serve the bundle protocol yet (GET /sync/capabilities answers 404)"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$COMPAT_URL/sync/pull")
+    [ "$code" = 404 ] && compat_skip "oversyncd does not serve the whole bundle protocol yet (GET /sync/pull answers 404)"
     if selected_any $SCENARIOS $WATCH_SCENARIOS watch; then
         run_scenarios
     fi
@@ -277,8 +277,8 @@ if [ "$COMPAT_SERVER" = oversyncd ]; then
         >"$COMPAT_WORK/logs/probe-check-config.log" 2>&1
     why=$(not_served_refusal "$COMPAT_WORK/logs/probe-check-config.log")
     if [ -n "$why" ]; then
-        if grep -aq '/sync/capabilities' "$top_builddir/oversyncd"; then
-            compat_result FAIL config "(oversyncd knows the route /sync/capabilities but refuses the bundle configuration $bundle_conf: $why; make that file say what oversyncd's bundle configuration is)"
+        if grep -aq '/sync/pull' "$top_builddir/oversyncd"; then
+            compat_result FAIL config "(oversyncd knows the route /sync/pull but refuses the bundle configuration $bundle_conf: $why; make that file say what oversyncd's bundle configuration is)"
             compat_finish
         fi
         compat_skip "oversyncd does not serve the bundle protocol yet (oversyncd --check-config refuses the bundle configuration: $why)"

@@ -64,12 +64,21 @@ for f in $docs; do
 done
 
 # ------------------------------------------------------------------------ 1. routes
-# { "POST", "/sync/upload", true, true, handle_upload },
-sed -n 's/^ *{ *"\([A-Z]*\)", *"\(\/[^"]*\)",.*/\1 \2/p' src/app.c | sort >"$tmp/routes.code"
+# { "POST", "/sync/upload", ROUTE_UPLOAD, true, true, handle_upload },
+# The routes of the upload protocol (ROUTE_UPLOAD) and of every deployment (ROUTE_ANY) are
+# documented in docs/api.md, those of the bundle protocol (ROUTE_BUNDLE, ROUTE_TEST) in
+# docs/bundle-protocol.md, all of them in docs/openapi.yaml.
+sed -n 's/^ *{ *"\([A-Z]*\)", *"\(\/[^"]*\)", *\(ROUTE_[A-Z]*\),.*/\1 \2 \3/p' src/app.c >"$tmp/routes.all"
+grep -E ' ROUTE_(UPLOAD|ANY)$' "$tmp/routes.all" | cut -d' ' -f1,2 | sort >"$tmp/routes.code"
+grep -E ' ROUTE_(BUNDLE|TEST)$' "$tmp/routes.all" | cut -d' ' -f1,2 | sort >"$tmp/routes.bundle-code"
+cut -d' ' -f1,2 "$tmp/routes.all" | sort >"$tmp/routes.all-code"
 check "the application declares routes (src/app.c)" test -s "$tmp/routes.code"
+check "the application declares bundle routes (src/app.c)" test -s "$tmp/routes.bundle-code"
 # | [`POST /sync/upload`](#post-syncupload) | ...
 sed -n 's/^| *\[`\([A-Z]* \/[^`]*\)`\].*/\1/p' docs/api.md | sort >"$tmp/routes.api-table"
 sed -n 's/^## \([A-Z][A-Z]* \/.*\)$/\1/p' docs/api.md | sort >"$tmp/routes.api-headings"
+sed -n 's/^| *\[`\([A-Z]* \/[^`]*\)`\].*/\1/p' docs/bundle-protocol.md | sort >"$tmp/routes.bundle-table"
+sed -n 's/^### \([A-Z][A-Z]* \/.*\)$/\1/p' docs/bundle-protocol.md | sort >"$tmp/routes.bundle-headings"
 awk '
     /^paths:/ { inpaths = 1; next }
     inpaths && /^[^ ]/ { inpaths = 0 }
@@ -77,12 +86,17 @@ awk '
     inpaths && path != "" && /^    (get|put|post|delete|patch|head|options):/ {
         m = $1; sub(/:$/, "", m); print toupper(m) " " path
     }' docs/openapi.yaml | sort >"$tmp/routes.openapi"
-for which in api-table api-headings openapi; do
-    if cmp -s "$tmp/routes.code" "$tmp/routes.$which"; then
+for which in api-table api-headings bundle-table bundle-headings openapi; do
+    case $which in
+    api-*) code=routes.code ;;
+    bundle-*) code=routes.bundle-code ;;
+    *) code=routes.all-code ;;
+    esac
+    if cmp -s "$tmp/$code" "$tmp/routes.$which"; then
         pass
     else
         fail "the routes of $which differ from the router's (< router, > docs):
-$(diff "$tmp/routes.code" "$tmp/routes.$which" | grep '^[<>]')"
+$(diff "$tmp/$code" "$tmp/routes.$which" | grep '^[<>]')"
     fi
 done
 
@@ -98,7 +112,7 @@ for f in $docs; do
     grep -o '`[^`]*`' "$f" | tr -d '`' | sed "s|^|$f: |"
 done >"$tmp/spans"
 # `[sync] max_body_bytes`, `[auth] jwt_require_exp = false`
-grep -oE '^[^:]+: .*\[(server|database|auth|sync)\] [a-z_]+' "$tmp/spans" |
+grep -oE '^[^:]+: .*\[(server|database|auth|sync|bundle)\] [a-z_]+' "$tmp/spans" |
     sed -E 's/^([^:]+): .*\[([a-z]+)\] ([a-z_]+)$/\1 \2 \3/' | sort -u >"$tmp/mentions"
 check "the documents mention section-qualified keys" test -s "$tmp/mentions"
 while read -r f sec key; do
@@ -147,7 +161,7 @@ for f in $docs; do
 done
 for f in lighttpd-example/oversyncd.conf sql/examples/oversyncd-business.conf etc/oversyncd.conf.example \
     examples/*/*.conf; do
-    grep -qE '^\[(server|database|auth|sync|table [^]]*)\]' "$f" || continue   # an oversyncd configuration
+    grep -qE '^\[(server|database|auth|sync|bundle|table [^]]*)\]' "$f" || continue   # an oversyncd configuration
     n=$((n + 1))
     { echo "# $f"; cat "$f"; } >"$tmp/ini.file.$n"
 done

@@ -110,19 +110,33 @@ enum test_route {
     ROUTE_HEALTH,
     ROUTE_READY,
     ROUTE_METRICS,
+    ROUTE_PUSH_CREATE,
+    ROUTE_PUSH_CHUNKS,
+    ROUTE_PUSH_DELETE,
+    ROUTE_COMMITTED_ROWS,
+    ROUTE_TEST_HOOK,
     N_TEST_ROUTES
 };
 
 static const struct route routes[N_TEST_ROUTES] = {
-    [ROUTE_SYNC_UPLOAD] = { "POST", "/sync/upload", true, true, NULL },
-    [ROUTE_SYNC_DOWNLOAD] = { "GET", "/sync/download", true, true, NULL },
-    [ROUTE_SYNC_SCHEMA_VERSION] = { "GET", "/sync/schema-version", true, true, NULL },
-    [ROUTE_ADMIN_FAILURES] = { "GET", "/admin/materialize-failures", true, true, NULL },
-    [ROUTE_ADMIN_FAILURES_RETRY] = { "POST", "/admin/materialize-failures/retry", true, true, NULL },
-    [ROUTE_HEALTH] = { "GET", "/health", false, false, NULL },
-    [ROUTE_READY] = { "GET", "/ready", false, true, NULL },
-    [ROUTE_METRICS] = { "GET", "/metrics", false, false, NULL },
+    [ROUTE_SYNC_UPLOAD] = { "POST", "/sync/upload", ROUTE_UPLOAD, true, true, NULL },
+    [ROUTE_SYNC_DOWNLOAD] = { "GET", "/sync/download", ROUTE_UPLOAD, true, true, NULL },
+    [ROUTE_SYNC_SCHEMA_VERSION] = { "GET", "/sync/schema-version", ROUTE_UPLOAD, true, true, NULL },
+    [ROUTE_ADMIN_FAILURES] = { "GET", "/admin/materialize-failures", ROUTE_UPLOAD, true, true, NULL },
+    [ROUTE_ADMIN_FAILURES_RETRY] = { "POST", "/admin/materialize-failures/retry", ROUTE_UPLOAD, true, true, NULL },
+    [ROUTE_HEALTH] = { "GET", "/health", ROUTE_UPLOAD, false, false, NULL },
+    [ROUTE_READY] = { "GET", "/ready", ROUTE_UPLOAD, false, true, NULL },
+    [ROUTE_METRICS] = { "GET", "/metrics", ROUTE_UPLOAD, false, false, NULL },
+    [ROUTE_PUSH_CREATE] = { "POST", "/sync/push-sessions", ROUTE_BUNDLE, true, true, NULL },
+    [ROUTE_PUSH_CHUNKS] = { "POST", "/sync/push-sessions/{push_id}/chunks", ROUTE_BUNDLE, true, true, NULL },
+    [ROUTE_PUSH_DELETE] = { "DELETE", "/sync/push-sessions/{push_id}", ROUTE_BUNDLE, true, true, NULL },
+    [ROUTE_COMMITTED_ROWS] = { "GET", "/sync/committed-bundles/{seq}/rows", ROUTE_BUNDLE, true, true, NULL },
+    [ROUTE_TEST_HOOK] = { "POST", "/test/e2e/setup", ROUTE_TEST, true, true, NULL },
 };
+
+/* The deployment the routing tests look at: both protocols and the test routes. */
+static unsigned route_mask = ROUTE_UPLOAD | ROUTE_BUNDLE | ROUTE_TEST;
+static const char *route_params[HTTP_MAX_PATH_PARAMS];
 
 struct route_result {
     enum route_match m;
@@ -134,13 +148,13 @@ struct route_result {
 static struct route_result do_route(struct fake *f, const struct http_io *io, arena_t *a,
                                     const char *method)
 {
-    static const struct route sentinel = { "NONE", "sentinel", false, false, NULL };
+    static const struct route sentinel = { "NONE", "sentinel", ROUTE_ANY, false, false, NULL };
     struct route_result r;
     (void)f;
     r.route = &sentinel; /* must be overwritten */
     r.allow = "garbage";
     r.path = NULL;
-    r.m = http_route(routes, N_TEST_ROUTES, io, a, method, &r.route, &r.allow, &r.path);
+    r.m = http_route(routes, N_TEST_ROUTES, route_mask, io, a, method, &r.route, &r.allow, &r.path, route_params);
     ck_assert_ptr_nonnull(r.path);
     return r;
 }
@@ -466,6 +480,86 @@ START_TEST(test_route_wrong_method)
 }
 END_TEST
 
+static struct route_result route_path(struct fake *f, struct http_io *io, arena_t *a, const char *path,
+                                      const char *method)
+{
+    fake_init(f, io);
+    fake_set(f, "PATH_INFO", path);
+    struct route_result r = do_route(f, io, a, method);
+    fake_free(f);
+    return r;
+}
+
+START_TEST(test_route_path_params)
+{
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    struct route_result r = route_path(&f, &io, a, "/sync/push-sessions/0b6c1d2e-aaaa/chunks", "POST");
+    expect_match(&r, ROUTE_PUSH_CHUNKS, NULL);
+    ck_assert_str_eq(route_params[0], "0b6c1d2e-aaaa");
+    ck_assert_ptr_null(route_params[1]);
+    /* percent-decoded, under a mount prefix */
+    r = route_path(&f, &io, a, "/api/sync/push-sessions/a%2Db%20c/chunks", "POST");
+    expect_match(&r, ROUTE_PUSH_CHUNKS, NULL);
+    ck_assert_str_eq(route_params[0], "a-b c");
+    r = route_path(&f, &io, a, "/sync/committed-bundles/42/rows", "GET");
+    expect_match(&r, ROUTE_COMMITTED_ROWS, NULL);
+    ck_assert_str_eq(route_params[0], "42");
+    r = route_path(&f, &io, a, "/sync/push-sessions/xyz", "DELETE");
+    expect_match(&r, ROUTE_PUSH_DELETE, NULL);
+    ck_assert_str_eq(route_params[0], "xyz");
+    r = route_path(&f, &io, a, "/sync/push-sessions", "POST");
+    expect_match(&r, ROUTE_PUSH_CREATE, NULL);
+    ck_assert_ptr_null(route_params[0]);
+    /* the parameter's route answers its own methods */
+    r = route_path(&f, &io, a, "/sync/push-sessions/xyz", "POST");
+    ck_assert_int_eq(r.m, ROUTE_WRONG_METHOD);
+    ck_assert_str_eq(r.allow, "DELETE");
+    arena_free(a);
+}
+END_TEST
+
+START_TEST(test_route_path_params_refused)
+{
+    /* a parameter is one non-empty segment that decodes */
+    check_not_found("PATH_INFO", "/sync/push-sessions//chunks", "POST");
+    check_not_found("PATH_INFO", "/sync/push-sessions/a/b/chunks", "POST");
+    check_not_found("PATH_INFO", "/sync/push-sessions/%zz/chunks", "POST");
+    check_not_found("PATH_INFO", "/sync/push-sessions/a%00b/chunks", "POST");
+    check_not_found("PATH_INFO", "/sync/committed-bundles/rows", "GET");
+    check_not_found("PATH_INFO", "/sync/push-sessions/x/chunks/more", "POST");
+    /* nor may a prefix run through /test or /syncx */
+    check_not_found("PATH_INFO", "/test/health", "GET");
+    check_not_found("PATH_INFO", "/syncx/metrics", "GET");
+}
+END_TEST
+
+START_TEST(test_route_by_deployment)
+{
+    /* An upload deployment has no bundle routes, a bundle deployment no upload routes, and the
+     * test routes exist only where they are switched on. */
+    route_mask = ROUTE_UPLOAD;
+    check_not_found("PATH_INFO", "/sync/push-sessions", "POST");
+    check_not_found("PATH_INFO", "/test/e2e/setup", "POST");
+    struct fake f;
+    struct http_io io;
+    arena_t *a = arena_new(0);
+    struct route_result r = route_path(&f, &io, a, "/sync/upload", "POST");
+    expect_match(&r, ROUTE_SYNC_UPLOAD, NULL);
+    route_mask = ROUTE_BUNDLE;
+    check_not_found("PATH_INFO", "/sync/upload", "POST");
+    check_not_found("PATH_INFO", "/test/e2e/setup", "POST");
+    r = route_path(&f, &io, a, "/sync/push-sessions/p/chunks", "POST");
+    expect_match(&r, ROUTE_PUSH_CHUNKS, NULL);
+    route_mask = ROUTE_BUNDLE | ROUTE_TEST;
+    r = route_path(&f, &io, a, "/test/e2e/setup", "POST");
+    expect_match(&r, ROUTE_TEST_HOOK, NULL);
+    route_mask = ROUTE_UPLOAD | ROUTE_BUNDLE | ROUTE_TEST;
+    arena_free(a);
+}
+END_TEST
+
 static Suite *route_suite(void)
 {
     Suite *s = suite_create("route");
@@ -480,10 +574,13 @@ static Suite *route_suite(void)
     tcase_add_test(tc, test_route_mount_prefix);
     tcase_add_test(tc, test_route_trailing_slash);
     tcase_add_test(tc, test_route_every_route);
+    tcase_add_test(tc, test_route_path_params);
+    tcase_add_test(tc, test_route_by_deployment);
     suite_add_tcase(s, tc);
     TCase *tn = tcase_create("no match");
     tcase_add_test(tn, test_route_not_found);
     tcase_add_test(tn, test_route_not_found_suffix_without_boundary);
+    tcase_add_test(tn, test_route_path_params_refused);
     tcase_add_test(tn, test_route_not_under_own_namespace);
     tcase_add_test(tn, test_route_no_params);
     tcase_add_test(tn, test_route_not_found_path_out);

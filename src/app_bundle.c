@@ -1,0 +1,82 @@
+/* The HTTP side of the bundle protocol (protocol = bundle): the request's source header, its
+ * parameters and body handed to bundle/, and bundle/'s reply written back. Every check and
+ * message lives in bundle/; the routes are in app.c's table. */
+#include "app.h"
+#include "bundle/bundle.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The Oversync-Source-ID header, trimmed (Go's strings.TrimSpace: ASCII white space), into the
+ * arena; NULL when absent or blank. */
+static const char *source_header(struct request *req)
+{
+    const char *v = req->io->param(req->io->ud, "HTTP_OVERSYNC_SOURCE_ID");
+    if (!v)
+        return NULL;
+    while (*v && isspace((unsigned char)*v))
+        v++;
+    size_t n = strlen(v);
+    while (n && isspace((unsigned char)v[n - 1]))
+        n--;
+    return n ? arena_strndup(req->arena, v, n) : NULL;
+}
+
+/* Fills the context of an authenticated request; false (answered) when the source is missing or
+ * unusable. */
+static bool bundle_begin(struct app *app, struct request *req, struct bundle_ctx *c)
+{
+    memset(c, 0, sizeof *c);
+    c->cfg = app->cfg;
+    c->catalog = &app->catalog;
+    c->conn = db_conn(app->db);
+    c->arena = req->arena;
+    c->request_id = req->request_id;
+    c->inflight = 1;
+    if (!req->authenticated)
+        return true;
+    c->user = req->identity.user;
+    const char *source = source_header(req);
+    if (!source) {
+        http_error(req, 400, "invalid_request", "Oversync-Source-ID header is required");
+        return false;
+    }
+    char why[256];
+    if (!identity_check(source, strlen(source), "Oversync-Source-ID", why, sizeof why)) {
+        http_error(req, 400, "invalid_request", "%s", why);
+        return false;
+    }
+    c->source = source;
+    return true;
+}
+
+static void bundle_send(struct app *app, struct request *req, const struct bundle_reply *r)
+{
+    if (r->connection_lost)
+        db_check_lost(app->db);
+    if (r->status == 204)
+        http_respond(req, 204, NULL, NULL, "", 0);
+    else
+        http_respond(req, r->status, "application/json", NULL, r->body.data ? r->body.data : "", r->body.len);
+    req->error_code = r->error;
+}
+
+/* The common shape of a handler: context, call, reply. */
+#define BUNDLE_HANDLER(name, call)                                                                 \
+    void name(struct app *app, struct request *req)                                               \
+    {                                                                                              \
+        struct bundle_ctx c;                                                                       \
+        if (!bundle_begin(app, req, &c))                                                           \
+            return;                                                                                \
+        struct bundle_reply r;                                                                     \
+        bundle_reply_init(&r, req->arena);                                                         \
+        call;                                                                                      \
+        bundle_send(app, req, &r);                                                                 \
+    }
+
+BUNDLE_HANDLER(app_bundle_capabilities, bundle_capabilities(&c, app->cfg->bundle_watch, &r))
+BUNDLE_HANDLER(app_bundle_health, bundle_status(&c, true, false, &r))
+BUNDLE_HANDLER(app_bundle_status, bundle_status(&c, false, false, &r))
+BUNDLE_HANDLER(app_bundle_connect, bundle_connect(&c, req->body, req->body_len, &r))
