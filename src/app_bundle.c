@@ -29,7 +29,7 @@ static const char *source_header(struct request *req)
 static bool bundle_begin(struct app *app, struct request *req, struct bundle_ctx *c)
 {
     memset(c, 0, sizeof *c);
-    c->cfg = app->cfg;
+    c->cfg = app->test_cfg_set ? &app->test_cfg : app->cfg;
     c->catalog = &app->catalog;
     c->conn = db_conn(app->db);
     c->arena = req->arena;
@@ -79,4 +79,5 @@ static void bundle_send(struct app *app, struct request *req, const struct bundl
 BUNDLE_HANDLER(app_bundle_capabilities, bundle_capabilities(&c, app->cfg->bundle_watch, &r))
 BUNDLE_HANDLER(app_bundle_health, bundle_status(&c, true, false, &r))
 BUNDLE_HANDLER(app_bundle_status, bundle_status(&c, false, false, &r))
-BUNDLE_HANDLER(app_bundle_connect, bundle_connect(&c, req->body, req->body_len, &r))
+BUNDLE_HANDLER(app_bundle_connect, if (app_test_connect_deferred(app, req, c.user, c.source)) return;
+               bundle_connect(&c, req->body, req->body_len, &r))

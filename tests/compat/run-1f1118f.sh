@@ -221,7 +221,7 @@ not_served_refusal() {
 
 stage2_oversyncd() {
     COMPAT_DB=$(compat_createdb compat_oversyncd)
-    if ! compat_prepare_oversyncd "$COMPAT_DB" "$data/business.sql" "$bundle_conf"; then
+    if ! compat_prepare_oversyncd "$COMPAT_DB" "$top_srcdir/sql/examples/bundle-business.sql" "$bundle_conf"; then
         why=$(not_served_refusal "$COMPAT_WORK/logs/check-config.log")
         [ -n "$why" ] && compat_skip "oversyncd does not serve the bundle protocol yet (oversyncd --check-config refuses the bundle configuration: $why)"
         cat "$COMPAT_WORK/logs/check-config.log"
@@ -238,7 +238,7 @@ stage2_oversyncd() {
         # A server of its own on a database of its own: the hook drops every schema there.
         compat_createdb compat_e2e >/dev/null
         db=$(e2e_database_url compat_e2e)
-        compat_prepare_oversyncd "$db" "$data/business.sql" "$bundle_conf" ||
+        compat_prepare_oversyncd "$db" "$top_srcdir/sql/examples/bundle-business.sql" "$bundle_conf" ||
             { cat "$COMPAT_WORK/logs/check-config.log"; compat_die "oversyncd --check-config refused the configuration for the e2e tests"; }
         compat_run_oversyncd "$db"
         code=$(curl -s -o "$COMPAT_WORK/logs/e2e-hook-probe.json" -w '%{http_code}' -X POST \

@@ -13,12 +13,12 @@
 struct config BT_CFG;
 struct bundle_catalog BT_CATALOG;
 
-/* tests/compat/1f1118f/business.sql without its psql lines, in schema business. */
+/* sql/examples/bundle-business.sql without its psql lines, in schema business. */
 static char *business_sql(void)
 {
     const char *top = getenv("top_srcdir");
     char path[1024];
-    snprintf(path, sizeof path, "%s/tests/compat/1f1118f/business.sql", top && *top ? top : ".");
+    snprintf(path, sizeof path, "%s/sql/examples/bundle-business.sql", top && *top ? top : ".");
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "cannot open %s (set top_srcdir)", path);
     strbuf_t sb = STRBUF_INIT;
