@@ -228,8 +228,16 @@ stage2_oversyncd() {
         compat_die "oversyncd --check-config refused the bundle configuration ($bundle_conf) against the database"
     fi
     compat_run_oversyncd "$COMPAT_DB"
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$COMPAT_URL/sync/pull")
-    [ "$code" = 404 ] && compat_skip "oversyncd does not serve the whole bundle protocol yet (GET /sync/pull answers 404)"
+    # The protocol lands route by route: run only once every route the client uses is served
+    # (without a token a served route answers 401, an unknown one 404).
+    for probe in "GET /sync/pull" "POST /sync/push-sessions" "GET /sync/committed-bundles/1/rows" \
+        "POST /sync/snapshot-sessions" "GET /sync/watch"; do
+        method=${probe%% *}
+        if [ "$method" = POST ]; then body='--data-binary {}'; else body=; fi
+        # shellcheck disable=SC2086
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X "$method" $body "$COMPAT_URL${probe#* }")
+        [ "$code" = 404 ] && compat_skip "oversyncd does not serve the whole bundle protocol yet ($probe answers 404)"
+    done
     if selected_any $SCENARIOS $WATCH_SCENARIOS watch; then
         run_scenarios
     fi
