@@ -159,6 +159,14 @@ struct bt_reply *bt_status(bool health)
     return out;
 }
 
+struct bt_reply *bt_pull(const char *user, const char *source, const char *after_bundle_seq, const char *max_bundles,
+                         const char *target_bundle_seq)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_pull(&c, after_bundle_seq, max_bundles, target_bundle_seq, &r));
+    return out;
+}
+
 void bt_assert_error(const struct bt_reply *r, int status, const char *code, const char *message)
 {
     ck_assert_msg(r->status == status && r->error && strcmp(r->error, code) == 0, "expected %d %s, got %d: %s",
