@@ -239,6 +239,9 @@ const struct route app_routes[] = {
     { "GET", "/sync/capabilities", ROUTE_BUNDLE, true, true, app_bundle_capabilities },
     { "POST", "/sync/connect", ROUTE_BUNDLE, true, true, app_bundle_connect },
     { "GET", "/sync/pull", ROUTE_BUNDLE, true, true, app_bundle_pull },
+    { "POST", "/sync/snapshot-sessions", ROUTE_BUNDLE, true, true, app_bundle_snapshot_create },
+    { "GET", "/sync/snapshot-sessions/{snapshot_id}", ROUTE_BUNDLE, true, true, app_bundle_snapshot_chunk },
+    { "DELETE", "/sync/snapshot-sessions/{snapshot_id}", ROUTE_BUNDLE, true, true, app_bundle_snapshot_delete },
     { "GET", "/syncx/health", ROUTE_BUNDLE, false, true, app_bundle_health },
     { "GET", "/syncx/status", ROUTE_BUNDLE, false, true, app_bundle_status },
     /* both */

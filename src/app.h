@@ -32,6 +32,9 @@ void app_bundle_health(struct app *app, struct request *req);
 void app_bundle_status(struct app *app, struct request *req);
 void app_bundle_connect(struct app *app, struct request *req);
 void app_bundle_pull(struct app *app, struct request *req);
+void app_bundle_snapshot_create(struct app *app, struct request *req);
+void app_bundle_snapshot_chunk(struct app *app, struct request *req);
+void app_bundle_snapshot_delete(struct app *app, struct request *req);
 
 void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *auth);
 void app_cleanup(struct app *app);

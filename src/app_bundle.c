@@ -101,3 +101,14 @@ void app_bundle_pull(struct app *app, struct request *req)
     const char *q[3];
     BUNDLE_HANDLER_BODY(http_query_params(req, 3, names, q), bundle_pull(&c, q[0], q[1], q[2], &r))
 }
+
+/* POST /sync/snapshot-sessions; GET and DELETE /sync/snapshot-sessions/{snapshot_id}. */
+BUNDLE_HANDLER(app_bundle_snapshot_create, bundle_snapshot_create(&c, req->body, req->body_len, &r))
+void app_bundle_snapshot_chunk(struct app *app, struct request *req)
+{
+    static const char *const names[] = { "after_row_ordinal", "max_rows" };
+    const char *q[2];
+    BUNDLE_HANDLER_BODY(http_query_params(req, 2, names, q),
+                        bundle_snapshot_chunk(&c, req->path_params[0], q[0], q[1], &r))
+}
+BUNDLE_HANDLER(app_bundle_snapshot_delete, bundle_snapshot_delete(&c, req->path_params[0], &r))

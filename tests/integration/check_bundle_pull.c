@@ -1,7 +1,8 @@
 /* The bundle protocol's read side against a real PostgreSQL: GET /sync/pull (SPEC-v2 §3.7, the
- * retention floor of §4.8): every error with its status, code and message and nothing written;
- * paging with a target, complete bundles, other users invisible, text keys, bytea and typed
- * values; and a puller paging while other connections commit.
+ * retention floor of §4.8) and the snapshot sessions (§3.9–3.11, source replacement §4.2,
+ * materialization §4.9): every error with its status, code and message and nothing written;
+ * paging with a target, complete bundles, other users invisible, frozen snapshots, text keys,
+ * bytea and typed values; and a puller paging while other connections commit.
  *
  * Committed bundles come from pulltest.begin/pulltest.commit below: a test-only finalization in
  * SQL (bundle context for the triggers, the captured rows turned into bundle_log, bundle_rows
@@ -722,6 +723,641 @@ START_TEST(test_pull_page_speed)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------------- snapshots */
+
+static char *created_id(const struct bt_reply *r)
+{
+    return strdup(tdb_str(r->json, "snapshot_id"));
+}
+
+START_TEST(test_snapshot_create_body_decoding)
+{
+    init_scope("alice");
+    char *before = sync_fingerprint();
+    static const char *const bad[] = {
+        "{\"x\":1}", "{} x", "{}}", "{} {", "[]", "\"s\"", "1", "{", "{\"source_replacement\":1}",
+        "{\"source_replacement\":{\"previous_source_id\":\"dev-a\",\"extra\":1}}",
+        "{\"source_replacement\":{\"previous_source_id\":2}}", "{\"source_replacement\":[]}", "nul",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct bt_reply *r = bt_snapshot_create("alice", "dev-a", bad[i]);
+        ck_assert_msg(r->status == 400, "%s: %d %s", bad[i], r->status, r->body);
+        bt_assert_error(r, 400, "snapshot_session_invalid", "Failed to parse snapshot session request");
+        bt_reply_free(r);
+    }
+    assert_unchanged(before);
+    free(before);
+    /* accepted: nothing, white space, {}, null, null members, case-insensitive keys, one more
+     * complete JSON value after the first */
+    static const char *const good[] = {
+        NULL, "", " \n", "{}", "null", "{\"source_replacement\":null}", "{} {}", "{}\n[1, 2] trailing",
+        "{\"Source_Replacement\":null}", "{} 7",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        struct bt_reply *r = bt_snapshot_create("alice", "dev-a", good[i]);
+        ck_assert_msg(r->status == 200, "%s: %d %s", good[i] ? good[i] : "(none)", r->status, r->body);
+        bt_reply_free(r);
+    }
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_sessions"), 10);
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.source_state"), 0);
+}
+END_TEST
+
+START_TEST(test_snapshot_scope_must_be_initialized)
+{
+    char *before = sync_fingerprint();
+    struct bt_reply *r = bt_snapshot_create("nobody", "dev-a", NULL);
+    bt_assert_error(r, 409, "scope_uninitialized", "sync scope for user nobody is not initialized");
+    bt_reply_free(r);
+    /* the scope comes before the replacement's checks */
+    r = bt_snapshot_create("nobody", "dev-a",
+                           "{\"source_replacement\":{\"previous_source_id\":\"other\",\"new_source_id\":\"n\",\"reason\":\"x\"}}");
+    bt_assert_error(r, 409, "scope_uninitialized", NULL);
+    bt_reply_free(r);
+    assert_unchanged(before);
+    free(before);
+    r = bt_connect("alice", "dev-a", "{\"has_local_pending_rows\":true}");
+    bt_reply_free(r);
+    before = sync_fingerprint();
+    r = bt_snapshot_create("alice", "dev-a", "{}");
+    bt_assert_error(r, 409, "scope_initializing", NULL);
+    ck_assert_msg(strstr(tdb_str(r->json, "message"), "sync scope for user alice is initializing until ") != NULL,
+                  "%s", r->body);
+    bt_reply_free(r);
+    assert_unchanged(before);
+    free(before);
+}
+END_TEST
+
+START_TEST(test_snapshot_empty_scope)
+{
+    init_scope("alice");
+    struct bt_reply *r = bt_snapshot_create("alice", "dev-a", NULL);
+    bt_assert_ok(r, 200);
+    ck_assert_int_eq(tdb_int(r->json, "snapshot_bundle_seq"), 0);
+    ck_assert_int_eq(tdb_int(r->json, "row_count"), 0);
+    ck_assert(!tdb_has(r->json, "byte_count"));   /* omitempty */
+    const char *exp = tdb_str(r->json, "expires_at");
+    ck_assert_msg(exp[strlen(exp) - 1] == 'Z', "%s", exp);
+    char *id = created_id(r);
+    ck_assert_int_eq(strlen(id), 36);
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_sessions WHERE snapshot_id = '%s' AND "
+                              "expires_at BETWEEN now() + interval '899 s' AND now() + interval '901 s' "
+                              "AND to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') = left('%s', 19)",
+                              id, exp),
+                     1);
+    bt_reply_free(r);
+    r = bt_snapshot_chunk("alice", "dev-a", id, NULL, NULL);
+    bt_assert_ok(r, 200);
+    char expected[256];
+    snprintf(expected, sizeof expected,
+             "{\"snapshot_id\":\"%s\",\"snapshot_bundle_seq\":0,\"rows\":[],\"next_row_ordinal\":0,\"has_more\":false}\n", id);
+    ck_assert_str_eq(r->body, expected);
+    bt_reply_free(r);
+    r = bt_snapshot_chunk("alice", "dev-a", id, "5", NULL);
+    ck_assert_int_eq(tdb_int(r->json, "next_row_ordinal"), 5);
+    bt_reply_free(r);
+    free(id);
+}
+END_TEST
+
+START_TEST(test_snapshot_materializes_and_pages)
+{
+    init_scope("alice");
+    init_scope("bob");
+    commit("alice", "writer",
+           "INSERT INTO business.users (_sync_scope_id, id, name, email, created_at, updated_at) VALUES "
+           "('alice', 'ffffffff-0000-4000-8000-000000000001', 'Z <z>', 'z@example.com', '2026-03-22T12:00:00.5Z', "
+           "'2026-03-22T12:00:00Z'), "
+           "('alice', '00000000-0000-4000-8000-000000000002', 'A', 'a@example.com', '2026-03-22T12:00:00Z', "
+           "'2026-03-22T12:00:00Z'); "
+           "INSERT INTO business.notes (_sync_scope_id, slug, body) VALUES ('alice', 'b', 'bee'), ('alice', 'a', 'ay'), "
+           "('alice', 'B', 'upper')");
+    commit("alice", "writer",
+           "INSERT INTO business.files (_sync_scope_id, id, name, data) VALUES "
+           "('alice', '11111111-1111-4111-8111-111111111111', 'f', '\\x00016865 6c6c6fff'::bytea); "
+           "INSERT INTO business.typed_rows (_sync_scope_id, id, name, note, count_value, enabled_flag, rating, data, "
+           "created_at) VALUES ('alice', '22222222-2222-4222-8222-222222222222', 't', NULL, 9007199254740993, 1, 0.1, "
+           "NULL, '2026-03-22T12:00:00.5Z'), ('alice', '33333333-3333-4333-8333-333333333333', 'u', 'n', "
+           "9007199254740993, 0, 1e21, '\\x'::bytea, NULL); "
+           "UPDATE business.users SET name = 'A2' WHERE id = '00000000-0000-4000-8000-000000000002'");
+    commit("alice", "writer", "DELETE FROM business.notes WHERE slug = 'b'");
+    commit_user_row("bob", 5);
+
+    struct bt_reply *r = bt_snapshot_create("alice", "dev-a", "{}");
+    bt_assert_ok(r, 200);
+    ck_assert_int_eq(tdb_int(r->json, "snapshot_bundle_seq"), 3);
+    ck_assert_int_eq(tdb_int(r->json, "row_count"), 7);
+    char *id = created_id(r);
+    long long bytes = tdb_int(r->json, "byte_count");
+    ck_assert_int_eq(bytes, bt_count("SELECT sum(octet_length(payload_wire::text)) FROM sync.snapshot_session_rows"));
+    bt_reply_free(r);
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_sessions WHERE row_count = 7 AND byte_count = %lld "
+                              "AND snapshot_bundle_seq = 3",
+                              bytes),
+                     1);
+
+    /* page through: 1-based ordinals, (table_id, key bytes) order */
+    strbuf_t all = STRBUF_INIT;
+    long long after = 0;
+    int pages = 0;
+    for (;;) {
+        char a[24];
+        snprintf(a, sizeof a, "%lld", after);
+        r = bt_snapshot_chunk("alice", "dev-a", id, pages ? a : NULL, "3");
+        bt_assert_ok(r, 200);
+        ck_assert_str_eq(tdb_str(r->json, "snapshot_id"), id);
+        ck_assert_int_eq(tdb_int(r->json, "snapshot_bundle_seq"), 3);
+        json_object *rows = member(r->json, "rows");
+        ck_assert_int_eq(tdb_int(r->json, "next_row_ordinal"), after + (long long)len(rows));
+        after += (long long)len(rows);
+        sb_puts(&all, r->body);
+        bool more = tdb_bool(r->json, "has_more");
+        ck_assert_int_eq(len(rows), more ? 3 : 1);
+        pages++;
+        bt_reply_free(r);
+        if (!more)
+            break;
+    }
+    ck_assert_int_eq(pages, 3);
+    ck_assert_int_eq(after, 7);
+    const char *text = sb_cstr(&all);
+    /* files (3): canonical, base64 */
+    const char *files = strstr(text, "{\"schema\":\"business\",\"table\":\"files\",\"key\":{\"id\":\"11111111-1111-4111-"
+                                     "8111-111111111111\"},\"row_version\":2,\"payload\":{\"data\":\"AAFoZWxsb/8=\","
+                                     "\"id\":\"11111111-1111-4111-8111-111111111111\",\"name\":\"f\"}}");
+    /* notes (4), text keys in byte order: B < a; b deleted */
+    const char *notes_b = strstr(text, "\"table\":\"notes\",\"key\":{\"slug\":\"B\"},\"row_version\":1,"
+                                       "\"payload\":{\"body\":\"upper\",\"slug\":\"B\"}}");
+    const char *notes_a = strstr(text, "\"key\":{\"slug\":\"a\"}");
+    ck_assert_ptr_null(strstr(text, "\"slug\":\"b\""));
+    /* typed_rows (8): data NULL keeps to_jsonb's text (key order, exact bigint), compacted;
+     * data set (even empty) is canonical (sorted keys, float64 numbers) */
+    const char *typed_t = strstr(text, "\"row_version\":2,\"payload\":{\"id\":\"22222222-2222-4222-8222-222222222222\","
+                                       "\"data\":null,\"name\":\"t\",\"note\":null,\"rating\":0.1,\"created_at\":"
+                                       "\"2026-03-22T12:00:00.5+00:00\",\"count_value\":9007199254740993,"
+                                       "\"enabled_flag\":1}}");
+    const char *typed_u = strstr(text, "\"payload\":{\"count_value\":9007199254740992,\"created_at\":null,\"data\":\"\","
+                                       "\"enabled_flag\":0,\"id\":\"33333333-3333-4333-8333-333333333333\",\"name\":\"u\","
+                                       "\"note\":\"n\",\"rating\":1e+21}}");
+    /* users (9): key bytes order, row_version from row_state, <> escaped on the wire */
+    const char *users_2 = strstr(text, "\"key\":{\"id\":\"00000000-0000-4000-8000-000000000002\"},\"row_version\":2,"
+                                       "\"payload\":{\"id\":\"00000000-0000-4000-8000-000000000002\",\"name\":\"A2\"");
+    const char *users_f = strstr(text, "\"key\":{\"id\":\"ffffffff-0000-4000-8000-000000000001\"},\"row_version\":1,"
+                                       "\"payload\":{\"id\":\"ffffffff-0000-4000-8000-000000000001\",\"name\":\"Z "
+                                       "\\u003cz\\u003e\",\"email\":\"z@example.com\",\"created_at\":"
+                                       "\"2026-03-22T12:00:00.5+00:00\",\"updated_at\":\"2026-03-22T12:00:00+00:00\"}}");
+    ck_assert_msg(files && notes_b && notes_a && typed_t && typed_u && users_2 && users_f, "%s", text);
+    ck_assert(files < notes_b && notes_b < notes_a && notes_a < typed_t && typed_t < typed_u && typed_u < users_2 &&
+              users_2 < users_f);
+    ck_assert_ptr_null(strstr(text, "_sync_scope_id"));
+    ck_assert_ptr_null(strstr(text, "user 5"));   /* bob's row */
+    /* stored: jsonb text with its spaces (byte_count counts them) */
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_session_rows WHERE row_ordinal = 7 AND payload_wire::text "
+                              "LIKE '{\"id\": \"ffffffff-0000-4000-8000-000000000001\", \"name\": \"Z <z>\"%%'"),
+                     1);
+    ck_assert_int_eq(bt_count("SELECT (string_agg(row_ordinal::text, ',' ORDER BY row_ordinal) = '1,2,3,4,5,6,7')::int "
+                              "FROM sync.snapshot_session_rows"),
+                     1);
+
+    /* frozen: later commits and pruning change nothing */
+    commit_user_row("alice", 9);
+    commit("alice", "writer", "DELETE FROM business.notes");
+    bt_exec("UPDATE sync.user_state SET retained_bundle_floor = 4 WHERE user_id = 'alice'");
+    bt_exec("DELETE FROM sync.bundle_log WHERE bundle_seq <= 4");
+    strbuf_t again = STRBUF_INIT;
+    for (long long a = 0; a < 7; a += 3) {
+        char as[24];
+        snprintf(as, sizeof as, "%lld", a);
+        r = bt_snapshot_chunk("alice", "dev-a", id, a ? as : NULL, "3");
+        sb_puts(&again, r->body);
+        bt_reply_free(r);
+    }
+    ck_assert_str_eq(sb_cstr(&again), text);
+    sb_free(&again);
+    sb_free(&all);
+    /* past the end: empty, next = after */
+    r = bt_snapshot_chunk("alice", "dev-a", id, "7", NULL);
+    ck_assert_int_eq(len(member(r->json, "rows")), 0);
+    ck_assert_int_eq(tdb_int(r->json, "next_row_ordinal"), 7);
+    ck_assert(!tdb_bool(r->json, "has_more"));
+    bt_reply_free(r);
+    r = bt_snapshot_chunk("alice", "dev-a", id, "100", NULL);
+    ck_assert_int_eq(tdb_int(r->json, "next_row_ordinal"), 100);
+    bt_reply_free(r);
+    /* a new snapshot sees the new state */
+    r = bt_snapshot_create("alice", "dev-a", NULL);
+    ck_assert_int_eq(tdb_int(r->json, "snapshot_bundle_seq"), 5);
+    ck_assert_int_eq(tdb_int(r->json, "row_count"), 6);
+    bt_reply_free(r);
+    free(id);
+}
+END_TEST
+
+START_TEST(test_snapshot_fails_closed_on_mismatch)
+{
+    init_scope("alice");
+    commit_user_row("alice", 1);
+    commit_user_row("alice", 2);
+    /* a live business row without live row_state */
+    bt_exec("UPDATE sync.row_state SET deleted = true WHERE bundle_seq = 2");
+    char *before = sync_fingerprint();
+    struct bt_reply *r = bt_snapshot_create("alice", "dev-a", NULL);
+    bt_assert_error(r, 500, "snapshot_session_create_failed", "Failed to create snapshot session");
+    bt_reply_free(r);
+    assert_unchanged(before);
+    free(before);
+    /* live row_state without a business row */
+    bt_exec("UPDATE sync.row_state SET deleted = false");
+    bt_exec("INSERT INTO sync.row_state (user_pk, table_id, key_bytes, bundle_seq) SELECT user_pk, %d, 'ghost', 1 "
+            "FROM sync.user_state WHERE user_id = 'alice'",
+            BT_NOTES);
+    before = sync_fingerprint();
+    r = bt_snapshot_create("alice", "dev-a", NULL);
+    bt_assert_error(r, 500, "snapshot_session_create_failed", "Failed to create snapshot session");
+    bt_reply_free(r);
+    assert_unchanged(before);
+    free(before);
+    bt_exec("DELETE FROM sync.row_state WHERE key_bytes = 'ghost'");
+    r = bt_snapshot_create("alice", "dev-a", NULL);
+    bt_assert_ok(r, 200);
+    ck_assert_int_eq(tdb_int(r->json, "row_count"), 2);
+    bt_reply_free(r);
+}
+END_TEST
+
+START_TEST(test_snapshot_limits)
+{
+    init_scope("alice");
+    commit_user_row("alice", 1);
+    commit_user_row("alice", 2);
+    char *before = sync_fingerprint();
+    BT_CFG.max_rows_per_snapshot_session = 1;
+    struct bt_reply *r = bt_snapshot_create("alice", "dev-a", NULL);
+    bt_assert_error(r, 500, "snapshot_session_create_failed", "Failed to create snapshot session");
+    bt_reply_free(r);
+    BT_CFG.max_rows_per_snapshot_session = 2;
+    long long one = bt_count("SELECT octet_length((to_jsonb(u) - '_sync_scope_id')::text) FROM business.users u "
+                             "ORDER BY id LIMIT 1");
+    long long both = bt_count("SELECT sum(octet_length((to_jsonb(u) - '_sync_scope_id')::text)) FROM business.users u");
+    BT_CFG.max_bytes_per_snapshot_session = both - 1;
+    r = bt_snapshot_create("alice", "dev-a", NULL);
+    bt_assert_error(r, 500, "snapshot_session_create_failed", "Failed to create snapshot session");
+    bt_reply_free(r);
+    assert_unchanged(before);
+    free(before);
+    ck_assert_int_gt(one, 0);
+    BT_CFG.max_bytes_per_snapshot_session = both;   /* at the limit is fine */
+    r = bt_snapshot_create("alice", "dev-a", NULL);
+    bt_assert_ok(r, 200);
+    ck_assert_int_eq(tdb_int(r->json, "byte_count"), both);
+    bt_reply_free(r);
+}
+END_TEST
+
+START_TEST(test_snapshot_deletes_expired_sessions_of_every_user)
+{
+    init_scope("alice");
+    init_scope("bob");
+    commit_user_row("bob", 1);
+    struct bt_reply *r = bt_snapshot_create("bob", "dev-b", NULL);
+    char *bob_old = created_id(r);
+    bt_reply_free(r);
+    r = bt_snapshot_create("bob", "dev-b", NULL);
+    char *bob_live = created_id(r);
+    bt_reply_free(r);
+    bt_exec("UPDATE sync.snapshot_sessions SET expires_at = now() - interval '1 s' WHERE snapshot_id = '%s'", bob_old);
+    /* an expired session is 410 until a create removes it */
+    r = bt_snapshot_chunk("bob", "dev-b", bob_old, NULL, NULL);
+    char msg[200];
+    snprintf(msg, sizeof msg, "snapshot session %s has expired; start a new snapshot session", bob_old);
+    bt_assert_error(r, 410, "snapshot_session_expired", msg);
+    bt_reply_free(r);
+    /* a failed create (409) removes nothing: its transaction rolled back */
+    r = bt_snapshot_create("carol", "dev-c", NULL);
+    bt_assert_error(r, 409, "scope_uninitialized", NULL);
+    bt_reply_free(r);
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_sessions"), 2);
+    r = bt_snapshot_create("alice", "dev-a", NULL);
+    bt_assert_ok(r, 200);
+    bt_reply_free(r);
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_sessions WHERE snapshot_id = '%s'", bob_old), 0);
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_session_rows WHERE snapshot_id = '%s'", bob_old), 0);
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_sessions WHERE snapshot_id = '%s'", bob_live), 1);
+    r = bt_snapshot_chunk("bob", "dev-b", bob_old, NULL, NULL);
+    snprintf(msg, sizeof msg, "snapshot session %s was not found", bob_old);
+    bt_assert_error(r, 404, "snapshot_session_not_found", msg);
+    bt_reply_free(r);
+    free(bob_old);
+    free(bob_live);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------- replacement */
+
+static char *replacement(const char *prev, const char *next, const char *reason)
+{
+    char *s;
+    ck_assert(asprintf(&s,
+                       "{\"source_replacement\":{\"previous_source_id\":\"%s\",\"new_source_id\":\"%s\",\"reason\":\"%s\"}}",
+                       prev, next, reason) > 0);
+    return s;
+}
+
+static char *source_row(const char *source)
+{
+    return bt_query("SELECT coalesce((SELECT state || '/' || max_committed_source_bundle_id || '/' || "
+                    "replaced_by_source_id || '/' || retirement_reason FROM sync.source_state WHERE source_id = '%s'), "
+                    "'none')",
+                    source);
+}
+
+static void assert_source(const char *source, const char *expected)
+{
+    char *v = source_row(source);
+    ck_assert_str_eq(v, expected);
+    free(v);
+}
+
+START_TEST(test_snapshot_replacement_validation)
+{
+    init_scope("alice");
+    commit_user_row("alice", 1);
+    char *before = sync_fingerprint();
+    static const struct {
+        const char *prev, *next, *reason, *message;
+    } cases[] = {
+        { "dev-b", "dev-n", "history_pruned", "previous_source_id must match authenticated source_id" },
+        { "", "dev-n", "history_pruned", "previous_source_id must match authenticated source_id" },
+        { "dev-a", "", "history_pruned", "new_source_id is required for source replacement" },
+        { "dev-a", " \\t ", "history_pruned", "new_source_id is required for source replacement" },
+        { "dev-a", "dev-a", "history_pruned", "new_source_id must differ from previous_source_id" },
+        { "dev-a", " dev-a\\n", "history_pruned", "new_source_id must differ from previous_source_id" },
+        { "dev-a", "dev-n", "because", "source replacement reason is unsupported" },
+        { "dev-a", "dev-n", "", "source replacement reason is unsupported" },
+        { "dev-a", "dev-n", "HISTORY_PRUNED", "source replacement reason is unsupported" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *body = replacement(cases[i].prev, cases[i].next, cases[i].reason);
+        struct bt_reply *r = bt_snapshot_create("alice", "dev-a", body);
+        bt_assert_error(r, 400, "snapshot_session_invalid", cases[i].message);
+        bt_reply_free(r);
+        free(body);
+    }
+    assert_unchanged(before);
+    free(before);
+}
+END_TEST
+
+START_TEST(test_snapshot_replacement_rotates_and_retries)
+{
+    init_scope("alice");
+    commit_user_row("alice", 1);   /* source "writer" */
+    commit_user_row_by("alice", "dev-a", 2);   /* dev-a active, max 1 */
+    assert_source("dev-a", "active/1//");
+    /* white space around the fields (Go's TrimSpace, Unicode included) is ignored */
+    struct bt_reply *r = bt_snapshot_create(
+        "alice", "dev-a",
+        "{\"source_replacement\":{\"previous_source_id\":\" dev-a\\u00a0\",\"new_source_id\":\"\\u3000dev-n \","
+        "\"reason\":\"history_pruned\\n\"}}");
+    bt_assert_ok(r, 200);
+    ck_assert_int_eq(tdb_int(r->json, "row_count"), 2);
+    bt_reply_free(r);
+    assert_source("dev-a", "retired/1/dev-n/history_pruned");
+    assert_source("dev-n", "reserved/0//");
+    /* the same rotation again (a retry): fine, nothing changes */
+    char *body = replacement("dev-a", "dev-n", "source_retired");
+    r = bt_snapshot_create("alice", "dev-a", body);
+    bt_assert_ok(r, 200);
+    bt_reply_free(r);
+    assert_source("dev-a", "retired/1/dev-n/history_pruned");
+    assert_source("dev-n", "reserved/0//");
+    /* still fine once the new source is active; and when its reserved row vanished it is reserved again */
+    bt_exec("UPDATE sync.source_state SET state = 'active', max_committed_source_bundle_id = 3 WHERE source_id = 'dev-n'");
+    r = bt_snapshot_create("alice", "dev-a", body);
+    bt_assert_ok(r, 200);
+    bt_reply_free(r);
+    assert_source("dev-n", "active/3//");
+    bt_exec("DELETE FROM sync.source_state WHERE source_id = 'dev-n'");
+    r = bt_snapshot_create("alice", "dev-a", body);
+    bt_assert_ok(r, 200);
+    bt_reply_free(r);
+    assert_source("dev-n", "reserved/0//");
+    free(body);
+    /* a retired source may still pull and take keep-source snapshots */
+    r = bt_snapshot_create("alice", "dev-a", NULL);
+    bt_assert_ok(r, 200);
+    bt_reply_free(r);
+    r = bt_pull("alice", "dev-a", NULL, NULL, NULL);
+    bt_assert_ok(r, 200);
+    bt_reply_free(r);
+
+    char *before = sync_fingerprint();
+    /* a rotation to another source than the one recorded: source_retired with the recorded one */
+    body = replacement("dev-a", "dev-x", "history_pruned");
+    r = bt_snapshot_create("alice", "dev-a", body);
+    bt_assert_error(r, 409, "source_retired", "source dev-a for user alice was retired and replaced by dev-n");
+    ck_assert_str_eq(r->body, "{\"error\":\"source_retired\",\"message\":\"source dev-a for user alice was retired and "
+                              "replaced by dev-n\",\"source_id\":\"dev-a\",\"replaced_by_source_id\":\"dev-n\"}\n");
+    bt_reply_free(r);
+    free(body);
+    /* the recorded replacement itself retired: not available */
+    bt_exec("UPDATE sync.source_state SET state = 'retired', replaced_by_source_id = 'dev-z', retirement_reason = "
+            "'history_pruned' WHERE source_id = 'dev-n'");
+    free(before);
+    before = sync_fingerprint();
+    body = replacement("dev-a", "dev-n", "history_pruned");
+    r = bt_snapshot_create("alice", "dev-a", body);
+    bt_assert_error(r, 409, "source_replacement_invalid", "replacement source dev-n is not available for rotated rebuild");
+    bt_reply_free(r);
+    free(body);
+    assert_unchanged(before);
+    free(before);
+}
+END_TEST
+
+START_TEST(test_snapshot_replacement_new_source_must_be_unknown)
+{
+    init_scope("alice");
+    commit_user_row_by("alice", "dev-b", 1);   /* dev-b known (active) */
+    bt_exec("INSERT INTO sync.source_state (user_pk, source_id, state) SELECT user_pk, 'dev-r', 'reserved' "
+            "FROM sync.user_state WHERE user_id = 'alice'");
+    char *before = sync_fingerprint();
+    static const char *const known[] = { "dev-b", "dev-r" };
+    for (int i = 0; i < 2; i++) {
+        char *body = replacement("dev-a", known[i], "source_sequence_changed");
+        struct bt_reply *r = bt_snapshot_create("alice", "dev-a", body);
+        char msg[160];
+        snprintf(msg, sizeof msg, "replacement source %s is already known for user alice", known[i]);
+        bt_assert_error(r, 409, "source_replacement_invalid", msg);
+        bt_reply_free(r);
+        free(body);
+    }
+    assert_unchanged(before);
+    free(before);
+    /* an unknown previous source (never committed) is retired by an upsert keeping max 0 */
+    char *body = replacement("dev-a", "dev-new", "source_sequence_out_of_order");
+    struct bt_reply *r = bt_snapshot_create("alice", "dev-a", body);
+    bt_assert_ok(r, 200);
+    bt_reply_free(r);
+    free(body);
+    assert_source("dev-a", "retired/0/dev-new/source_sequence_out_of_order");
+    assert_source("dev-new", "reserved/0//");
+    /* a retired previous without a matching record: the message without "replaced by" is
+     * unreachable through the CHECK; the replaced_by_source_id member is always present */
+}
+END_TEST
+
+START_TEST(test_snapshot_replacement_rolled_back_with_the_snapshot)
+{
+    init_scope("alice");
+    commit_user_row("alice", 1);
+    BT_CFG.max_rows_per_snapshot_session = 0;
+    bt_exec("UPDATE sync.row_state SET deleted = true");   /* materialization will fail */
+    char *before = sync_fingerprint();
+    char *body = replacement("dev-a", "dev-n", "history_pruned");
+    struct bt_reply *r = bt_snapshot_create("alice", "dev-a", body);
+    bt_assert_error(r, 500, "snapshot_session_create_failed", NULL);
+    bt_reply_free(r);
+    free(body);
+    assert_unchanged(before);
+    free(before);
+    assert_source("dev-n", "none");
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------- chunks, delete */
+
+START_TEST(test_snapshot_chunk_errors)
+{
+    init_scope("alice");
+    init_scope("bob");
+    commit_user_row("alice", 1);
+    commit_user_row("alice", 2);
+    commit_user_row("alice", 3);
+    struct bt_reply *r = bt_snapshot_create("alice", "dev-a", NULL);
+    char *id = created_id(r);
+    bt_reply_free(r);
+    char *before = sync_fingerprint();
+    static const struct {
+        const char *after, *max, *message;
+    } cases[] = {
+        { "x", NULL, "after_row_ordinal must be an integer" },
+        { "1.5", "x", "after_row_ordinal must be an integer" },
+        { NULL, "x", "max_rows must be an integer" },
+        { NULL, "2.0", "max_rows must be an integer" },
+        { "-1", NULL, "after_row_ordinal must be >= 0" },
+        { "-1", "0", "after_row_ordinal must be >= 0" },
+        { NULL, "0", "max_rows must be > 0" },
+        { "0", "-5", "max_rows must be > 0" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        r = bt_snapshot_chunk("alice", "dev-a", id, cases[i].after, cases[i].max);
+        bt_assert_error(r, 400, "snapshot_chunk_invalid", cases[i].message);
+        bt_reply_free(r);
+    }
+    r = bt_snapshot_chunk("alice", "dev-a", id, NULL, "0");
+    ck_assert_str_eq(r->body, "{\"error\":\"snapshot_chunk_invalid\",\"message\":\"max_rows must be \\u003e 0\"}\n");
+    bt_reply_free(r);
+    /* the query is read before the id: a bad query on a bad id is 400 */
+    r = bt_snapshot_chunk("alice", "dev-a", "not-a-uuid", "x", NULL);
+    bt_assert_error(r, 400, "snapshot_chunk_invalid", NULL);
+    bt_reply_free(r);
+    r = bt_snapshot_chunk("alice", "dev-a", "not-a-uuid", NULL, NULL);
+    bt_assert_error(r, 500, "snapshot_chunk_failed", "Failed to get snapshot chunk");
+    bt_reply_free(r);
+    r = bt_snapshot_chunk("alice", "dev-a", "6ba7b810-9dad-11d1-80b4-00c04fd430c8", NULL, NULL);
+    bt_assert_error(r, 404, "snapshot_session_not_found",
+                    "snapshot session 6ba7b810-9dad-11d1-80b4-00c04fd430c8 was not found");
+    bt_reply_free(r);
+    r = bt_snapshot_chunk("bob", "dev-b", id, NULL, NULL);
+    char msg[200];
+    snprintf(msg, sizeof msg, "snapshot session %s does not belong to the authenticated user", id);
+    bt_assert_error(r, 403, "snapshot_session_forbidden", msg);
+    bt_reply_free(r);
+    assert_unchanged(before);
+    free(before);
+    /* PostgreSQL's other spellings of a uuid find the session; the reply echoes the id as sent */
+    char upper[64];
+    for (size_t i = 0; i <= strlen(id); i++)
+        upper[i] = (char)(id[i] >= 'a' && id[i] <= 'f' ? id[i] - 32 : id[i]);
+    r = bt_snapshot_chunk("alice", "dev-a", upper, NULL, "1");
+    bt_assert_ok(r, 200);
+    ck_assert_str_eq(tdb_str(r->json, "snapshot_id"), upper);
+    ck_assert(tdb_bool(r->json, "has_more"));
+    bt_reply_free(r);
+    /* max_rows is capped at [bundle] max_rows_per_snapshot_chunk; the default is its default */
+    BT_CFG.max_rows_per_snapshot_chunk = 2;
+    r = bt_snapshot_chunk("alice", "dev-a", id, NULL, "1000");
+    ck_assert_int_eq(len(member(r->json, "rows")), 2);
+    ck_assert(tdb_bool(r->json, "has_more"));
+    bt_reply_free(r);
+    BT_CFG.default_rows_per_snapshot_chunk = 1;
+    r = bt_snapshot_chunk("alice", "dev-a", id, "", "");
+    ck_assert_int_eq(len(member(r->json, "rows")), 1);
+    ck_assert_int_eq(tdb_int(r->json, "next_row_ordinal"), 1);
+    bt_reply_free(r);
+    /* reads do not extend the expiry; past it: 410 */
+    bt_exec("UPDATE sync.snapshot_sessions SET expires_at = now() + interval '1 ms'");
+    char *exp = bt_query("SELECT expires_at FROM sync.snapshot_sessions");
+    usleep(5000);
+    r = bt_snapshot_chunk("alice", "dev-a", id, NULL, NULL);
+    bt_assert_error(r, 410, "snapshot_session_expired", NULL);
+    bt_reply_free(r);
+    char *exp2 = bt_query("SELECT expires_at FROM sync.snapshot_sessions");
+    ck_assert_str_eq(exp, exp2);
+    free(exp);
+    free(exp2);
+    /* another user's expired session is 403 first */
+    r = bt_snapshot_chunk("bob", "dev-b", id, NULL, NULL);
+    bt_assert_error(r, 403, "snapshot_session_forbidden", NULL);
+    bt_reply_free(r);
+    free(id);
+}
+END_TEST
+
+START_TEST(test_snapshot_delete)
+{
+    init_scope("alice");
+    init_scope("bob");
+    commit_user_row("alice", 1);
+    struct bt_reply *r = bt_snapshot_create("alice", "dev-a", NULL);
+    char *id = created_id(r);
+    bt_reply_free(r);
+    char *before = sync_fingerprint();
+    r = bt_snapshot_delete("bob", "dev-b", id);
+    char msg[200];
+    snprintf(msg, sizeof msg, "snapshot session %s does not belong to the authenticated user", id);
+    bt_assert_error(r, 403, "snapshot_session_forbidden", msg);
+    bt_reply_free(r);
+    r = bt_snapshot_delete("alice", "dev-a", "nope");
+    bt_assert_error(r, 500, "snapshot_session_delete_failed", "Failed to delete snapshot session");
+    bt_reply_free(r);
+    r = bt_snapshot_delete("alice", "dev-a", "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+    bt_assert_error(r, 404, "snapshot_session_not_found",
+                    "snapshot session 6ba7b810-9dad-11d1-80b4-00c04fd430c8 was not found");
+    bt_reply_free(r);
+    assert_unchanged(before);
+    free(before);
+    /* no expiry check: an expired session is deleted too */
+    bt_exec("UPDATE sync.snapshot_sessions SET expires_at = now() - interval '1 h'");
+    r = bt_snapshot_delete("alice", "dev-b", id);   /* any source of the user */
+    bt_assert_ok(r, 204);
+    ck_assert_str_eq(r->body, "");
+    bt_reply_free(r);
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_sessions"), 0);
+    ck_assert_int_eq(bt_count("SELECT count(*) FROM sync.snapshot_session_rows"), 0);
+    r = bt_snapshot_delete("alice", "dev-a", id);
+    snprintf(msg, sizeof msg, "snapshot session %s was not found", id);
+    bt_assert_error(r, 404, "snapshot_session_not_found", msg);
+    bt_reply_free(r);
+    r = bt_snapshot_chunk("alice", "dev-a", id, NULL, NULL);
+    bt_assert_error(r, 404, "snapshot_session_not_found", msg);
+    bt_reply_free(r);
+    free(id);
+}
+END_TEST
+
 static Suite *pull_suite(void)
 {
     Suite *s = suite_create("bundle_pull");
@@ -739,6 +1375,21 @@ static Suite *pull_suite(void)
     tcase_add_test(tc, test_pull_database_failure);
     tcase_add_test(tc, test_pull_while_others_commit);
     tcase_add_test(tc, test_pull_page_speed);
+    suite_add_tcase(s, tc);
+    tc = pull_tcase("snapshot");
+    tcase_add_test(tc, test_snapshot_create_body_decoding);
+    tcase_add_test(tc, test_snapshot_scope_must_be_initialized);
+    tcase_add_test(tc, test_snapshot_empty_scope);
+    tcase_add_test(tc, test_snapshot_materializes_and_pages);
+    tcase_add_test(tc, test_snapshot_fails_closed_on_mismatch);
+    tcase_add_test(tc, test_snapshot_limits);
+    tcase_add_test(tc, test_snapshot_deletes_expired_sessions_of_every_user);
+    tcase_add_test(tc, test_snapshot_replacement_validation);
+    tcase_add_test(tc, test_snapshot_replacement_rotates_and_retries);
+    tcase_add_test(tc, test_snapshot_replacement_new_source_must_be_unknown);
+    tcase_add_test(tc, test_snapshot_replacement_rolled_back_with_the_snapshot);
+    tcase_add_test(tc, test_snapshot_chunk_errors);
+    tcase_add_test(tc, test_snapshot_delete);
     suite_add_tcase(s, tc);
     return s;
 }
