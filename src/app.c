@@ -238,6 +238,10 @@ const struct route app_routes[] = {
     /* protocol = bundle (SPEC-v2.md, docs/bundle-protocol.md) */
     { "GET", "/sync/capabilities", ROUTE_BUNDLE, true, true, app_bundle_capabilities },
     { "POST", "/sync/connect", ROUTE_BUNDLE, true, true, app_bundle_connect },
+    { "GET", "/sync/pull", ROUTE_BUNDLE, true, true, app_bundle_pull },
+    { "POST", "/sync/snapshot-sessions", ROUTE_BUNDLE, true, true, app_bundle_snapshot_create },
+    { "GET", "/sync/snapshot-sessions/{snapshot_id}", ROUTE_BUNDLE, true, true, app_bundle_snapshot_chunk },
+    { "DELETE", "/sync/snapshot-sessions/{snapshot_id}", ROUTE_BUNDLE, true, true, app_bundle_snapshot_delete },
     { "GET", "/syncx/health", ROUTE_BUNDLE, false, true, app_bundle_health },
     { "GET", "/syncx/status", ROUTE_BUNDLE, false, true, app_bundle_status },
     /* [bundle] test_routes = on (docs/compatibility.md) */

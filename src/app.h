@@ -40,6 +40,10 @@ void app_bundle_capabilities(struct app *app, struct request *req);
 void app_bundle_health(struct app *app, struct request *req);
 void app_bundle_status(struct app *app, struct request *req);
 void app_bundle_connect(struct app *app, struct request *req);
+void app_bundle_pull(struct app *app, struct request *req);
+void app_bundle_snapshot_create(struct app *app, struct request *req);
+void app_bundle_snapshot_chunk(struct app *app, struct request *req);
+void app_bundle_snapshot_delete(struct app *app, struct request *req);
 
 /* protocol = bundle: the sidecar created or adopted for the registry (the configuration's, or a
  * test setup's) and the catalog loaded, on conn (app.c). */

@@ -118,9 +118,18 @@ run_scenario() {
     fi
 }
 
+WATCH_UNSERVED=
 run_scenarios() {
-    for s in $SCENARIOS $WATCH_SCENARIOS; do
+    for s in $SCENARIOS; do
         scenario_selected "$s" && run_scenario "$s"
+    done
+    for s in $WATCH_SCENARIOS; do
+        scenario_selected "$s" || continue
+        if [ -n "$WATCH_UNSERVED" ]; then
+            compat_result SKIP "$s" "($WATCH_UNSERVED)"
+        else
+            run_scenario "$s"
+        fi
     done
     # One line for the simulator as a whole: how many of its scenarios completed (stubs included,
     # as upstream counts them), and which failed.
@@ -228,8 +237,19 @@ stage2_oversyncd() {
         compat_die "oversyncd --check-config refused the bundle configuration ($bundle_conf) against the database"
     fi
     compat_run_oversyncd "$COMPAT_DB"
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$COMPAT_URL/sync/pull")
-    [ "$code" = 404 ] && compat_skip "oversyncd does not serve the whole bundle protocol yet (GET /sync/pull answers 404)"
+    # The protocol lands route by route: run only once every route the client uses is served
+    # (without a token a served route answers 401, an unknown one 404).
+    for probe in "GET /sync/pull" "POST /sync/push-sessions" "GET /sync/committed-bundles/1/rows" \
+        "POST /sync/snapshot-sessions"; do
+        method=${probe%% *}
+        if [ "$method" = POST ]; then body='--data-binary {}'; else body=; fi
+        # shellcheck disable=SC2086
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X "$method" $body "$COMPAT_URL${probe#* }")
+        [ "$code" = 404 ] && compat_skip "oversyncd does not serve the whole bundle protocol yet ($probe answers 404)"
+    done
+    # /sync/watch (issue #13) may come later than the rest: its scenarios are skipped until then.
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$COMPAT_URL/sync/watch")
+    [ "$code" = 404 ] && WATCH_UNSERVED="oversyncd does not serve GET /sync/watch yet (it answers 404)"
     if selected_any $SCENARIOS $WATCH_SCENARIOS watch; then
         run_scenarios
     fi

@@ -159,6 +159,36 @@ struct bt_reply *bt_status(bool health)
     return out;
 }
 
+struct bt_reply *bt_pull(const char *user, const char *source, const char *after_bundle_seq, const char *max_bundles,
+                         const char *target_bundle_seq)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_pull(&c, after_bundle_seq, max_bundles, target_bundle_seq, &r));
+    return out;
+}
+
+struct bt_reply *bt_snapshot_create(const char *user, const char *source, const char *body)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_snapshot_create(&c, body, body ? strlen(body) : 0, &r));
+    return out;
+}
+
+struct bt_reply *bt_snapshot_chunk(const char *user, const char *source, const char *snapshot_id,
+                                   const char *after_row_ordinal, const char *max_rows)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_snapshot_chunk(&c, snapshot_id, after_row_ordinal, max_rows, &r));
+    return out;
+}
+
+struct bt_reply *bt_snapshot_delete(const char *user, const char *source, const char *snapshot_id)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_snapshot_delete(&c, snapshot_id, &r));
+    return out;
+}
+
 void bt_assert_error(const struct bt_reply *r, int status, const char *code, const char *message)
 {
     ck_assert_msg(r->status == status && r->error && strcmp(r->error, code) == 0, "expected %d %s, got %d: %s",

@@ -53,6 +53,12 @@ struct bt_reply *bt_capture(const struct bundle_reply *r);
 struct bt_reply *bt_connect(const char *user, const char *source, const char *body);
 struct bt_reply *bt_capabilities(const char *user, const char *source);
 struct bt_reply *bt_status(bool health);
+struct bt_reply *bt_pull(const char *user, const char *source, const char *after_bundle_seq, const char *max_bundles,
+                         const char *target_bundle_seq);
+struct bt_reply *bt_snapshot_create(const char *user, const char *source, const char *body);
+struct bt_reply *bt_snapshot_chunk(const char *user, const char *source, const char *snapshot_id,
+                                   const char *after_row_ordinal, const char *max_rows);
+struct bt_reply *bt_snapshot_delete(const char *user, const char *source, const char *snapshot_id);
 
 /* Asserts the reply is status with error code (and, when message is not NULL, exactly that
  * message). */
