@@ -126,11 +126,16 @@ $fn$;
 -- The caller holds the user's lock and has set the bundle context; it still has to activate the
 -- source (activate_source) and apply retention (apply_retention). Returns one row: bundle_seq,
 -- row_count, byte_count, bundle_hash (64 lowercase hex digits).
+-- Its settings: extra_float_digits for canonical_json_number, standard_conforming_strings for
+-- the helpers' '\u003c' literals, which are parsed here when inlined; no JIT (the cost estimates
+-- of the text functions would compile every call) and one generic plan (a custom plan of the
+-- main query costs more to make than to run).
 CREATE OR REPLACE FUNCTION oversyncd.finalize_bundle(p_user_pk bigint, p_source_id text, p_source_bundle_id bigint,
                                                      p_notify_channel text)
 RETURNS TABLE (bundle_seq bigint, row_count bigint, byte_count bigint, bundle_hash text)
 LANGUAGE plpgsql VOLATILE
 SET extra_float_digits = 1
+SET standard_conforming_strings = on
 SET jit = off
 SET plan_cache_mode = force_generic_plan
 AS $fn$
