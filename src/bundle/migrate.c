@@ -3,8 +3,8 @@
  *
  * The upload sidecar is read with plain SQL (this file knows its table names, not the sync/
  * module, which it may not include); the bundle side goes through bundle_bootstrap() and, for
- * the initial bundles, the server-bundle functions of sql/bundle/0003_finalize.sql when the
- * layout has them, else an equivalent finalization of this file. */
+ * the initial bundles, the server-bundle functions of sql/bundle/0003_finalize.sql
+ * (sync.begin_server_bundle, sync.commit_server_bundle). */
 #include "migrate.h"
 #include "schema.h"
 #include "../db/bootstrap.h"
@@ -971,79 +971,21 @@ static int *parents_first(struct mctx *m, const struct bundle_catalog *cat)
     return order;
 }
 
-/* The finalization of sql/bundle/0003_finalize.sql, for a layout without it: the staged INSERTs
- * of this transaction become bundle 1 of the user (wire payloads: the row without
- * _sync_scope_id, bytea in base64, canonical; hash and byte count of §4.7), with row_state, the
- * scope initialized by the writer and the writer's source active. Only what a migration stages:
- * one INSERT per key, a user without bundles. */
-static const char fallback_begin_sql[] =
-    "WITH u AS (INSERT INTO sync.user_state (user_id) VALUES ($1) ON CONFLICT (user_id) DO UPDATE SET user_id = "
-    "EXCLUDED.user_id RETURNING user_pk) "
-    "INSERT INTO sync.scope_state (user_pk, state_code, initialized_at, initialized_by_source_id) "
-    "SELECT user_pk, 2, now(), '" MIGRATE_WRITER_ID "' FROM u "
-    "ON CONFLICT (user_pk) DO UPDATE SET state_code = 2, initializer_source_id = NULL, initialization_id = NULL, "
-    "lease_expires_at = NULL, initialized_at = now(), initialized_by_source_id = '" MIGRATE_WRITER_ID "' "
-    "RETURNING user_pk";
-
-static const char fallback_finalize_sql[] =
-    "WITH st AS ("
-    "  SELECT s.capture_ordinal, s.table_id, s.key_bytes, s.payload_db, c.schema_name, c.table_name, "
-    "         c.sync_key_column, c.sync_key_kind, row_number() OVER (ORDER BY s.capture_ordinal) AS ord, "
-    "         coalesce((SELECT array_agg(lower(a.attname::text)) FROM pg_attribute a "
-    "                    JOIN pg_type ty ON ty.oid = a.atttypid "
-    "                    LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype "
-    "                   WHERE a.attrelid = (quote_ident(c.schema_name) || '.' || quote_ident(c.table_name))::regclass "
-    "                     AND a.attnum > 0 AND NOT a.attisdropped AND coalesce(bt.typname, ty.typname) = 'bytea'), "
-    "                  '{}') AS bytea_columns "
-    "    FROM sync.bundle_capture_stage s JOIN sync.table_catalog c USING (table_id) "
-    "   WHERE s.txid = txid_current() AND s.user_pk = $1::bigint), "
-    "w AS ("
-    "  SELECT st.*, jsonb_build_object(sync_key_column, CASE WHEN sync_key_kind = 1 "
-    "             THEN encode(key_bytes, 'hex')::uuid::text ELSE convert_from(key_bytes, 'UTF8') END) AS key, "
-    "         coalesce((SELECT jsonb_object_agg(e.k, CASE WHEN lower(e.k) = ANY (bytea_columns) AND jsonb_typeof(e.v) = 'string' "
-    "             THEN to_jsonb(translate(encode(CASE WHEN left(e.v #>> '{}', 2) IN ('\\x', '\\X') "
-    "                  THEN decode(substr(e.v #>> '{}', 3), 'hex') ELSE decode(e.v #>> '{}', 'base64') END, 'base64'), "
-    "                  E'\\n', '')) ELSE e.v END) "
-    "             FROM jsonb_each(st.payload_db) e(k, v) WHERE lower(e.k) <> '_sync_scope_id'), '{}') AS payload "
-    "    FROM st), "
-    "h AS (SELECT (oversyncd.bundle_hash(jsonb_agg(jsonb_build_object('schema', schema_name, 'table', table_name, "
-    "             'key', key, 'op', 'INSERT', 'row_version', 1, 'payload', payload) ORDER BY ord))).*, count(*) AS n "
-    "        FROM w), "
-    "l AS (INSERT INTO sync.bundle_log (user_pk, bundle_seq, source_id, source_bundle_id, row_count, byte_count, "
-    "             bundle_hash) "
-    "      SELECT $1::bigint, 1, '" MIGRATE_WRITER_ID "', 1, n, byte_count, decode(bundle_hash, 'hex') FROM h "
-    "      RETURNING bundle_seq), "
-    "br AS (INSERT INTO sync.bundle_rows (user_pk, bundle_seq, row_ordinal, table_id, key_bytes, op_code, payload_wire) "
-    "       SELECT $1::bigint, l.bundle_seq, w.ord, w.table_id, w.key_bytes, 1, oversyncd.canonical_json(w.payload)::json "
-    "         FROM w, l RETURNING 1), "
-    "rs AS (INSERT INTO sync.row_state (user_pk, table_id, key_bytes, bundle_seq, deleted) "
-    "       SELECT $1::bigint, w.table_id, w.key_bytes, l.bundle_seq, false FROM w, l RETURNING 1), "
-    "us AS (UPDATE sync.user_state SET next_bundle_seq = 2 WHERE user_pk = $1::bigint RETURNING 1), "
-    "ss AS (INSERT INTO sync.source_state (user_pk, source_id, state, max_committed_source_bundle_id) "
-    "       VALUES ($1::bigint, '" MIGRATE_WRITER_ID "', 'active', 1) RETURNING 1) "
-    "SELECT (SELECT count(*) FROM br), (SELECT count(*) FROM rs), (SELECT count(*) FROM us), (SELECT count(*) FROM ss)";
-
 /* One user's initial bundle, in one transaction: the user's rows of every registered table,
  * parents first and by key, staged as the capture trigger stages INSERTs, then finalized. */
-static bool user_bundle(struct mctx *m, const struct bundle_catalog *cat, const int *order, bool server_fns,
-                        const char *user, long long *rows)
+static bool user_bundle(struct mctx *m, const struct bundle_catalog *cat, const int *order, const char *user,
+                        long long *rows)
 {
     const char *p[1] = { user };
     if (!x(m, user, "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout = 0"))
         return false;
-    PGresult *r = server_fns ? q(m, user,
-                                 "SELECT sync.begin_server_bundle($1, '" MIGRATE_WRITER_ID "'), "
-                                 "       (SELECT user_pk FROM sync.user_state WHERE user_id = $1)",
-                                 1, p)
-                             : (x(m, user, "SET CONSTRAINTS ALL DEFERRED")
-                                    ? q(m, user, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", 1, p)
-                                    : NULL);
-    char user_pk[32] = "";
-    if (r && server_fns)
-        snprintf(user_pk, sizeof user_pk, "%s", PQgetvalue(r, 0, 1));
+    /* the user's lock, the scope initialized by the writer, the source tuple, the bundle context;
+     * the user_state row it creates is visible to the next statement only */
+    PGresult *r = q(m, user, "SELECT sync.begin_server_bundle($1, '" MIGRATE_WRITER_ID "')", 1, p);
     PQclear(r);
-    if (r && !server_fns) {
-        r = q(m, user, fallback_begin_sql, 1, p);
+    char user_pk[32] = "";
+    if (r) {
+        r = q(m, user, "SELECT user_pk FROM sync.user_state WHERE user_id = $1", 1, p);
         if (r)
             snprintf(user_pk, sizeof user_pk, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
@@ -1075,10 +1017,8 @@ static bool user_bundle(struct mctx *m, const struct bundle_catalog *cat, const 
         *rows += atoll(PQcmdTuples(r));
         PQclear(r);
     }
-    r = server_fns ? q(m, user, "SELECT bundle_seq FROM sync.commit_server_bundle()", 0, NULL)
-                   : q(m, user, fallback_finalize_sql, 1, (const char *const[]){ user_pk });
-    if (r && !server_fns)
-        PQclear(q(m, user, "DELETE FROM sync.bundle_capture_stage WHERE txid = txid_current()", 0, NULL));
+    /* finalization, source, retention, exactly as for any server-side write */
+    r = q(m, user, "SELECT bundle_seq FROM sync.commit_server_bundle()", 0, NULL);
     PQclear(r);
     if (!r || !x(m, user, "COMMIT")) {
         rollback(m);
@@ -1090,9 +1030,6 @@ static bool user_bundle(struct mctx *m, const struct bundle_catalog *cat, const 
 /* Users with rows in the registered tables and no bundle yet: one transaction each. */
 static enum migrate_exit step_bundles(struct mctx *m, const struct bundle_catalog *cat, int stop_users)
 {
-    bool server_fns;
-    if (!q_bool(m, "SELECT to_regprocedure('sync.commit_server_bundle()') IS NOT NULL", 0, NULL, &server_fns))
-        return MIGRATE_REFUSED;
     strbuf_t sql = STRBUF_INIT;
     for (int i = 0; i < m->n; i++)
         sb_printf(&sql, "%sSELECT " BUNDLE_SCOPE_COLUMN " FROM %s", i ? " UNION " : "", m->t[i].q);
@@ -1107,7 +1044,7 @@ static enum migrate_exit step_bundles(struct mctx *m, const struct bundle_catalo
     for (int i = 0; i < PQntuples(users); i++) {
         long long rows;
         const char *u = PQgetvalue(users, i, 0);
-        if (!user_bundle(m, cat, order, server_fns, u, &rows)) {
+        if (!user_bundle(m, cat, order, u, &rows)) {
             rc = MIGRATE_REFUSED;
             break;
         }
