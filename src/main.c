@@ -1,4 +1,5 @@
 #include "auth/auth.h"
+#include "bundle/migrate.h"
 #include "config.h"
 #include "db/bootstrap.h"
 #include "db/db.h"
@@ -23,6 +24,7 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: oversyncd [OPTIONS]\n"
             "       oversyncd token --user USER --device DEVICE [--ttl DURATION] [-c FILE]\n"
+            "       oversyncd migrate-to-bundle -c NEW.conf [--dry-run]\n"
             "\n"
             "Serves the oversync protocol over FastCGI. With a listen address (option or\n"
             "[server] listen) it binds the socket and supervises its own workers; without one\n"
@@ -122,6 +124,65 @@ static int cmd_token(int argc, char **argv)
     return 0;
 }
 
+/* oversyncd migrate-to-bundle: an upload-protocol database becomes a bundle-protocol one
+ * (bundle/migrate.h, docs/migrating.md). */
+static int cmd_migrate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "dry-run", no_argument, NULL, 'n' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *path = NULL;
+    struct migrate_options mo = { .dry_run = false, .stop_after = getenv(MIGRATE_STOP_ENV) };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:nh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'n': mo.dry_run = true; break;
+        case 'h':
+            printf("Usage: oversyncd migrate-to-bundle -c NEW.conf [--dry-run]\n"
+                   "Turns the upload-protocol database NEW.conf's [database] names into a bundle-protocol one, in\n"
+                   "place and resumably; NEW.conf is the bundle-protocol configuration the server runs with\n"
+                   "afterwards. --dry-run checks everything and prints what would change, writing nothing.\n"
+                   "See docs/migrating.md.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "oversyncd migrate-to-bundle: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    if (!path) {
+        fprintf(stderr, "oversyncd migrate-to-bundle: -c NEW.conf is required (the bundle-protocol configuration)\n");
+        return 2;
+    }
+    struct config cfg;
+    char err[512];
+    if (!config_load(&cfg, path, err, sizeof err)) {
+        fprintf(stderr, "oversyncd migrate-to-bundle: %s\n", err);
+        return 1;
+    }
+    if (!config_validate(&cfg, err, sizeof err)) {
+        fprintf(stderr, "oversyncd migrate-to-bundle: %s\n", err);
+        config_free(&cfg);
+        return 1;
+    }
+    PGconn *conn = db_connect_plain(&cfg, err, sizeof err);
+    if (!conn) {
+        fprintf(stderr, "oversyncd migrate-to-bundle: database: %s\n", err);
+        config_free(&cfg);
+        return 1;
+    }
+    int rc = (int)bundle_migrate(conn, &cfg, &mo, stdout, stderr);
+    PQfinish(conn);
+    config_free(&cfg);
+    return rc;
+}
+
 /* Beyond syntax: the database is reachable and the registered tables and SQL functions exist. */
 static int check_config(const struct config *cfg)
 {
@@ -212,6 +273,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return cmd_token(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "migrate-to-bundle") == 0)
+        return cmd_migrate(argc - 1, argv + 1);
 
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
