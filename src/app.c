@@ -240,6 +240,11 @@ const struct route app_routes[] = {
     { "POST", "/sync/connect", ROUTE_BUNDLE, true, true, app_bundle_connect },
     { "GET", "/syncx/health", ROUTE_BUNDLE, false, true, app_bundle_health },
     { "GET", "/syncx/status", ROUTE_BUNDLE, false, true, app_bundle_status },
+    { "POST", "/sync/push-sessions", ROUTE_BUNDLE, true, true, app_bundle_push_create },
+    { "POST", "/sync/push-sessions/{push_id}/chunks", ROUTE_BUNDLE, true, true, app_bundle_push_chunk },
+    { "POST", "/sync/push-sessions/{push_id}/commit", ROUTE_BUNDLE, true, true, app_bundle_push_commit },
+    { "DELETE", "/sync/push-sessions/{push_id}", ROUTE_BUNDLE, true, true, app_bundle_push_delete },
+    { "GET", "/sync/committed-bundles/{bundle_seq}/rows", ROUTE_BUNDLE, true, true, app_bundle_committed_rows },
     /* both */
     { "GET", "/health", ROUTE_ANY, false, false, handle_health },
     { "GET", "/ready", ROUTE_ANY, false, true, handle_ready },

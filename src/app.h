@@ -31,6 +31,11 @@ void app_bundle_capabilities(struct app *app, struct request *req);
 void app_bundle_health(struct app *app, struct request *req);
 void app_bundle_status(struct app *app, struct request *req);
 void app_bundle_connect(struct app *app, struct request *req);
+void app_bundle_push_create(struct app *app, struct request *req);
+void app_bundle_push_chunk(struct app *app, struct request *req);
+void app_bundle_push_commit(struct app *app, struct request *req);
+void app_bundle_push_delete(struct app *app, struct request *req);
+void app_bundle_committed_rows(struct app *app, struct request *req);
 
 void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *auth);
 void app_cleanup(struct app *app);
