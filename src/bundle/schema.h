@@ -99,8 +99,10 @@ extern const struct migration bundle_layout_sql[];
 extern const int n_bundle_layout_sql;
 
 /* Functions in schema oversyncd (sql/bundle/0002_canonical.sql: canonical_json, bundle_hash_text,
- * bundle_hash; CREATE OR REPLACE), run at every bootstrap after the layout was created or
- * adopted, in the same transaction. */
+ * bundle_hash; sql/bundle/0003_finalize.sql: finalize_bundle, activate_source, apply_retention)
+ * and the server-write functions of schema sync (0003: begin_server_bundle,
+ * commit_server_bundle), all CREATE OR REPLACE or IF NOT EXISTS, run at every bootstrap after the
+ * layout was created or adopted, in the same transaction. */
 extern const struct migration bundle_functions_sql[];
 extern const int n_bundle_functions_sql;
 

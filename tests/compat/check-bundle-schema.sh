@@ -21,7 +21,13 @@
 #   oversyncd-adopts           oversyncd adopts it: same catalog, no trigger to reinstall
 #   sync-schema-dump           pg_dump --schema-only --schema=sync of the two databases: identical
 #                              but for the text of the two trigger function bodies (written for
-#                              this project); the body difference is printed, not failed
+#                              this project) and oversyncd's server-write functions
+#                              (sql/bundle/0003_finalize.sql, left out of the comparison); the body
+#                              difference is printed, not failed
+#   server-write-functions     those functions are in oversyncd's layout, and in the library's once
+#                              oversyncd adopted it: the two dumps are then identical but for the
+#                              trigger function bodies (tests/compat/check-server-writes.sh runs them
+#                              against the library's writers)
 #   business-schema-dump       the same of schema business (the triggers): identical
 #   trigger-oracle             tests/compat/1f1118f/trigger-oracle.sql prints identical results
 #                              against oversyncd's trigger functions and the library's
@@ -108,6 +114,18 @@ schema_dump() {
         grep -v -E '^\\(un)?restrict ' >"$3" || { cat "$3.err"; compat_die "pg_dump of $2 failed"; }
 }
 
+# the dump without the entries of oversyncd's server-write functions (sql/bundle/0003_finalize.sql),
+# which are no part of the library's layout; a dump entry runs from its "--" / "-- Name: ..."
+# header to the next one
+without_server_writes() {
+    awk 'held { if ($0 ~ /^-- /) skip = ($0 ~ /^-- Name: (begin|commit)_server_bundle\(/)
+                if (!skip) print "--"
+                held = 0 }
+         $0 == "--" { held = 1; next }
+         !skip { print }
+         END { if (held && !skip) print "--" }' "$1"
+}
+
 # the function bodies replaced by a marker (a body runs from "AS $tag$" to the line ending "$tag$;")
 mask_bodies() {
     awk '/^    AS \$[A-Za-z_]*\$/ { print "    AS <function body>"; inbody = 1; next }
@@ -122,7 +140,8 @@ stage2() {
 
     # oversyncd first, then the library
     if compat_selected oversyncd-creates || compat_selected go-adopts || compat_selected oversyncd-readopts ||
-        compat_selected sync-schema-dump || compat_selected business-schema-dump; then
+        compat_selected sync-schema-dump || compat_selected server-write-functions ||
+        compat_selected business-schema-dump; then
         A=$(new_db by_oversyncd)
         oversyncd_boot "$logs/oversyncd-creates.log" "$A"
         expect_boot oversyncd-creates "$logs/oversyncd-creates.log" created 8
@@ -140,7 +159,7 @@ stage2() {
 
     # the library first, then oversyncd
     if compat_selected go-creates || compat_selected oversyncd-adopts || compat_selected sync-schema-dump ||
-        compat_selected business-schema-dump; then
+        compat_selected server-write-functions || compat_selected business-schema-dump; then
         B=$(new_db by_go)
         if go_boot "$logs/go-creates.log" "$B" bootstrap && [ "$(cat "$logs/go-creates.log")" = "bootstrap ok" ]; then
             compat_result PASS go-creates "(the library's Bootstrap on an empty database)"
@@ -152,12 +171,15 @@ stage2() {
         schema_dump "$B" business "$COMPAT_WORK/business-by-go.sql"
         oversyncd_boot "$logs/oversyncd-adopts.log" "$B"
         expect_boot oversyncd-adopts "$logs/oversyncd-adopts.log" adopted 0
+        schema_dump "$B" sync "$COMPAT_WORK/sync-by-go-adopted.sql"
     fi
 
     if [ -n "${A:-}" ] && [ -n "${B:-}" ]; then
-        diff -u "$COMPAT_WORK/sync-by-go.sql" "$COMPAT_WORK/sync-by-oversyncd.sql" >"$logs/sync-schema.diff"
+        # the library's layout against oversyncd's without its server-write functions
+        without_server_writes "$COMPAT_WORK/sync-by-oversyncd.sql" >"$COMPAT_WORK/sync-by-oversyncd.layout"
+        diff -u "$COMPAT_WORK/sync-by-go.sql" "$COMPAT_WORK/sync-by-oversyncd.layout" >"$logs/sync-schema.diff"
         mask_bodies "$COMPAT_WORK/sync-by-go.sql" >"$COMPAT_WORK/sync-by-go.masked"
-        mask_bodies "$COMPAT_WORK/sync-by-oversyncd.sql" >"$COMPAT_WORK/sync-by-oversyncd.masked"
+        mask_bodies "$COMPAT_WORK/sync-by-oversyncd.layout" >"$COMPAT_WORK/sync-by-oversyncd.masked"
         nbodies=$(grep -c '^    AS <function body>$' "$COMPAT_WORK/sync-by-go.masked")
         if [ "$nbodies" != 2 ]; then
             compat_result FAIL sync-schema-dump "(expected the bodies of 2 functions in the library's dump, found $nbodies)"
@@ -165,7 +187,7 @@ stage2() {
             if [ -s "$logs/sync-schema.diff" ]; then
                 compat_result PASS sync-schema-dump "($(wc -l <"$COMPAT_WORK/sync-by-go.sql") lines, identical but for the text of the 2 trigger function bodies)"
                 echo "    remaining difference, the bodies (PL/pgSQL written for this project, same behaviour: trigger-oracle, go-writes):"
-                for f in "$COMPAT_WORK/sync-by-go.sql" "$COMPAT_WORK/sync-by-oversyncd.sql"; do
+                for f in "$COMPAT_WORK/sync-by-go.sql" "$COMPAT_WORK/sync-by-oversyncd.layout"; do
                     awk -v who="$(case $f in *by-go*) echo "the library's" ;; *) echo "oversyncd's  " ;; esac)" '
                         /^CREATE FUNCTION/ { name = $3 }
                         /^    AS \$[A-Za-z_]*\$/ { inbody = 1; n = 0; next }
@@ -178,6 +200,20 @@ stage2() {
         else
             compat_result FAIL sync-schema-dump "(pg_dump of schema sync differs outside the function bodies)"
             sed 's/^/    /' "$logs/sync-schema-masked.diff" | head -n 40
+        fi
+        # both databases, once oversyncd adopted the library's: the same functions, the server-write
+        # ones included, identical but for the two trigger function bodies
+        nfns=$(grep -c -E '^CREATE FUNCTION sync\.(begin|commit)_server_bundle\(' "$COMPAT_WORK/sync-by-oversyncd.sql")
+        mask_bodies "$COMPAT_WORK/sync-by-go-adopted.sql" >"$COMPAT_WORK/sync-by-go-adopted.masked"
+        mask_bodies "$COMPAT_WORK/sync-by-oversyncd.sql" >"$COMPAT_WORK/sync-by-oversyncd.all-masked"
+        if [ "$nfns" != 3 ]; then
+            compat_result FAIL server-write-functions "(expected 3 server-write functions in oversyncd's layout, found $nfns)"
+        elif diff -u "$COMPAT_WORK/sync-by-go-adopted.masked" "$COMPAT_WORK/sync-by-oversyncd.all-masked" \
+            >"$logs/sync-schema-adopted.diff"; then
+            compat_result PASS server-write-functions "(sync.begin_server_bundle x2, sync.commit_server_bundle: in oversyncd's layout, and in the library's once oversyncd adopted it)"
+        else
+            compat_result FAIL server-write-functions "(schema sync of the library's layout adopted by oversyncd -, of oversyncd's +)"
+            sed 's/^/    /' "$logs/sync-schema-adopted.diff" | head -n 40
         fi
         if diff -u "$COMPAT_WORK/business-by-go.sql" "$COMPAT_WORK/business-by-oversyncd.sql" >"$logs/business-schema.diff"; then
             compat_result PASS business-schema-dump "($(grep -c '^CREATE TRIGGER' "$COMPAT_WORK/business-by-go.sql") triggers, identical)"
