@@ -238,6 +238,10 @@ const struct route app_routes[] = {
     /* protocol = bundle (SPEC-v2.md, docs/bundle-protocol.md) */
     { "GET", "/sync/capabilities", ROUTE_BUNDLE, true, true, app_bundle_capabilities },
     { "POST", "/sync/connect", ROUTE_BUNDLE, true, true, app_bundle_connect },
+    { "GET", "/sync/pull", ROUTE_BUNDLE, true, true, app_bundle_pull },
+    { "POST", "/sync/snapshot-sessions", ROUTE_BUNDLE, true, true, app_bundle_snapshot_create },
+    { "GET", "/sync/snapshot-sessions/{snapshot_id}", ROUTE_BUNDLE, true, true, app_bundle_snapshot_chunk },
+    { "DELETE", "/sync/snapshot-sessions/{snapshot_id}", ROUTE_BUNDLE, true, true, app_bundle_snapshot_delete },
     { "GET", "/syncx/health", ROUTE_BUNDLE, false, true, app_bundle_health },
     { "GET", "/syncx/status", ROUTE_BUNDLE, false, true, app_bundle_status },
     { "POST", "/sync/push-sessions", ROUTE_BUNDLE, true, true, app_bundle_push_create },
@@ -245,6 +249,9 @@ const struct route app_routes[] = {
     { "POST", "/sync/push-sessions/{push_id}/commit", ROUTE_BUNDLE, true, true, app_bundle_push_commit },
     { "DELETE", "/sync/push-sessions/{push_id}", ROUTE_BUNDLE, true, true, app_bundle_push_delete },
     { "GET", "/sync/committed-bundles/{bundle_seq}/rows", ROUTE_BUNDLE, true, true, app_bundle_committed_rows },
+    /* [bundle] test_routes = on (docs/compatibility.md) */
+    { "POST", "/test/e2e/setup", ROUTE_TEST, false, true, app_test_setup },
+    { "POST", "/test/e2e/failures", ROUTE_TEST, false, true, app_test_failures },
     /* both */
     { "GET", "/health", ROUTE_ANY, false, false, handle_health },
     { "GET", "/ready", ROUTE_ANY, false, true, handle_ready },
@@ -268,14 +275,21 @@ static const char *slot_label(int slot)
  * database that was down at start-up) still gets the right order and pre-check. */
 /* protocol = bundle: the sidecar of the bundle protocol created or adopted, the registered tables
  * validated and their triggers installed (bundle_bootstrap), and the catalog kept for requests. */
-static bool app_bundle_setup(struct app *app, PGconn *conn, char *err, size_t errlen)
+bool app_bundle_setup(struct app *app, PGconn *conn, char *err, size_t errlen)
 {
     const struct config *cfg = app->cfg;
-    struct bundle_table *tables = xcalloc((size_t)cfg->n_tables + 1, sizeof *tables);
-    for (int i = 0; i < cfg->n_tables; i++)
-        tables[i] = (struct bundle_table){ cfg->tables[i].schema, cfg->tables[i].name, cfg->tables[i].sync_key };
+    if (cfg->test_routes && !app_test_tables(conn, err, errlen))
+        return false;
+    struct bundle_table *tables = xcalloc((size_t)cfg->n_tables + 8, sizeof *tables);
+    int n = cfg->n_tables;
+    if (app->test_schema) {
+        n = app_test_registry(app, tables);
+    } else {
+        for (int i = 0; i < cfg->n_tables; i++)
+            tables[i] = (struct bundle_table){ cfg->tables[i].schema, cfg->tables[i].name, cfg->tables[i].sync_key };
+    }
     bundle_catalog_free(&app->catalog);
-    bool ok = bundle_bootstrap(conn, tables, cfg->n_tables, &app->catalog, err, errlen);
+    bool ok = bundle_bootstrap(conn, tables, n, &app->catalog, err, errlen);
     free(tables);
     return ok;
 }
@@ -321,6 +335,9 @@ void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *
             log_error("%s", err);   /* verified at start-up; only a file changed since can get here */
     }
     memset(&app->catalog, 0, sizeof app->catalog);
+    app->test_generation = 0;
+    app->test_schema = app->test_app_name = NULL;
+    app->test_cfg_set = app->test_deferral = false;
     if (cfg->protocol == PROTOCOL_UPLOAD)
         sync_register_statements();
     db_set_setup_hook(app->db, app_db_setup, app);
@@ -332,6 +349,9 @@ void app_cleanup(struct app *app)
     arena_free(app->arena);
     sync_schema_free(&app->schema);
     bundle_catalog_free(&app->catalog);
+    free(app->test_schema);
+    free(app->test_app_name);
+    app->test_schema = app->test_app_name = NULL;
     app->db = NULL;
     app->arena = NULL;
 }
@@ -365,6 +385,17 @@ static void dispatch(struct app *app, struct request *req)
     }
     req->route = route;
     req->route_path = route->path;
+
+    /* A test deployment: the last setup adopted, an injected failure answered, before anything
+     * else (as the reference's failure injector does). */
+    if (app->cfg->test_routes && app->cfg->protocol == PROTOCOL_BUNDLE) {
+        if (!db_ensure(app->db)) {
+            http_error(req, 503, "database_unavailable", "the database is unreachable; retry later");
+            return;
+        }
+        if (app_test_before(app, req))
+            return;
+    }
 
     bool has_body = strcmp(route->method, "POST") == 0;
     if (has_body) {

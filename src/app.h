@@ -20,6 +20,15 @@ struct app {
     struct sync_schema schema;      /* protocol = upload: registered tables and their apply order */
     struct bundle_catalog catalog;  /* protocol = bundle: the registered tables' catalog */
     unsigned long reconnects_counted;   /* db reconnects already added to the metrics */
+
+    /* [bundle] test_routes = on: what the last POST /test/e2e/setup decided (app_test.c) */
+    long long test_generation;      /* of the setup this worker adopted, 0 = none */
+    char *test_schema;              /* its business schema: the registry is that schema's example tables */
+    char *test_app_name;
+    struct config test_cfg;         /* shallow copy of *cfg with the setup's app name and lease */
+    bool test_cfg_set;
+    bool test_deferral;             /* the reference's empty-first deferral of connect */
+    long test_deferral_ms;
 };
 
 /* The routes the application serves (one row each: method, path, needs, handler). */
@@ -36,6 +45,31 @@ void app_bundle_push_chunk(struct app *app, struct request *req);
 void app_bundle_push_commit(struct app *app, struct request *req);
 void app_bundle_push_delete(struct app *app, struct request *req);
 void app_bundle_committed_rows(struct app *app, struct request *req);
+void app_bundle_pull(struct app *app, struct request *req);
+void app_bundle_snapshot_create(struct app *app, struct request *req);
+void app_bundle_snapshot_chunk(struct app *app, struct request *req);
+void app_bundle_snapshot_delete(struct app *app, struct request *req);
+
+/* protocol = bundle: the sidecar created or adopted for the registry (the configuration's, or a
+ * test setup's) and the catalog loaded, on conn (app.c). */
+bool app_bundle_setup(struct app *app, PGconn *conn, char *err, size_t errlen);
+
+/* The test-only routes and hooks of [bundle] test_routes (app_test.c). */
+void app_test_setup(struct app *app, struct request *req);
+void app_test_failures(struct app *app, struct request *req);
+/* Creates the tables the test hooks keep their state in (schema public). */
+bool app_test_tables(PGconn *conn, char *err, size_t errlen);
+/* Before a routed request: adopts a newer setup, and answers an injected failure (true). */
+bool app_test_before(struct app *app, struct request *req);
+/* The empty-first deferral of POST /sync/connect: true when it answered retry_later. */
+bool app_test_connect_deferred(struct app *app, struct request *req, const char *user, const char *source);
+/* The registry of the current test setup into out (8 entries); its count. */
+struct bundle_table;
+int app_test_registry(const struct app *app, struct bundle_table *out);
+
+/* The example business tables of the bundle protocol (sql/examples/bundle-business.sql, a psql
+ * script), compiled in (src/sql_embedded.c). */
+extern const char bundle_example_business_sql[];
 
 void app_init(struct app *app, const struct config *cfg, const struct auth_ctx *auth);
 void app_cleanup(struct app *app);

@@ -29,7 +29,7 @@ static const char *source_header(struct request *req)
 static bool bundle_begin(struct app *app, struct request *req, struct bundle_ctx *c)
 {
     memset(c, 0, sizeof *c);
-    c->cfg = app->cfg;
+    c->cfg = app->test_cfg_set ? &app->test_cfg : app->cfg;
     c->catalog = &app->catalog;
     c->conn = db_conn(app->db);
     c->arena = req->arena;
@@ -76,10 +76,22 @@ static void bundle_send(struct app *app, struct request *req, const struct bundl
         bundle_send(app, req, &r);                                                                 \
     }
 
+/* The same for a handler that first reads its query: `read` answers and yields false on a bad
+ * parameter (after the identity and the source were checked, as the reference orders them). */
+#define BUNDLE_HANDLER_BODY(read, call)                                                            \
+    struct bundle_ctx c;                                                                           \
+    if (!bundle_begin(app, req, &c))                                                               \
+        return;                                                                                    \
+    if (!(read))                                                                                   \
+        return;                                                                                    \
+    struct bundle_reply r;                                                                         \
+    bundle_reply_init(&r, req->arena);                                                             \
+    call;                                                                                          \
+    bundle_send(app, req, &r);
+
 BUNDLE_HANDLER(app_bundle_capabilities, bundle_capabilities(&c, app->cfg->bundle_watch, &r))
 BUNDLE_HANDLER(app_bundle_health, bundle_status(&c, true, false, &r))
 BUNDLE_HANDLER(app_bundle_status, bundle_status(&c, false, false, &r))
-BUNDLE_HANDLER(app_bundle_connect, bundle_connect(&c, req->body, req->body_len, &r))
 BUNDLE_HANDLER(app_bundle_push_create, bundle_push_create(&c, req->body, req->body_len, &r))
 BUNDLE_HANDLER(app_bundle_push_chunk, bundle_push_chunk(&c, req->path_params[0], req->body, req->body_len, &r))
 BUNDLE_HANDLER(app_bundle_push_commit, bundle_push_commit(&c, req->path_params[0], &r))
@@ -89,11 +101,27 @@ void app_bundle_committed_rows(struct app *app, struct request *req)
 {
     static const char *const names[] = { "after_row_ordinal", "max_rows" };
     const char *q[2];
-    struct bundle_ctx c;
-    if (!bundle_begin(app, req, &c) || !http_query_params(req, 2, names, q))
-        return;
-    struct bundle_reply r;
-    bundle_reply_init(&r, req->arena);
-    bundle_committed_rows(&c, req->path_params[0], q[0], q[1], &r);
-    bundle_send(app, req, &r);
+    BUNDLE_HANDLER_BODY(http_query_params(req, 2, names, q),
+                        bundle_committed_rows(&c, req->path_params[0], q[0], q[1], &r))
 }
+BUNDLE_HANDLER(app_bundle_connect, if (app_test_connect_deferred(app, req, c.user, c.source)) return;
+               bundle_connect(&c, req->body, req->body_len, &r))
+
+/* GET /sync/pull: after_bundle_seq, max_bundles, target_bundle_seq from the query. */
+void app_bundle_pull(struct app *app, struct request *req)
+{
+    static const char *const names[] = { "after_bundle_seq", "max_bundles", "target_bundle_seq" };
+    const char *q[3];
+    BUNDLE_HANDLER_BODY(http_query_params(req, 3, names, q), bundle_pull(&c, q[0], q[1], q[2], &r))
+}
+
+/* POST /sync/snapshot-sessions; GET and DELETE /sync/snapshot-sessions/{snapshot_id}. */
+BUNDLE_HANDLER(app_bundle_snapshot_create, bundle_snapshot_create(&c, req->body, req->body_len, &r))
+void app_bundle_snapshot_chunk(struct app *app, struct request *req)
+{
+    static const char *const names[] = { "after_row_ordinal", "max_rows" };
+    const char *q[2];
+    BUNDLE_HANDLER_BODY(http_query_params(req, 2, names, q),
+                        bundle_snapshot_chunk(&c, req->path_params[0], q[0], q[1], &r))
+}
+BUNDLE_HANDLER(app_bundle_snapshot_delete, bundle_snapshot_delete(&c, req->path_params[0], &r))

@@ -259,6 +259,20 @@ bool bootstrap_sidecar(PGconn *conn, int *applied, char *err, size_t errlen)
     int have = recorded_version(conn, err, errlen);
     if (have < 0)
         return false;
+    if (have == 0) {
+        /* The bundle protocol's sidecar lives in the same schema (a bundle deployment's database,
+         * or one that oversyncd migrate-to-bundle converted): creating the upload protocol's
+         * tables beside it would leave a database that neither protocol can serve. */
+        PGresult *r = PQexec(conn, "SELECT to_regclass('sync.meta') IS NOT NULL");
+        bool bundle = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (bundle) {
+            err_set(err, errlen,
+                    "sidecar bootstrap: this database holds the bundle protocol's sidecar (sync.meta); "
+                    "serve it with [sync] protocol = bundle");
+            return false;
+        }
+    }
     if (have >= newest) {
         if (have > newest)
             log_warn("sidecar schema is at version %d, newer than this oversyncd knows (%d)",

@@ -9,7 +9,7 @@
 # program of ours that calls its Bootstrap (and, for one check, ScopeManager.ExecWrite), built
 # against the unpacked tree through a replace directive. oversyncd's side is
 # tests/compat/bundle-bootstrap (built by make check), which calls bundle_bootstrap(). Both
-# register the eight tables of the example server (tests/compat/1f1118f/business.sql, shared with
+# register the eight tables of the example server (sql/examples/bundle-business.sql, shared with
 # run-1f1118f.sh).
 #
 # Checks:
@@ -77,7 +77,7 @@ pg_tool() {
 # new_db NAME: a database holding the business tables; prints its connection string
 new_db() {
     conn=$(compat_createdb "$1") || exit 99
-    psql -X -q -v ON_ERROR_STOP=1 -d "$conn" -f "$DATA/business.sql" >"$COMPAT_WORK/logs/business-$1.log" 2>&1 ||
+    psql -X -q -v ON_ERROR_STOP=1 -d "$conn" -f "$top_srcdir/sql/examples/bundle-business.sql" >"$COMPAT_WORK/logs/business-$1.log" 2>&1 ||
         { cat "$COMPAT_WORK/logs/business-$1.log"; compat_die "cannot load business.sql into $1"; }
     echo "$conn"
 }

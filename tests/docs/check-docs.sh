@@ -159,7 +159,7 @@ for f in $docs; do
                   if (indent > 0 && substr(line, 1, indent) ~ /^ *$/) line = substr(line, indent + 1)
                   print line > name }' "$f"
 done
-for f in lighttpd-example/oversyncd.conf sql/examples/oversyncd-business.conf etc/oversyncd.conf.example \
+for f in lighttpd-example/oversyncd.conf lighttpd-example/oversyncd-bundle.conf sql/examples/oversyncd-business.conf etc/oversyncd.conf.example \
     examples/*/*.conf; do
     grep -qE '^\[(server|database|auth|sync|bundle|table [^]]*)\]' "$f" || continue   # an oversyncd configuration
     n=$((n + 1))

@@ -13,12 +13,12 @@
 struct config BT_CFG;
 struct bundle_catalog BT_CATALOG;
 
-/* tests/compat/1f1118f/business.sql without its psql lines, in schema business. */
+/* sql/examples/bundle-business.sql without its psql lines, in schema business. */
 static char *business_sql(void)
 {
     const char *top = getenv("top_srcdir");
     char path[1024];
-    snprintf(path, sizeof path, "%s/tests/compat/1f1118f/business.sql", top && *top ? top : ".");
+    snprintf(path, sizeof path, "%s/sql/examples/bundle-business.sql", top && *top ? top : ".");
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "cannot open %s (set top_srcdir)", path);
     strbuf_t sb = STRBUF_INIT;
@@ -192,6 +192,36 @@ struct bt_reply *bt_committed_rows(const char *user, const char *source, const c
 {
     struct bt_reply *out;
     CALL(user, source, bundle_committed_rows(&c, bundle_seq, after_row_ordinal, max_rows, &r));
+    return out;
+}
+
+struct bt_reply *bt_pull(const char *user, const char *source, const char *after_bundle_seq, const char *max_bundles,
+                         const char *target_bundle_seq)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_pull(&c, after_bundle_seq, max_bundles, target_bundle_seq, &r));
+    return out;
+}
+
+struct bt_reply *bt_snapshot_create(const char *user, const char *source, const char *body)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_snapshot_create(&c, body, body ? strlen(body) : 0, &r));
+    return out;
+}
+
+struct bt_reply *bt_snapshot_chunk(const char *user, const char *source, const char *snapshot_id,
+                                   const char *after_row_ordinal, const char *max_rows)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_snapshot_chunk(&c, snapshot_id, after_row_ordinal, max_rows, &r));
+    return out;
+}
+
+struct bt_reply *bt_snapshot_delete(const char *user, const char *source, const char *snapshot_id)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_snapshot_delete(&c, snapshot_id, &r));
     return out;
 }
 

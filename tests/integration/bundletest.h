@@ -59,6 +59,12 @@ struct bt_reply *bt_push_commit(const char *user, const char *source, const char
 struct bt_reply *bt_push_delete(const char *user, const char *source, const char *push_id);
 struct bt_reply *bt_committed_rows(const char *user, const char *source, const char *bundle_seq,
                                    const char *after_row_ordinal, const char *max_rows);
+struct bt_reply *bt_pull(const char *user, const char *source, const char *after_bundle_seq, const char *max_bundles,
+                         const char *target_bundle_seq);
+struct bt_reply *bt_snapshot_create(const char *user, const char *source, const char *body);
+struct bt_reply *bt_snapshot_chunk(const char *user, const char *source, const char *snapshot_id,
+                                   const char *after_row_ordinal, const char *max_rows);
+struct bt_reply *bt_snapshot_delete(const char *user, const char *source, const char *snapshot_id);
 
 /* Asserts the reply is status with error code (and, when message is not NULL, exactly that
  * message). */

@@ -347,6 +347,26 @@ START_TEST(test_fresh_database)
 }
 END_TEST
 
+START_TEST(test_bundle_sidecar_refused)
+{
+    /* A database of the bundle protocol (sync.meta present): the upload protocol's bootstrap
+     * refuses it and creates nothing beside it. */
+    struct bare_db db;
+    bare_create(&db);
+    tdb_conn_exec(db.conn, "CREATE SCHEMA sync; CREATE TABLE sync.meta (singleton_key bool PRIMARY KEY)");
+    char err[512] = "";
+    int applied = -1;
+    ck_assert(!bootstrap_sidecar(db.conn, &applied, err, sizeof err));
+    ck_assert_int_eq(applied, 0);
+    ck_assert_str_eq(err, "sidecar bootstrap: this database holds the bundle protocol's sidecar (sync.meta); "
+                          "serve it with [sync] protocol = bundle");
+    char *n = tdb_conn_query(db.conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'sync'");
+    ck_assert_str_eq(n, "1");
+    free(n);
+    bare_drop(&db);
+}
+END_TEST
+
 START_TEST(test_second_run_changes_nothing)
 {
     struct bare_db db;
@@ -901,6 +921,7 @@ static Suite *bootstrap_suite(void)
     tcase_add_test(tc, test_embedded_migrations);
     tcase_add_test(tc, test_fresh_database);
     tcase_add_test(tc, test_second_run_changes_nothing);
+    tcase_add_test(tc, test_bundle_sidecar_refused);
     tcase_add_test(tc, test_current_sidecar_needs_no_lock);
     tcase_add_test(tc, test_newer_recorded_version);
     tcase_add_test(tc, test_lost_connection);

@@ -1,7 +1,9 @@
--- The business tables of go-oversync 1f1118f's example server (examples/nethttp_server), for
--- tests/compat/run-1f1118f.sh --server oversyncd: the tables that examples/mobile_flow syncs and
--- verifies, and that the oversqlite_e2e tests expect in their own schema (the e2e test hook of
--- docs/compatibility.md creates the same tables in the schema it is given).
+-- The business tables of go-oversync 1f1118f's example server (examples/nethttp_server), for a
+-- deployment of the bundle protocol ([sync] protocol = bundle, docs/bundle-protocol.md): the
+-- demo of scripts/quickstart --bundle, the tables examples/mobile_flow syncs and verifies
+-- (tests/compat/run-1f1118f.sh), and those the oversqlite_e2e tests expect in their own schema
+-- (the e2e test hook of docs/compatibility.md creates them, from this file compiled into
+-- oversyncd, in the schema it is given).
 --
 -- Every table is scoped by its owner, _sync_scope_id (the user), and keyed by (scope, uuid id);
 -- references between them carry the scope and are deferred to commit, so that one bundle may

@@ -1,0 +1,287 @@
+/* The bundle protocol end to end: oversyncd with [sync] protocol = bundle behind the lighttpd of
+ * lighttpd-example/, on a database of its own (the example tables of
+ * sql/examples/bundle-business.sql), over real HTTP: the routes of a bundle deployment (and the
+ * absence of the upload protocol's), the Oversync-Source-ID header, authentication, the JSON
+ * encoding of the reference, and the test-only routes of [bundle] test_routes shared across the
+ * workers. The protocol's semantics are tested in tests/integration/check_bundle_*.c and by
+ * go-oversync's own clients (tests/compat/run-1f1118f.sh). */
+#include "e2e.h"
+#include "../run_suites.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dbname[64];
+
+/* A fresh database with the example tables; the [database] and [sync]/[table] settings of a
+ * bundle deployment on it (the shipped tables switched to sync keys). */
+static char *bundle_conf(const char *extra)
+{
+    snprintf(dbname, sizeof dbname, "e2e_bundle_%ld", (long)getpid());
+    char *out = e2e_psql(e2e_strf("DROP DATABASE IF EXISTS %s", dbname));
+    free(out);
+    out = e2e_psql(e2e_strf("CREATE DATABASE %s", dbname));
+    free(out);
+    char *cmd = e2e_strf("psql -X -q -v ON_ERROR_STOP=1 -d %s -f %s/sql/examples/bundle-business.sql >/dev/null",
+                         dbname, e2e_top_srcdir());
+    ck_assert_msg(system(cmd) == 0, "%s", cmd);
+    free(cmd);
+    /* DATABASE_URL overrides [database] url: the stack inherits a DATABASE_URL naming this
+     * database (a later dbname wins in a conninfo string), derived from the original each time */
+    static char *original;
+    if (!original)
+        original = strdup(getenv("DATABASE_URL"));
+    char *url = e2e_strf("%s dbname=%s", original, dbname);
+    setenv("DATABASE_URL", url, 1);
+    free(url);
+    return e2e_strf("[sync]\nprotocol = bundle\napp_name = e2e-bundle\n"
+                    "[server]\nworkers = 2\n"
+                    "[table business.users]\nmaterializer = none\nsync_key = id\n"
+                    "[table business.posts]\nmaterializer = none\nsync_key = id\n"
+                    "[table business.files]\nmaterializer = none\nsync_key = id\n"
+                    "[table business.file_reviews]\nmaterializer = none\nsync_key = id\n%s",
+                    extra ? extra : "");
+}
+
+static struct e2e_stack *start(const char *extra)
+{
+    char *conf = bundle_conf(extra);
+    struct e2e_stack *s = e2e_start(&(struct e2e_options){ .oversyncd_conf = conf });
+    free(conf);
+    return s;
+}
+
+static void stop(struct e2e_stack *s)
+{
+    e2e_stop(s);
+    char *out = e2e_psql(e2e_strf("DROP DATABASE IF EXISTS %s", dbname));
+    free(out);
+}
+
+static long req(struct e2e_stack *s, const char *method, const char *path, const char *token, const char *source,
+                const char *body, struct e2e_response *r)
+{
+    char auth[4096], src[512];
+    const char *headers[3] = { NULL, NULL, NULL };
+    int n = 0;
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        headers[n++] = auth;
+    }
+    if (source) {
+        snprintf(src, sizeof src, "Oversync-Source-ID: %s", source);
+        headers[n++] = src;
+    }
+    return e2e_request_ex(s, method, path, headers, body, body ? strlen(body) : 0, r);
+}
+
+/* One value from the test's database (psql -A -t), with its newline. */
+static char *count(const char *sql)
+{
+    char *cmd = e2e_strf("psql -X -A -t -q -v ON_ERROR_STOP=1 -d %s -c \"%s\"", dbname, sql);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char buf[1024] = "";
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = '\0';
+    ck_assert_int_eq(pclose(p), 0);
+    free(cmd);
+    return strdup(buf);
+}
+
+START_TEST(test_bundle_deployment_routes)
+{
+    struct e2e_stack *s = start(NULL);
+    char *tok = e2e_token(s, "alice", "ignored", NULL);
+    struct e2e_response r;
+
+    req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_header(&r, "Content-Type", "application/json");
+    e2e_assert_body_has(&r, "\"protocol_version\":\"v1\"");
+    e2e_assert_body_has(&r, "\"app_name\":\"e2e-bundle\"");
+    e2e_assert_body_has(&r, "\"registered_tables\":[\"business.file_reviews\",\"business.files\",\"business.posts\","
+                            "\"business.users\"]");
+    ck_assert_msg(r.body_len && r.body[r.body_len - 1] == '\n', "a trailing newline");
+    e2e_response_free(&r);
+
+    /* the source header is required (after the token) */
+    req(s, "GET", "/sync/capabilities", tok, NULL, NULL, &r);
+    e2e_assert_status(&r, 400);
+    e2e_assert_body_has(&r, "\"message\":\"Oversync-Source-ID header is required\"");
+    e2e_response_free(&r);
+    req(s, "POST", "/sync/connect", tok, "   ", "{}", &r);
+    e2e_assert_status(&r, 400);
+    e2e_assert_body_has(&r, "\"error\":\"invalid_request\"");
+    e2e_response_free(&r);
+    req(s, "GET", "/sync/capabilities", NULL, NULL, NULL, &r);
+    e2e_assert_status(&r, 401);
+    e2e_response_free(&r);
+
+    /* connect through the web server */
+    req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":false}", &r);
+    e2e_assert_status(&r, 200);
+    ck_assert_str_eq(r.body, "{\"resolution\":\"initialize_empty\"}\n");
+    e2e_response_free(&r);
+    req(s, "POST", "/sync/connect", tok, "dev-b", "{\"has_local_pending_rows\":true}", &r);
+    ck_assert_str_eq(r.body, "{\"resolution\":\"remote_authoritative\"}\n");
+    e2e_response_free(&r);
+    req(s, "POST", "/sync/connect", tok, "dev-b", "not json", &r);
+    e2e_assert_status(&r, 400);
+    e2e_assert_body_has(&r, "Failed to parse connect request");
+    e2e_response_free(&r);
+
+    /* unauthenticated information */
+    req(s, "GET", "/syncx/health", NULL, NULL, NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"status\":\"healthy\"");
+    e2e_response_free(&r);
+    req(s, "GET", "/syncx/status", NULL, NULL, NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"lifecycle\":\"running\"");
+    e2e_response_free(&r);
+
+    /* the upload protocol's routes do not exist here, nor the test routes (not enabled) */
+    static const char *const absent[][2] = { { "POST", "/sync/upload" }, { "GET", "/sync/download" },
+                                             { "GET", "/sync/schema-version" }, { "POST", "/test/e2e/setup" } };
+    for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++) {
+        req(s, absent[i][0], absent[i][1], tok, "dev-a", absent[i][0][0] == 'P' ? "{}" : NULL, &r);
+        e2e_assert_status(&r, 404);
+        e2e_response_free(&r);
+    }
+    req(s, "GET", "/sync/connect", tok, "dev-a", NULL, &r);
+    e2e_assert_status(&r, 405);
+    e2e_response_free(&r);
+    /* the shared routes do */
+    req(s, "GET", "/health", NULL, NULL, NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_response_free(&r);
+    free(tok);
+    stop(s);
+}
+END_TEST
+
+START_TEST(test_test_routes)
+{
+    struct e2e_stack *s = start("[bundle]\ntest_routes = on\n");
+    char *tok = e2e_token(s, "carol", "x", NULL);
+    struct e2e_response r;
+
+    /* bad setups answer 400 and change nothing */
+    static const char *const bad[] = { "", "[]", "{}", "{\"business_schema\":\"\"}", "{\"business_schema\":\"a-b\"}",
+                                       "{\"business_schema\":\"s\",\"initialization_lease_ttl_ms\":-1}",
+                                       "{\"business_schema\":\"s\",\"empty_first_deferral_ms\":\"5\"}" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        req(s, "POST", "/test/e2e/setup", NULL, NULL, bad[i], &r);
+        e2e_assert_status(&r, 400);
+        e2e_assert_body_has(&r, "\"error\":\"invalid_request\"");
+        e2e_response_free(&r);
+    }
+    char *schemas = count("SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname IN "
+                          "('business', 'sync', 's')");
+    ck_assert_msg(strstr(schemas, "business,sync"), "nothing dropped: %s", schemas);
+    free(schemas);
+
+    req(s, "POST", "/test/e2e/setup", NULL, NULL,
+        "{\"business_schema\":\"E2E_Case_1\",\"app_name\":\"hooked\",\"initialization_lease_ttl_ms\":200}", &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"business_schema\":\"e2e_case_1\"");
+    e2e_assert_body_has(&r, "\"e2e_case_1.users\"]");
+    e2e_response_free(&r);
+    schemas = count("SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname IN "
+                    "('business', 'sync', 'e2e_case_1')");
+    ck_assert_str_eq(schemas, "e2e_case_1,sync\n");
+    free(schemas);
+    /* every worker serves the new registry and settings */
+    for (int i = 0; i < 6; i++) {
+        req(s, "GET", "/sync/capabilities", tok, "dev", NULL, &r);
+        e2e_assert_status(&r, 200);
+        e2e_assert_body_has(&r, "\"app_name\":\"hooked\"");
+        e2e_assert_body_has(&r, "\"e2e_case_1.typed_rows\"");
+        e2e_response_free(&r);
+    }
+
+    /* injected failures: counted across workers, then normal service */
+    req(s, "POST", "/test/e2e/failures", NULL, NULL, "{\"endpoint\":\"capabilities\",\"status_code\":503,\"count\":3}",
+        &r);
+    e2e_assert_status(&r, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\",\"endpoint\":\"capabilities\",\"count\":3}\n");
+    e2e_response_free(&r);
+    for (int i = 0; i < 4; i++) {
+        req(s, "GET", "/sync/capabilities", NULL, NULL, NULL, &r);   /* before authentication */
+        if (i < 3) {
+            e2e_assert_status(&r, 503);
+            e2e_assert_body_has(&r, "{\"error\":\"injected_failure\",\"message\":\"injected capabilities failure\"}");
+        } else {
+            e2e_assert_status(&r, 401);
+        }
+        e2e_response_free(&r);
+    }
+    req(s, "POST", "/test/e2e/failures", NULL, NULL,
+        "{\"endpoint\":\"connect\",\"status_code\":500,\"count\":1,\"body\":{\"error\":\"x\",\"message\":\"y\"}}", &r);
+    e2e_assert_status(&r, 200);
+    e2e_response_free(&r);
+    req(s, "POST", "/sync/connect", tok, "dev", "{}", &r);
+    e2e_assert_status(&r, 500);
+    e2e_assert_body_has(&r, "{\"error\":\"x\",\"message\":\"y\"}");
+    e2e_response_free(&r);
+    static const char *const bad_failures[] = { "{\"endpoint\":\"nope\",\"status_code\":503,\"count\":1}",
+                                                "{\"endpoint\":\"pull\",\"status_code\":99,\"count\":1}",
+                                                "{\"endpoint\":\"pull\",\"status_code\":\"503\",\"count\":1}",
+                                                "not json" };
+    for (size_t i = 0; i < sizeof bad_failures / sizeof bad_failures[0]; i++) {
+        req(s, "POST", "/test/e2e/failures", NULL, NULL, bad_failures[i], &r);
+        e2e_assert_status(&r, 400);
+        e2e_response_free(&r);
+    }
+    char *n = count("SELECT count(*) FROM public.oversyncd_test_failures WHERE remaining > 0");
+    ck_assert_str_eq(n, "0\n");
+    free(n);
+
+    /* the lease TTL of the setup: 200 ms */
+    req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":true}", &r);
+    e2e_assert_body_has(&r, "\"resolution\":\"initialize_local\"");
+    e2e_response_free(&r);
+    e2e_sleep_ms(300);
+    req(s, "POST", "/sync/connect", tok, "dev-b", "{\"has_local_pending_rows\":true}", &r);
+    e2e_assert_body_has(&r, "\"resolution\":\"initialize_local\"");
+    e2e_response_free(&r);
+
+    /* the empty-first deferral */
+    req(s, "POST", "/test/e2e/setup", NULL, NULL,
+        "{\"business_schema\":\"e2e_case_2\",\"empty_first_deferral\":true,\"empty_first_deferral_ms\":400}", &r);
+    e2e_assert_status(&r, 200);
+    e2e_response_free(&r);
+    req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":false}", &r);
+    e2e_assert_body_has(&r, "\"resolution\":\"retry_later\"");
+    e2e_assert_body_has(&r, "\"retry_after_seconds\":1");
+    e2e_response_free(&r);
+    req(s, "POST", "/sync/connect", tok, "dev-b", "{\"has_local_pending_rows\":false}", &r);
+    e2e_assert_body_has(&r, "\"resolution\":\"retry_later\"");
+    e2e_response_free(&r);
+    e2e_sleep_ms(450);
+    req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":false}", &r);
+    e2e_assert_body_has(&r, "\"resolution\":\"initialize_empty\"");
+    e2e_response_free(&r);
+    free(tok);
+    stop(s);
+}
+END_TEST
+
+static Suite *bundle_suite(void)
+{
+    Suite *s = suite_create("e2e_bundle");
+    TCase *tc = tcase_create("lighttpd");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_bundle_deployment_routes);
+    tcase_add_test(tc, test_test_routes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suites(bundle_suite(), NULL);
+}
