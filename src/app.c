@@ -244,6 +244,11 @@ const struct route app_routes[] = {
     { "DELETE", "/sync/snapshot-sessions/{snapshot_id}", ROUTE_BUNDLE, true, true, app_bundle_snapshot_delete },
     { "GET", "/syncx/health", ROUTE_BUNDLE, false, true, app_bundle_health },
     { "GET", "/syncx/status", ROUTE_BUNDLE, false, true, app_bundle_status },
+    { "POST", "/sync/push-sessions", ROUTE_BUNDLE, true, true, app_bundle_push_create },
+    { "POST", "/sync/push-sessions/{push_id}/chunks", ROUTE_BUNDLE, true, true, app_bundle_push_chunk },
+    { "POST", "/sync/push-sessions/{push_id}/commit", ROUTE_BUNDLE, true, true, app_bundle_push_commit },
+    { "DELETE", "/sync/push-sessions/{push_id}", ROUTE_BUNDLE, true, true, app_bundle_push_delete },
+    { "GET", "/sync/committed-bundles/{bundle_seq}/rows", ROUTE_BUNDLE, true, true, app_bundle_committed_rows },
     /* [bundle] test_routes = on (docs/compatibility.md) */
     { "POST", "/test/e2e/setup", ROUTE_TEST, false, true, app_test_setup },
     { "POST", "/test/e2e/failures", ROUTE_TEST, false, true, app_test_failures },

@@ -92,6 +92,18 @@ static void bundle_send(struct app *app, struct request *req, const struct bundl
 BUNDLE_HANDLER(app_bundle_capabilities, bundle_capabilities(&c, app->cfg->bundle_watch, &r))
 BUNDLE_HANDLER(app_bundle_health, bundle_status(&c, true, false, &r))
 BUNDLE_HANDLER(app_bundle_status, bundle_status(&c, false, false, &r))
+BUNDLE_HANDLER(app_bundle_push_create, bundle_push_create(&c, req->body, req->body_len, &r))
+BUNDLE_HANDLER(app_bundle_push_chunk, bundle_push_chunk(&c, req->path_params[0], req->body, req->body_len, &r))
+BUNDLE_HANDLER(app_bundle_push_commit, bundle_push_commit(&c, req->path_params[0], &r))
+BUNDLE_HANDLER(app_bundle_push_delete, bundle_push_delete(&c, req->path_params[0], &r))
+
+void app_bundle_committed_rows(struct app *app, struct request *req)
+{
+    static const char *const names[] = { "after_row_ordinal", "max_rows" };
+    const char *q[2];
+    BUNDLE_HANDLER_BODY(http_query_params(req, 2, names, q),
+                        bundle_committed_rows(&c, req->path_params[0], q[0], q[1], &r))
+}
 BUNDLE_HANDLER(app_bundle_connect, if (app_test_connect_deferred(app, req, c.user, c.source)) return;
                bundle_connect(&c, req->body, req->body_len, &r))
 

@@ -141,11 +141,13 @@ PGconn *db_connect_plain(const struct config *cfg, char *err, size_t errlen)
      * walk other users' rows (docs/performance.md); re-planning the upload's write statement
      * cost nothing measurable. */
     char sql[320];
+    /* protocol = bundle: the business rows' timestamps reach the wire as to_jsonb prints them,
+     * in the session's TimeZone (SPEC-v2 §4.6, §8.10); the reference never sets it, we pin UTC */
     snprintf(sql, sizeof sql,
              "SET statement_timeout = %ld; SET idle_in_transaction_session_timeout = %ld; "
-             "SET lock_timeout = %ld; SET plan_cache_mode = force_custom_plan",
+             "SET lock_timeout = %ld; SET plan_cache_mode = force_custom_plan%s",
              cfg->statement_timeout_ms, cfg->idle_in_transaction_session_timeout_ms,
-             cfg->lock_timeout_ms);
+             cfg->lock_timeout_ms, cfg->protocol == PROTOCOL_BUNDLE ? "; SET TimeZone = 'UTC'" : "");
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         snprintf(err, errlen, "applying session settings: %s", PQerrorMessage(c));

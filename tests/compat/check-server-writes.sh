@@ -13,7 +13,7 @@
 # and refusals: nothing captured, missing ids, uninitialized and initializing scopes, a retired
 # source, tuples out of order and too old) either through the library ("go"), through plain SQL
 # over pgx ("sql"), or alternating them step by step ("mixed"). Three databases with the eight
-# tables of the example server (tests/compat/1f1118f/business.sql):
+# tables of the example server (sql/examples/bundle-business.sql):
 #   go     laid out by oversyncd (tests/compat/bundle-bootstrap), adopted by the library, which
 #          writes
 #   sql    laid out by the library, adopted by oversyncd (which adds its functions), written by
@@ -54,7 +54,7 @@ business.files business.file_reviews business.typed_rows"
 
 new_db() {
     conn=$(compat_createdb "$1") || exit 99
-    psql -X -q -v ON_ERROR_STOP=1 -d "$conn" -f "$DATA/business.sql" >"$COMPAT_WORK/logs/business-$1.log" 2>&1 ||
+    psql -X -q -v ON_ERROR_STOP=1 -d "$conn" -f "$top_srcdir/sql/examples/bundle-business.sql" >"$COMPAT_WORK/logs/business-$1.log" 2>&1 ||
         { cat "$COMPAT_WORK/logs/business-$1.log"; compat_die "cannot load business.sql into $1"; }
     echo "$conn"
 }

@@ -159,6 +159,42 @@ struct bt_reply *bt_status(bool health)
     return out;
 }
 
+struct bt_reply *bt_push_create(const char *user, const char *source, const char *body)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_push_create(&c, body, body ? strlen(body) : 0, &r));
+    return out;
+}
+
+struct bt_reply *bt_push_chunk(const char *user, const char *source, const char *push_id, const char *body)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_push_chunk(&c, push_id, body, body ? strlen(body) : 0, &r));
+    return out;
+}
+
+struct bt_reply *bt_push_commit(const char *user, const char *source, const char *push_id)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_push_commit(&c, push_id, &r));
+    return out;
+}
+
+struct bt_reply *bt_push_delete(const char *user, const char *source, const char *push_id)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_push_delete(&c, push_id, &r));
+    return out;
+}
+
+struct bt_reply *bt_committed_rows(const char *user, const char *source, const char *bundle_seq,
+                                   const char *after_row_ordinal, const char *max_rows)
+{
+    struct bt_reply *out;
+    CALL(user, source, bundle_committed_rows(&c, bundle_seq, after_row_ordinal, max_rows, &r));
+    return out;
+}
+
 struct bt_reply *bt_pull(const char *user, const char *source, const char *after_bundle_seq, const char *max_bundles,
                          const char *target_bundle_seq)
 {

@@ -53,6 +53,12 @@ struct bt_reply *bt_capture(const struct bundle_reply *r);
 struct bt_reply *bt_connect(const char *user, const char *source, const char *body);
 struct bt_reply *bt_capabilities(const char *user, const char *source);
 struct bt_reply *bt_status(bool health);
+struct bt_reply *bt_push_create(const char *user, const char *source, const char *body);
+struct bt_reply *bt_push_chunk(const char *user, const char *source, const char *push_id, const char *body);
+struct bt_reply *bt_push_commit(const char *user, const char *source, const char *push_id);
+struct bt_reply *bt_push_delete(const char *user, const char *source, const char *push_id);
+struct bt_reply *bt_committed_rows(const char *user, const char *source, const char *bundle_seq,
+                                   const char *after_row_ordinal, const char *max_rows);
 struct bt_reply *bt_pull(const char *user, const char *source, const char *after_bundle_seq, const char *max_bundles,
                          const char *target_bundle_seq);
 struct bt_reply *bt_snapshot_create(const char *user, const char *source, const char *body);
