@@ -292,7 +292,9 @@ bool btx_run(const struct bundle_ctx *c, struct bundle_reply *r, const char *mod
                 return true;
             if (!bq_retryable(res) || attempt == BTX_ATTEMPTS) {
                 bundle_fail_db(c, r, res, code, message);
-                bq(c, "ROLLBACK");
+                /* a failed COMMIT has normally ended the transaction already */
+                if (PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+                    bq(c, "ROLLBACK");
                 return false;
             }
             continue;
