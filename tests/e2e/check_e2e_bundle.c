@@ -270,6 +270,106 @@ START_TEST(test_test_routes)
 }
 END_TEST
 
+/* The value of a string member (compact JSON), or "" (malloc'd). */
+static char *member(const char *body, const char *name)
+{
+    char *key = e2e_strf("\"%s\":\"", name);
+    const char *p = strstr(body, key);
+    char *out;
+    if (!p) {
+        out = strdup("");
+    } else {
+        p += strlen(key);
+        out = strndup(p, strcspn(p, "\""));
+    }
+    free(key);
+    return out;
+}
+
+START_TEST(test_push_pull_through_lighttpd)
+{
+    struct e2e_stack *s = start(NULL);
+    char *tok = e2e_token(s, "dora", "x", NULL);
+    struct e2e_response r;
+    const char *uid = "0b7e4f3a-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
+
+    req(s, "POST", "/sync/connect", tok, "phone", "{\"has_local_pending_rows\":false}", &r);
+    e2e_assert_body_has(&r, "initialize_empty");
+    e2e_response_free(&r);
+    req(s, "POST", "/sync/push-sessions", tok, "phone", "{\"source_bundle_id\":1,\"planned_row_count\":1}", &r);
+    e2e_assert_status(&r, 200);
+    char *push_id = member(r.body, "push_id");
+    e2e_response_free(&r);
+    char *path = e2e_strf("/sync/push-sessions/%s/chunks", push_id);
+    char *chunk = e2e_strf("{\"start_row_ordinal\":0,\"rows\":[{\"schema\":\"business\",\"table\":\"users\","
+                           "\"key\":{\"id\":\"%s\"},\"op\":\"INSERT\",\"base_row_version\":0,"
+                           "\"payload\":{\"id\":\"%s\",\"name\":\"D<&>\",\"email\":\"d@example.com\"}}]}",
+                           uid, uid);
+    req(s, "POST", path, tok, "phone", chunk, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"next_expected_row_ordinal\":1");
+    e2e_response_free(&r);
+    free(path);
+    /* the commit has no body: Content-Length 0 through lighttpd */
+    path = e2e_strf("/sync/push-sessions/%s/commit", push_id);
+    const char *h[] = { NULL, "Oversync-Source-ID: phone", NULL };
+    char *auth = e2e_strf("Authorization: Bearer %s", tok);
+    h[0] = auth;
+    e2e_request_ex(s, "POST", path, h, "", 0, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"bundle_seq\":1,\"source_id\":\"phone\",\"source_bundle_id\":1,\"row_count\":1");
+    e2e_response_free(&r);
+    free(path);
+
+    /* the committed rows and a pull from another device; HTML-safe escapes as the reference */
+    req(s, "GET", "/sync/committed-bundles/1/rows", tok, "phone", NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"name\":\"D\\u003c\\u0026\\u003e\"");
+    e2e_response_free(&r);
+    req(s, "GET", "/sync/pull?after_bundle_seq=0&max_bundles=10", tok, "laptop", NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"stable_bundle_seq\":1");
+    e2e_assert_body_has(&r, uid);
+    e2e_response_free(&r);
+    req(s, "GET", "/sync/pull?after_bundle_seq=x", tok, "laptop", NULL, &r);
+    e2e_assert_status(&r, 400);
+    e2e_response_free(&r);
+
+    /* a snapshot, paged and deleted (204 through the web server) */
+    req(s, "POST", "/sync/snapshot-sessions", tok, "laptop", "{}", &r);
+    e2e_assert_status(&r, 200);
+    char *snap = member(r.body, "snapshot_id");
+    e2e_response_free(&r);
+    path = e2e_strf("/sync/snapshot-sessions/%s?after_row_ordinal=0&max_rows=5", snap);
+    req(s, "GET", path, tok, "laptop", NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, uid);
+    e2e_response_free(&r);
+    free(path);
+    path = e2e_strf("/sync/snapshot-sessions/%s", snap);
+    req(s, "DELETE", path, tok, "laptop", NULL, &r);
+    e2e_assert_status(&r, 204);
+    ck_assert_int_eq(r.body_len, 0);
+    e2e_response_free(&r);
+    req(s, "DELETE", path, tok, "laptop", NULL, &r);
+    e2e_assert_status(&r, 404);
+    e2e_response_free(&r);
+    free(path);
+
+    /* a replay of the committed push: already_committed */
+    req(s, "POST", "/sync/push-sessions", tok, "phone", "{\"source_bundle_id\":1,\"planned_row_count\":1}", &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "\"status\":\"already_committed\"");
+    e2e_response_free(&r);
+    free(snap);
+    free(chunk);
+    free(auth);
+    free(push_id);
+    free(tok);
+    stop(s);
+}
+END_TEST
+
 static Suite *bundle_suite(void)
 {
     Suite *s = suite_create("e2e_bundle");
@@ -277,6 +377,7 @@ static Suite *bundle_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_bundle_deployment_routes);
     tcase_add_test(tc, test_test_routes);
+    tcase_add_test(tc, test_push_pull_through_lighttpd);
     suite_add_tcase(s, tc);
     return s;
 }
