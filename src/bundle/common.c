@@ -86,53 +86,75 @@ void bundle_fail_db(const struct bundle_ctx *c, struct bundle_reply *r, const PG
     bundle_fail_internal(c, r, code, message);
 }
 
+void bundle_fail_source_retired(const struct bundle_ctx *c, struct bundle_reply *r, const char *source_id,
+                                const char *replaced_by)
+{
+    bool replaced = false;
+    for (const char *p = replaced_by; *p; p++)
+        if (!isspace((unsigned char)*p))
+            replaced = true;
+    char msg[1024];
+    if (replaced)
+        snprintf(msg, sizeof msg, "source %s for user %s was retired and replaced by %s", source_id, c->user,
+                 replaced_by);
+    else
+        snprintf(msg, sizeof msg, "source %s for user %s was retired", source_id, c->user);
+    r->body.len = 0;
+    sb_puts(&r->body, "{\"error\":\"source_retired\",\"message\":");
+    bj_str(&r->body, msg);
+    sb_puts(&r->body, ",\"source_id\":");
+    bj_str(&r->body, source_id);
+    if (*replaced_by) {
+        sb_puts(&r->body, ",\"replaced_by_source_id\":");
+        bj_str(&r->body, replaced_by);
+    }
+    sb_puts(&r->body, "}\n");
+    r->status = 409;
+    r->error = "source_retired";
+}
+
 /* ---------------------------------------------------------------- request bodies */
 
-static const char *skip_ws(const char *p, const char *end)
+const char *bjson_skip_ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     return p;
 }
 
-/* The end of the first JSON value at p (not validated: json_validate does that), or NULL when
+/* The end of the JSON value starting at p (only its extent: json_validate checks it), NULL when
  * the text ends inside it. */
-static const char *value_end(const char *p, const char *end)
+const char *bjson_value_end(const char *p, const char *end)
 {
     if (p >= end)
         return NULL;
-    if (*p == '{' || *p == '[') {
+    if (*p == '{' || *p == '[' || *p == '"') {
         int depth = 0;
         bool in_str = false;
         for (; p < end; p++) {
             if (in_str) {
                 if (*p == '\\')
                     p++;
-                else if (*p == '"')
+                else if (*p == '"') {
                     in_str = false;
+                    if (depth == 0)
+                        return p + 1;
+                }
                 continue;
             }
             if (*p == '"')
                 in_str = true;
             else if (*p == '{' || *p == '[')
                 depth++;
-            else if ((*p == '}' || *p == ']') && --depth == 0)
+            else if ((*p == '}' || *p == ']') && --depth <= 0)
                 return p + 1;
         }
         return NULL;
     }
-    if (*p == '"') {
-        for (p++; p < end; p++) {
-            if (*p == '\\')
-                p++;
-            else if (*p == '"')
-                return p + 1;
-        }
-        return NULL;
-    }
-    while (p < end && !strchr(" \t\r\n,]}{[\"", *p))
-        p++;
-    return p;
+    const char *q = p;
+    while (q < end && !strchr(" \t\r\n,:]}{[\"", *q))
+        q++;
+    return q == p ? p + 1 : q;
 }
 
 bool bparse_object(arena_t *arena, const char *body, size_t len, struct bfield *fields, int n, bool strict)
@@ -145,11 +167,11 @@ bool bparse_object(arena_t *arena, const char *body, size_t len, struct bfield *
         memset(&fields[i].span, 0, sizeof fields[i].span);
     }
     const char *end = body + len;
-    const char *start = skip_ws(body, end);
-    const char *vend = value_end(start, end);
+    const char *start = bjson_skip_ws(body, end);
+    const char *vend = bjson_value_end(start, end);
     if (!vend)
         return false;
-    if (strict && skip_ws(vend, end) != end)
+    if (strict && bjson_skip_ws(vend, end) != end)
         return false;
     struct json_span root, k, v;
     char err[128];

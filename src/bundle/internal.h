@@ -23,6 +23,10 @@ void bundle_ok(struct bundle_reply *r, int status);
  * the endpoint's message. */
 void bundle_fail_db(const struct bundle_ctx *c, struct bundle_reply *r, const PGresult *res, const char *code,
                     const char *message);
+/* 409 source_retired: {"error","message","source_id","replaced_by_source_id"?} as the reference
+ * words it ("source S for user U was retired[ and replaced by R]"). */
+void bundle_fail_source_retired(const struct bundle_ctx *c, struct bundle_reply *r, const char *source_id,
+                                const char *replaced_by);
 /* The same for a failure already logged (or with nothing to log). */
 void bundle_fail_internal(const struct bundle_ctx *c, struct bundle_reply *r, const char *code, const char *message);
 
@@ -51,6 +55,12 @@ struct bfield {
  * empty object), or a field has the wrong type. strict: any unknown key or trailing non-space
  * byte also fails (DisallowUnknownFields plus a second Decode, as snapshot-session create does). */
 bool bparse_object(arena_t *arena, const char *body, size_t len, struct bfield *fields, int n, bool strict);
+
+/* White space of JSON skipped from p (before end). */
+const char *bjson_skip_ws(const char *p, const char *end);
+/* The end of the JSON value starting at p (only its extent: json_validate checks it), NULL when
+ * the text ends inside it. */
+const char *bjson_value_end(const char *p, const char *end);
 
 /* A decimal integer query or path value as Go's strconv.ParseInt(s, 10, 64) reads it (optional
  * sign, digits, nothing else). */

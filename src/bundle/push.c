@@ -420,33 +420,6 @@ enum btx push_session_load(const struct bundle_ctx *c, struct bundle_reply *r, c
     return BTX_OK;
 }
 
-void push_fail_source_retired(const struct bundle_ctx *c, struct bundle_reply *r, const char *source_id,
-                              const char *replaced_by)
-{
-    bool replaced = false;
-    for (const char *p = replaced_by; *p; p++)
-        if (!isspace((unsigned char)*p))
-            replaced = true;
-    char msg[1024];
-    if (replaced)
-        snprintf(msg, sizeof msg, "source %s for user %s was retired and replaced by %s", source_id, c->user,
-                 replaced_by);
-    else
-        snprintf(msg, sizeof msg, "source %s for user %s was retired", source_id, c->user);
-    r->body.len = 0;
-    sb_puts(&r->body, "{\"error\":\"source_retired\",\"message\":");
-    bj_str(&r->body, msg);
-    sb_puts(&r->body, ",\"source_id\":");
-    bj_str(&r->body, source_id);
-    if (*replaced_by) {
-        sb_puts(&r->body, ",\"replaced_by_source_id\":");
-        bj_str(&r->body, replaced_by);
-    }
-    sb_puts(&r->body, "}\n");
-    r->status = 409;
-    r->error = "source_retired";
-}
-
 /* --------------------------------------------------------------- POST /sync/push-sessions */
 
 struct create_state {
@@ -525,7 +498,7 @@ static enum btx create_tx(const struct bundle_ctx *c, struct bundle_reply *r, vo
     long long max_committed = 0, expected = 1;
     if (!PQgetisnull(q, 0, 5)) {
         if (strcmp(PQgetvalue(q, 0, 5), "retired") == 0) {
-            push_fail_source_retired(c, r, c->source, PQgetvalue(q, 0, 7));
+            bundle_fail_source_retired(c, r, c->source, PQgetvalue(q, 0, 7));
             return BTX_FAIL;
         }
         max_committed = bq_int(q, 0, 6);

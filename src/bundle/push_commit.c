@@ -453,7 +453,7 @@ static enum btx commit_tx(const struct bundle_ctx *c, struct bundle_reply *r, vo
     long long expected = 1;
     if (PQntuples(q) == 1) {
         if (strcmp(PQgetvalue(q, 0, 0), "retired") == 0) {
-            push_fail_source_retired(c, r, s.source_id, PQgetvalue(q, 0, 2));
+            bundle_fail_source_retired(c, r, s.source_id, PQgetvalue(q, 0, 2));
             return BTX_FAIL;
         }
         expected = bq_int(q, 0, 1) + 1;

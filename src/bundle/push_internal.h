@@ -34,9 +34,6 @@ struct push_session {
 enum btx push_session_load(const struct bundle_ctx *c, struct bundle_reply *r, const char *push_id,
                            struct push_session *s, const char *code, const char *message);
 
-/* 409 source_retired with source_id and replaced_by_source_id (omitted when empty). */
-void push_fail_source_retired(const struct bundle_ctx *c, struct bundle_reply *r, const char *source_id,
-                              const char *replaced_by);
 
 /* The columns of a registered table whose type is bytea (information_schema's udt_name, as the
  * reference reads them at start-up), lower-cased. Loaded once per process and catalog. */

@@ -68,48 +68,6 @@ static const char *trim_space(arena_t *arena, const char *s)
     return arena_strndup(arena, (const char *)p, n);
 }
 
-static const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
-/* The end of the JSON value starting at p (only its extent: json_validate checks it), NULL when
- * the text ends inside it. */
-static const char *value_end(const char *p, const char *end)
-{
-    if (p >= end)
-        return NULL;
-    if (*p == '{' || *p == '[' || *p == '"') {
-        int depth = 0;
-        bool in_str = false;
-        for (; p < end; p++) {
-            if (in_str) {
-                if (*p == '\\')
-                    p++;
-                else if (*p == '"') {
-                    in_str = false;
-                    if (depth == 0)
-                        return p + 1;
-                }
-                continue;
-            }
-            if (*p == '"')
-                in_str = true;
-            else if (*p == '{' || *p == '[')
-                depth++;
-            else if ((*p == '}' || *p == ']') && --depth <= 0)
-                return p + 1;
-        }
-        return NULL;
-    }
-    const char *q = p;
-    while (q < end && !strchr(" \t\r\n,:]}{[\"", *q))
-        q++;
-    return q == p ? p + 1 : q;
-}
-
 /* The body as the reference's handler decodes it: nothing (or only white space) is no request;
  * otherwise one JSON value decoded with DisallowUnknownFields (here and inside
  * source_replacement), then a second Decode that must find either the end or one more complete
@@ -118,18 +76,18 @@ static bool parse_body(arena_t *arena, const char *body, size_t len, struct repl
 {
     memset(out, 0, sizeof *out);
     const char *end = body + len;
-    const char *start = skip_ws(body, end);
+    const char *start = bjson_skip_ws(body, end);
     if (start == end)
         return true;
-    const char *vend = value_end(start, end);
+    const char *vend = bjson_value_end(start, end);
     if (!vend)
         return false;
     struct bfield top[] = { { .name = "source_replacement", .type = BF_OBJECT } };
     if (!bparse_object(arena, start, (size_t)(vend - start), top, 1, true))
         return false;
-    const char *rest = skip_ws(vend, end);
+    const char *rest = bjson_skip_ws(vend, end);
     if (rest < end) {
-        const char *rend = value_end(rest, end);
+        const char *rend = bjson_value_end(rest, end);
         struct json_span v;
         char err[64];
         if (!rend || !json_validate(rest, (size_t)(rend - rest), &v, err, sizeof err))
@@ -187,28 +145,6 @@ static bool load_source(const struct bundle_ctx *c, const char *pk, const char *
     return true;
 }
 
-static void fail_source_retired(const struct bundle_ctx *c, struct bundle_reply *r, const char *source,
-                                const char *replaced_by)
-{
-    char msg[1024];
-    if (*trim_space(c->arena, replaced_by))
-        snprintf(msg, sizeof msg, "source %s for user %s was retired and replaced by %s", source, c->user, replaced_by);
-    else
-        snprintf(msg, sizeof msg, "source %s for user %s was retired", source, c->user);
-    r->body.len = 0;
-    sb_puts(&r->body, "{\"error\":\"source_retired\",\"message\":");
-    bj_str(&r->body, msg);
-    sb_puts(&r->body, ",\"source_id\":");
-    bj_str(&r->body, source);
-    if (*replaced_by) {
-        sb_puts(&r->body, ",\"replaced_by_source_id\":");
-        bj_str(&r->body, replaced_by);
-    }
-    sb_puts(&r->body, "}\n");
-    r->status = 409;
-    r->error = "source_retired";
-}
-
 static enum btx apply_replacement(const struct bundle_ctx *c, struct bundle_reply *r, const char *pk,
                                   const struct replacement *rp)
 {
@@ -237,7 +173,7 @@ static enum btx apply_replacement(const struct bundle_ctx *c, struct bundle_repl
     if (prev.exists && strcmp(prev.state, "retired") == 0) {
         /* a retry of the same rotation: the replacement may already be reserved or in use */
         if (strcmp(prev.replaced_by, rp->next) != 0) {
-            fail_source_retired(c, r, rp->previous, prev.replaced_by);
+            bundle_fail_source_retired(c, r, rp->previous, prev.replaced_by);
             return BTX_FAIL;
         }
         if (!next.exists) {
