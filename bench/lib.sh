@@ -71,9 +71,9 @@ cpu_report() {   # cpu_report BEFORE AFTER SECONDS ROOTS ("name=pid ...")
         }' "$1" "$2"
 }
 
-wait_quiet() {   # wait up to 90 s until the machine is nearly idle (others' tests may be running)
+wait_quiet() {   # wait_quiet [SECONDS]: up to SECONDS (90) until the machine is nearly idle (others' tests may be running)
     local i b0 i0 b1 i1 busy
-    for i in $(seq 90); do
+    for i in $(seq "${1:-90}"); do
         read -r _ u n s id w irq sirq st _ </proc/stat; b0=$((u + n + s + irq + sirq + st))
         sleep 1
         read -r _ u n s id w irq sirq st _ </proc/stat; b1=$((u + n + s + irq + sirq + st))
