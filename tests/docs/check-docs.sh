@@ -105,7 +105,9 @@ done
 "$oversyncd" --print-example-config | awk '
     /^\[table / { sec = "table"; next }
     /^\[[a-z]+\]/ { sec = substr($1, 2, length($1) - 2); next }
-    /^#? ?[a-z_]+ =/ { k = $0; sub(/^# ?/, "", k); sub(/ =.*/, "", k); print sec " " k }' | sort -u >"$tmp/keys"
+    /^#? ?[a-z_]+ =/ { k = $0; sub(/^# ?/, "", k); sub(/ =.*/, "", k); print sec " " k }
+    /^# \[table SCHEMA\.NAME\] sections/ { sec = "table"; next }
+    sec == "table" && /^# [a-z_]+:$/ { k = $2; sub(/:$/, "", k); print sec " " k }' | sort -u >"$tmp/keys"
 check "oversyncd --print-example-config lists the keys" grep -q '^sync max_body_bytes$' "$tmp/keys"
 # Inline code spans of the documents, one per line.
 for f in $docs; do
