@@ -359,6 +359,32 @@ START_TEST(test_watch_stream)
 }
 END_TEST
 
+/* A client that goes away from an idle stream (no heartbeat due for a minute): the web server
+ * closes the FastCGI connection and the count drops within 5 s, as mobile_flow expects. */
+START_TEST(test_watch_idle_disconnect)
+{
+    struct e2e_stack *s = start("[bundle]\nwatch_heartbeat = 60s\n");
+    char *tok = e2e_token(s, "ida", "ignored", NULL);
+    initialize(s, tok, "dev-a");
+    for (int round = 0; round < 2; round++) {
+        struct sse a[3];
+        for (int i = 0; i < 3; i++) {
+            ck_assert(sse_open(s, &a[i], tok, "dev-b", NULL));
+            ck_assert_int_eq(a[i].status, 200);
+        }
+        ck_assert(wait_subscribers(s, "ida", 3, 5000));
+        e2e_sleep_ms(200);
+        for (int i = 0; i < 3; i++)
+            sse_close(&a[i]);
+        long t0 = e2e_now_ms();
+        ck_assert_msg(wait_subscribers(s, "ida", 0, 5000), "the count did not drop within 5 s");
+        fprintf(stderr, "idle streams gone after %ld ms\n", e2e_now_ms() - t0);
+    }
+    free(tok);
+    stop(s);
+}
+END_TEST
+
 /* Coalescing: a stream whose web server does not read keeps one pending event, the newest. */
 START_TEST(test_watch_lifecycle)
 {
@@ -573,6 +599,7 @@ static Suite *watch_suite(void)
     TCase *tc = tcase_create("lighttpd");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_watch_stream);
+    tcase_add_test(tc, test_watch_idle_disconnect);
     tcase_add_test(tc, test_watch_lifecycle);
     tcase_add_test(tc, test_download_wait);
     suite_add_tcase(s, tc);
