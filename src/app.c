@@ -3,6 +3,7 @@
 #include "log.h"
 #include "materialize/materialize.h"
 #include "metrics.h"
+#include "watch_client.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -116,6 +117,8 @@ static void handle_upload(struct app *app, struct request *req)
         if (!req->responded)
             http_json(req, 200, &out);
         metrics_upload(since(&t0), counts.applied, counts.conflicts, counts.materialize_errors, counts.invalid);
+        if (counts.applied)
+            app_watch_upload_committed(app, &req->identity);
     } else {
         sync_failure(app, req, o, err);
     }
@@ -125,21 +128,33 @@ static void handle_download(struct app *app, struct request *req)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    static const char *const names[] = { "after", "limit", "schema", "include_self", "until" };
+    static const char *const names[] = { "after", "limit", "schema", "include_self", "until", "wait" };
     const char *q[sizeof names / sizeof names[0]];
     if (!http_query_params(req, sizeof names / sizeof names[0], names, q))
         return;
     struct download_params p;
     char err[512];
-    if (!download_params_parse(q[0], q[1], q[2], q[3], q[4], &p, err, sizeof err)) {
+    long wait_ms;
+    if (!download_params_parse(q[0], q[1], q[2], q[3], q[4], &p, err, sizeof err) ||
+        !app_watch_parse_wait(app->cfg, q[5], &wait_ms, err, sizeof err)) {
         http_error(req, 400, "invalid_request", "%s", err);
         return;
     }
+    /* wait=S: the user counts as waiting before the page is read, so that an upload committing
+     * after that read announces itself (app_watch_upload_committed) */
+    bool wait = wait_ms > 0 && watch_available();
+    int64_t wait_t0 = watch_now_ns();
+    if (wait)
+        watch_waiting_add(req->identity.user, +1);
     struct sync_request rq;
     sync_request_init(&rq, app, req);
     strbuf_t out = STRBUF_ARENA(req->arena);
     unsigned long rows = 0;
     enum sync_outcome o = sync_download(&rq, &p, &out, &rows, err, sizeof err);
+    if (o == SYNC_OK && wait && rows == 0 && app_watch_download_wait(app, req, &p, wait_ms, wait_t0))
+        return;   /* the watch process answers, and ends the wait (watch_waiting_add -1) */
+    if (wait)
+        watch_waiting_add(req->identity.user, -1);
     if (o == SYNC_OK) {
         http_json(req, 200, &out);
         metrics_download(since(&t0), rows);
@@ -239,6 +254,7 @@ const struct route app_routes[] = {
     { "GET", "/sync/capabilities", ROUTE_BUNDLE, true, true, app_bundle_capabilities },
     { "POST", "/sync/connect", ROUTE_BUNDLE, true, true, app_bundle_connect },
     { "GET", "/sync/pull", ROUTE_BUNDLE, true, true, app_bundle_pull },
+    { "GET", "/sync/watch", ROUTE_BUNDLE, true, true, app_bundle_watch },
     { "POST", "/sync/snapshot-sessions", ROUTE_BUNDLE, true, true, app_bundle_snapshot_create },
     { "GET", "/sync/snapshot-sessions/{snapshot_id}", ROUTE_BUNDLE, true, true, app_bundle_snapshot_chunk },
     { "DELETE", "/sync/snapshot-sessions/{snapshot_id}", ROUTE_BUNDLE, true, true, app_bundle_snapshot_delete },
@@ -252,6 +268,7 @@ const struct route app_routes[] = {
     /* [bundle] test_routes = on (docs/compatibility.md) */
     { "POST", "/test/e2e/setup", ROUTE_TEST, false, true, app_test_setup },
     { "POST", "/test/e2e/failures", ROUTE_TEST, false, true, app_test_failures },
+    { "GET", "/test/watch-subscribers", ROUTE_TEST, false, true, app_test_watch_subscribers },
     /* both */
     { "GET", "/health", ROUTE_ANY, false, false, handle_health },
     { "GET", "/ready", ROUTE_ANY, false, true, handle_ready },

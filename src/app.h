@@ -49,6 +49,25 @@ void app_bundle_pull(struct app *app, struct request *req);
 void app_bundle_snapshot_create(struct app *app, struct request *req);
 void app_bundle_snapshot_chunk(struct app *app, struct request *req);
 void app_bundle_snapshot_delete(struct app *app, struct request *req);
+/* GET /sync/watch: checked here, then handed to the watch process (src/watch.h). */
+void app_bundle_watch(struct app *app, struct request *req);
+/* GET /test/watch-subscribers?user_id=U ([bundle] test_routes): the watch process's count. */
+void app_test_watch_subscribers(struct app *app, struct request *req);
+
+/* The long-poll of GET /sync/download?wait=S (app_watch.c). wait: the query value (NULL when
+ * absent) into *wait_ms; false with err for a bad value or one above [sync] download_max_wait. */
+bool app_watch_parse_wait(const struct config *cfg, const char *wait, long *wait_ms, char *err, size_t errlen);
+/* Hands a download with nothing to answer yet to the watch process (true: answered there). t0:
+ * watch_now_ns() taken before the download was read. */
+struct download_params;
+bool app_watch_download_wait(struct app *app, struct request *req, const struct download_params *p, long wait_ms,
+                             int64_t t0);
+/* The watch process: the download a long-poll waits for, as the complete CGI answer (headers and
+ * body) into answer; *rows the changes in it. false: a database failure, answered 503. */
+struct watch_msg;
+bool app_watch_download_answer(struct app *app, const struct watch_msg *m, strbuf_t *answer, unsigned long *rows);
+/* After an upload committed changes: announce them to downloads of that user that wait. */
+void app_watch_upload_committed(struct app *app, const struct identity *who);
 
 /* protocol = bundle: the sidecar created or adopted for the registry (the configuration's, or a
  * test setup's) and the catalog loaded, on conn (app.c). */

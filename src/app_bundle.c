@@ -4,6 +4,7 @@
 #include "app.h"
 #include "bundle/bundle.h"
 #include "log.h"
+#include "watch_client.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -89,7 +90,7 @@ static void bundle_send(struct app *app, struct request *req, const struct bundl
     call;                                                                                          \
     bundle_send(app, req, &r);
 
-BUNDLE_HANDLER(app_bundle_capabilities, bundle_capabilities(&c, app->cfg->bundle_watch, &r))
+BUNDLE_HANDLER(app_bundle_capabilities, bundle_capabilities(&c, app->cfg->bundle_watch && watch_available(), &r))
 BUNDLE_HANDLER(app_bundle_health, bundle_status(&c, true, false, &r))
 BUNDLE_HANDLER(app_bundle_status, bundle_status(&c, false, false, &r))
 BUNDLE_HANDLER(app_bundle_push_create, bundle_push_create(&c, req->body, req->body_len, &r))
@@ -125,3 +126,78 @@ void app_bundle_snapshot_chunk(struct app *app, struct request *req)
                         bundle_snapshot_chunk(&c, req->path_params[0], q[0], q[1], &r))
 }
 BUNDLE_HANDLER(app_bundle_snapshot_delete, bundle_snapshot_delete(&c, req->path_params[0], &r))
+
+/* GET /sync/watch: the checks answered here as JSON (SPEC-v2 §3.8), then the connection goes to
+ * the watch process, which writes the stream (src/watch.c). */
+void app_bundle_watch(struct app *app, struct request *req)
+{
+    static const char *const names[] = { "after_bundle_seq" };
+    const char *q[1];
+    struct bundle_ctx c;
+    if (!bundle_begin(app, req, &c))
+        return;
+    if (!http_query_params(req, 1, names, q))
+        return;
+    struct bundle_reply r;
+    bundle_reply_init(&r, req->arena);
+    struct watch_msg m;
+    memset(&m, 0, sizeof m);
+    m.t0_ns = watch_now_ns();   /* before the latest bundle_seq is read */
+    struct bundle_watch_start st;
+    if (bundle_watch_prepare(&c, app->cfg->bundle_watch && watch_available(), q[0], &st, &r)) {
+        m.kind = WATCH_STREAM;
+        snprintf(m.request_id, sizeof m.request_id, "%s", req->request_id);
+        m.user_pk = st.user_pk;
+        m.after = st.after;
+        m.latest = st.latest;
+        if (http_handoff(req, &m, sizeof m))
+            return;
+        log_error("request %s: the watch process cannot take the stream (its socket is full or gone)",
+                  req->request_id);
+        bundle_fail(&r, 500, "bundle_change_watch_failed", "Failed to subscribe bundle change watch");
+    }
+    bundle_send(app, req, &r);
+}
+
+/* GET /test/watch-subscribers?user_id=U: the open streams of U, counted by the watch process,
+ * which holds all of this server's streams. */
+void app_test_watch_subscribers(struct app *app, struct request *req)
+{
+    static const char *const names[] = { "user_id" };
+    const char *q[1];
+    if (!http_query_params(req, 1, names, q))
+        return;
+    const char *user = q[0] ? q[0] : "";
+    while (*user && isspace((unsigned char)*user))
+        user++;
+    size_t n = strlen(user);
+    while (n && isspace((unsigned char)user[n - 1]))
+        n--;
+    struct bundle_reply r;
+    bundle_reply_init(&r, req->arena);
+    if (n == 0) {
+        bundle_fail(&r, 400, "invalid_request", "user_id required");
+        bundle_send(app, req, &r);
+        return;
+    }
+    user = arena_strndup(req->arena, user, n);
+    struct bundle_ctx c;
+    bundle_begin(app, req, &c);
+    long long user_pk = 0;
+    if (!bundle_user_pk(&c, user, &user_pk, &r)) {
+        bundle_send(app, req, &r);
+        return;
+    }
+    if (user_pk > 0 && n < IDENTITY_MAX && watch_available()) {
+        struct watch_msg m;
+        memset(&m, 0, sizeof m);
+        m.kind = WATCH_COUNT;
+        snprintf(m.request_id, sizeof m.request_id, "%s", req->request_id);
+        m.user_pk = user_pk;
+        snprintf(m.user, sizeof m.user, "%s", user);
+        if (http_handoff(req, &m, sizeof m))
+            return;
+    }
+    bundle_watch_subscribers(&r, user, 0);
+    bundle_send(app, req, &r);
+}

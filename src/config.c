@@ -270,6 +270,14 @@ const struct config_key config_keys[] = {
       .default_value = "16MB", .reloadable = true,
       .description = "Largest request body. A larger one is answered 413 payload_too_large before "
                      "it is parsed." },
+    { .section = "sync", .name = "download_max_wait", .type = CONFIG_DURATION,
+      .store = CONFIG_STORE_LONG, .offset = AT(download_max_wait_ms), .min = 0, .max = 3600L * 1000,
+      .unit_us = US_PER_MS, .default_value = "30s", .reloadable = true,
+      .description = "protocol = upload: the longest wait=S a GET /sync/download may ask for (a "
+                     "long-poll: the answer comes as soon as a change of another device commits, "
+                     "or after S with an empty page); a larger S is answered 400. The waiting "
+                     "requests are held by the watch process, not by workers. 0 turns long-polls "
+                     "off (every wait=S > 0 is answered 400)." },
     { .section = "sync", .name = "auto_migrate_fks", .type = CONFIG_BOOL,
       .store = CONFIG_STORE_BOOL, .offset = AT(auto_migrate_fks),
       .default_value = "true", .reloadable = true,

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "listener.h"
 #include "master.h"
+#include "watch_client.h"
 #include "materialize/materialize.h"
 #include "metrics.h"
 #include "sync/sync.h"
@@ -340,6 +341,8 @@ int main(int argc, char **argv)
     }
     if (!metrics_init())
         log_warn("shared memory for metrics unavailable; /metrics shows this worker only");
+    if (!watch_shared_init())
+        log_warn("shared memory for waiting downloads unavailable; a download with wait=S learns of changes only when its wait ends");
 
     if (geteuid() == 0 && !cfg.user) {
         fprintf(stderr, "oversyncd: refusing to run workers as root: set [server] user (and group) to an "

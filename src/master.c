@@ -8,6 +8,8 @@
 #include "materialize/materialize.h"
 #include "metrics.h"
 #include "sync/sync.h"
+#include "watch.h"
+#include "watch_client.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -89,6 +91,9 @@ struct master {
     struct slot slots[MAX_WORKERS];     /* current generation */
     pid_t old[MAX_WORKERS * 4];         /* previous generations still finishing */
     int nold;
+    int watch_sock[2];                  /* workers hand connections to [0], the watch process reads [1] */
+    bool watch_on;                      /* the configuration wants a watch process (watch_wanted) */
+    struct slot watch;                  /* the watch process */
     sigset_t waitmask;
 };
 
@@ -105,6 +110,7 @@ static int worker_count(const struct config *cfg)
 
 static void spawn(struct master *m, struct slot *s)
 {
+    bool is_watch = s == &m->watch;
     pid_t pid = fork();
     if (pid < 0) {
         log_error("fork: %s; retrying", strerror(errno));
@@ -112,6 +118,8 @@ static void spawn(struct master *m, struct slot *s)
         return;
     }
     if (pid == 0) {
+        if (is_watch)
+            prctl(PR_SET_NAME, "oversyncd-watch");   /* 15 bytes: what ps and /proc/PID/comm show */
         pid_t master = getppid();
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -119,7 +127,7 @@ static void spawn(struct master *m, struct slot *s)
         sigaction(SIGCHLD, &sa, NULL);
         sigaction(SIGHUP, &sa, NULL);
         sigaction(SIGALRM, &sa, NULL);
-        log_set_role("worker");
+        log_set_role(is_watch ? "watch" : "worker");
         char err[256];
         if (!drop_privileges(m->cfg, err, sizeof err)) {
             log_error("%s", err);
@@ -129,6 +137,11 @@ static void spawn(struct master *m, struct slot *s)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != master)
             _exit(0);
+        if (is_watch) {
+            close(m->listen_fd);
+            _exit(watch_run(m->watch_sock[1], m->cfg));
+        }
+        watch_client_init(m->watch_on ? m->watch_sock[0] : -1);
         _exit(worker_run(m->listen_fd, m->cfg, m->auth));
     }
     s->pid = pid;
@@ -151,8 +164,9 @@ static void reap(struct master *m)
             }
         if (found)
             continue;
-        for (int i = 0; i < m->nworkers; i++) {
-            struct slot *s = &m->slots[i];
+        for (int i = -1; i < m->nworkers; i++) {
+            struct slot *s = i < 0 ? &m->watch : &m->slots[i];
+            const char *what = i < 0 ? "watch process" : "worker";
             if (s->pid != pid)
                 continue;
             s->pid = 0;
@@ -172,10 +186,10 @@ static void reap(struct master *m)
                     delay = RESPAWN_MAX_MS;
             }
             if (WIFSIGNALED(status))
-                log_warn("worker %d killed by signal %d; restarting in %ld ms", (int)pid,
+                log_warn("%s %d killed by signal %d; restarting in %ld ms", what, (int)pid,
                          WTERMSIG(status), delay);
             else
-                log_warn("worker %d exited with status %d; restarting in %ld ms", (int)pid,
+                log_warn("%s %d exited with status %d; restarting in %ld ms", what, (int)pid,
                          WEXITSTATUS(status), delay);
             s->respawn_at_ms = now_ms() + delay;
             break;
@@ -186,8 +200,8 @@ static void reap(struct master *m)
 static void schedule_respawns(struct master *m)
 {
     long now = now_ms(), next = 0;
-    for (int i = 0; i < m->nworkers; i++) {
-        struct slot *s = &m->slots[i];
+    for (int i = m->watch_on ? -1 : 0; i < m->nworkers; i++) {
+        struct slot *s = i < 0 ? &m->watch : &m->slots[i];
         if (s->pid || !s->respawn_at_ms)
             continue;
         if (s->respawn_at_ms <= now)
@@ -317,8 +331,19 @@ static void reload(struct master *m)
     m->generation++;
     m->nworkers = worker_count(m->cfg);
     memset(m->slots, 0, sizeof m->slots);
+    /* The watch process is replaced like the workers: the new one reads the same socket, the old
+     * one ends its streams (the clients reconnect, to the new one) and exits. */
+    struct slot old_watch = m->watch;
+    m->watch_on = watch_wanted(m->cfg);
+    memset(&m->watch, 0, sizeof m->watch);
+    if (m->watch_on)
+        spawn(m, &m->watch);
     for (int i = 0; i < m->nworkers; i++)
         spawn(m, &m->slots[i]);
+    if (old_watch.pid && m->nold < (int)(sizeof m->old / sizeof m->old[0])) {
+        kill(old_watch.pid, SIGTERM);
+        m->old[m->nold++] = old_watch.pid;
+    }
     for (int i = 0; i < nprevious; i++)
         if (previous[i].pid && m->nold < (int)(sizeof m->old / sizeof m->old[0])) {
             kill(previous[i].pid, SIGTERM);
@@ -329,6 +354,8 @@ static void reload(struct master *m)
 
 static void stop_all(struct master *m)
 {
+    if (m->watch.pid)
+        kill(m->watch.pid, SIGTERM);
     for (int i = 0; i < m->nworkers; i++)
         if (m->slots[i].pid)
             kill(m->slots[i].pid, SIGTERM);
@@ -344,6 +371,8 @@ static void stop_all(struct master *m)
             continue;
         if (now_ms() > deadline) {
             log_warn("workers still busy after %d s; killing them", STOP_GRACE_S);
+            if (m->watch.pid)
+                kill(m->watch.pid, SIGKILL);
             for (int i = 0; i < m->nworkers; i++)
                 if (m->slots[i].pid)
                     kill(m->slots[i].pid, SIGKILL);
@@ -401,6 +430,15 @@ int master_run(int listen_fd, const struct overrides *ov, struct config *cfg, st
     if (cfg->pid_file)
         write_pid_file(cfg->pid_file);
 
+    /* SEQPACKET: each hand-over is one message with its descriptor; made before any fork, so
+     * that a respawned watch process reads the same socket the workers write to. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, m->watch_sock) != 0) {
+        log_error("socketpair for the watch process: %s", strerror(errno));
+        m->watch_sock[0] = m->watch_sock[1] = -1;
+    }
+    m->watch_on = m->watch_sock[0] >= 0 && watch_wanted(cfg);
+    if (m->watch_on)
+        spawn(m, &m->watch);
     m->nworkers = worker_count(cfg);
     for (int i = 0; i < m->nworkers; i++)
         spawn(m, &m->slots[i]);

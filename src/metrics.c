@@ -36,6 +36,8 @@ struct shared {
     struct hist upload_duration;
     struct hist download_duration;
     struct hist download_rows;
+    _Atomic uint64_t watch[METRICS_WATCH__COUNT];
+    _Atomic int64_t watch_streams, watch_longpolls;
 };
 
 static struct shared *shm;
@@ -115,6 +117,20 @@ void metrics_download(double seconds, unsigned long rows)
         return;
     hist_observe(&shm->download_duration, duration_bounds, N_DURATION, seconds);
     hist_observe(&shm->download_rows, rows_bounds, N_ROWS, (double)rows);
+}
+
+void metrics_watch(enum metrics_watch_event e, unsigned long n)
+{
+    if (shm && (int)e >= 0 && e < METRICS_WATCH__COUNT)
+        add(&shm->watch[e], n);
+}
+
+void metrics_watch_open(long streams, long longpolls)
+{
+    if (!shm)
+        return;
+    atomic_store_explicit(&shm->watch_streams, streams, memory_order_relaxed);
+    atomic_store_explicit(&shm->watch_longpolls, longpolls, memory_order_relaxed);
 }
 
 static void render_hist(strbuf_t *out, const char *name, const char *labels, struct hist *h,
@@ -205,4 +221,24 @@ void metrics_render(strbuf_t *out, const char *(*route_label)(int route_slot))
                  "# TYPE oversyncd_sync_download_page_rows histogram\n");
     render_hist(out, "oversyncd_sync_download_page_rows", "", &shm->download_rows, rows_bounds,
                 N_ROWS, true);
+    sb_printf(out, "# HELP oversyncd_watch_streams Open GET /sync/watch streams (held by the watch process).\n"
+                   "# TYPE oversyncd_watch_streams gauge\noversyncd_watch_streams %lld\n",
+              (long long)atomic_load_explicit(&shm->watch_streams, memory_order_relaxed));
+    sb_printf(out, "# HELP oversyncd_watch_longpolls Downloads with wait=S held by the watch process.\n"
+                   "# TYPE oversyncd_watch_longpolls gauge\noversyncd_watch_longpolls %lld\n",
+              (long long)atomic_load_explicit(&shm->watch_longpolls, memory_order_relaxed));
+    counter(out, "oversyncd_watch_wakeups_total", "Bundle events written to watch streams.",
+            get(&shm->watch[METRICS_WATCH_WAKEUP]));
+    counter(out, "oversyncd_watch_coalesced_total",
+            "Watch events replaced by a newer one before they were written.", get(&shm->watch[METRICS_WATCH_COALESCED]));
+    counter(out, "oversyncd_watch_heartbeats_total", "Heartbeat comments written to watch streams.",
+            get(&shm->watch[METRICS_WATCH_HEARTBEAT]));
+    counter(out, "oversyncd_watch_notify_reconnects_total",
+            "LISTEN connections of the watch process re-established after a loss.",
+            get(&shm->watch[METRICS_WATCH_RECONNECT]));
+    counter(out, "oversyncd_watch_longpoll_changes_total",
+            "Downloads with wait answered early because a change arrived.",
+            get(&shm->watch[METRICS_WATCH_LONGPOLL_CHANGE]));
+    counter(out, "oversyncd_watch_longpoll_timeouts_total",
+            "Downloads with wait answered when the wait passed.", get(&shm->watch[METRICS_WATCH_LONGPOLL_TIMEOUT]));
 }

@@ -21,6 +21,18 @@ void metrics_db_reconnect(unsigned long n);
 void metrics_upload(double seconds, unsigned long applied, unsigned long conflicts,
                     unsigned long materialize_errors, const unsigned long invalid[INVALID__COUNT]);
 void metrics_download(double seconds, unsigned long rows);
+/* The watch process (src/watch.c): its events, and how many streams and long-polls it holds now. */
+enum metrics_watch_event {
+    METRICS_WATCH_WAKEUP,         /* an event: bundle frame written to a stream */
+    METRICS_WATCH_COALESCED,      /* a pending event replaced by a newer one before it was written */
+    METRICS_WATCH_HEARTBEAT,      /* a heartbeat comment written */
+    METRICS_WATCH_RECONNECT,      /* the LISTEN connection (re)established after a loss */
+    METRICS_WATCH_LONGPOLL_CHANGE,   /* a download?wait=S answered because a change arrived */
+    METRICS_WATCH_LONGPOLL_TIMEOUT,  /* a download?wait=S answered when S passed */
+    METRICS_WATCH__COUNT
+};
+void metrics_watch(enum metrics_watch_event e, unsigned long n);
+void metrics_watch_open(long streams, long longpolls);
 void metrics_render(strbuf_t *out, const char *(*route_label)(int route_slot));
 
 #endif

@@ -136,7 +136,13 @@ int worker_run(int listen_fd, const struct config *cfg, const struct auth_ctx *a
             continue;
         }
         app_handle(&app, &io);
-        FCGX_Finish_r(&req);
+        if (req.detached) {
+            /* handed over to the watch process: close our copy, write nothing (fcgi.c) */
+            FCGX_Free(&req, 1);
+            req.detached = 0;
+        } else {
+            FCGX_Finish_r(&req);
+        }
         if (cfg->max_requests > 0 && ++served >= cfg->max_requests) {
             log_info("served %ld requests; recycling", served);
             break;

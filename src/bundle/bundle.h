@@ -61,6 +61,24 @@ void bundle_committed_rows(const struct bundle_ctx *c, const char *bundle_seq, c
 void bundle_pull(const struct bundle_ctx *c, const char *after_bundle_seq, const char *max_bundles,
                  const char *target_bundle_seq, struct bundle_reply *r);
 
+/* GET /sync/watch (§3.8): the checks before a stream starts, in the reference's order: the
+ * after_bundle_seq query value (400), enabled (503 bundle_change_watch_disabled), the scope
+ * (409 scope_uninitialized / scope_initializing), then the user's user_pk and latest bundle_seq
+ * (next_bundle_seq - 1; 500 bundle_change_watch_failed). true with *out filled, or false with
+ * the reply set. The stream itself is not served here (src/watch.c). */
+struct bundle_watch_start {
+    long long user_pk;
+    long long after;          /* after_bundle_seq, 0 when absent */
+    long long latest;         /* next_bundle_seq - 1 when read */
+};
+bool bundle_watch_prepare(const struct bundle_ctx *c, bool enabled, const char *after_bundle_seq,
+                          struct bundle_watch_start *out, struct bundle_reply *r);
+/* The user_pk of user_id, 0 when the user has no user_state row (GET /test/watch-subscribers). */
+bool bundle_user_pk(const struct bundle_ctx *c, const char *user_id, long long *user_pk, struct bundle_reply *r);
+/* The answer of GET /test/watch-subscribers: {"process_local_only":true,"subscriber_count":N,
+ * "user_id":U} as the reference's example server writes it. */
+void bundle_watch_subscribers(struct bundle_reply *r, const char *user_id, long count);
+
 /* Snapshot sessions (§3.9–3.11). */
 void bundle_snapshot_create(const struct bundle_ctx *c, const char *body, size_t len, struct bundle_reply *r);
 void bundle_snapshot_chunk(const struct bundle_ctx *c, const char *snapshot_id, const char *after_row_ordinal,

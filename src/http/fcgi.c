@@ -1,5 +1,13 @@
 #include "fcgi.h"
 
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static int handoff_socket = -1;
+
 static const char *fcgi_param(void *ud, const char *name)
 {
     FCGX_Request *req = ud;
@@ -31,10 +39,98 @@ static int fcgi_write(void *ud, const char *buf, size_t n)
     return 0;
 }
 
+/* The connection goes to the handoff socket with SCM_RIGHTS, preceded by what the receiver needs
+ * to answer on it (struct fcgi_handoff). Nothing has been written for the request yet; the
+ * request body is read to its end first (a GET has an empty one), so that what the web server
+ * sends next on the connection starts at a record boundary. Then the request is detached: the
+ * worker must free it with FCGX_Free(req, 1), which closes our copy of the descriptor without
+ * the shutdown() that would end the connection for the receiver too. */
+static bool fcgi_handoff(void *ud, const void *msg, size_t len)
+{
+    FCGX_Request *req = ud;
+    if (handoff_socket < 0 || req->ipcFd < 0 || len > FCGI_HANDOFF_MAX)
+        return false;
+    char sink[1024];
+    while (FCGX_GetStr(sink, sizeof sink, req->in) > 0)
+        ;
+    if (FCGX_GetError(req->in) != 0)
+        return false;
+    struct fcgi_handoff head = { FCGI_HANDOFF_MAGIC, req->requestId, req->keepConnection };
+    struct iovec iov[2] = { { &head, sizeof head }, { (void *)msg, len } };
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &req->ipcFd, sizeof(int));
+    ssize_t w;
+    do
+        w = sendmsg(handoff_socket, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return false;
+    FCGX_Detach(req);
+    return true;
+}
+
+void fcgi_set_handoff_socket(int fd)
+{
+    handoff_socket = fd;
+}
+
+bool fcgi_can_handoff(void)
+{
+    return handoff_socket >= 0;
+}
+
 void fcgi_io_init(struct http_io *io, FCGX_Request *req)
 {
     io->param = fcgi_param;
     io->read = fcgi_read;
     io->write = fcgi_write;
+    io->handoff = fcgi_handoff;
     io->ud = req;
+}
+
+bool fcgi_recv_handoff(int sock, struct fcgi_handoff *head, void *msg, size_t cap, size_t *len, int *fd)
+{
+    struct iovec iov[2] = { { head, sizeof *head }, { msg, cap } };
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    *fd = -1;
+    ssize_t r;
+    do
+        r = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return false;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            int fds[4];
+            memcpy(fds, CMSG_DATA(cm), (size_t)n * sizeof(int));
+            for (int i = 0; i < n; i++) {
+                if (*fd < 0)
+                    *fd = fds[i];
+                else
+                    close(fds[i]);
+            }
+        }
+    if ((size_t)r < sizeof *head || head->magic != FCGI_HANDOFF_MAGIC || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        if (*fd >= 0)
+            close(*fd);
+        *fd = -1;
+        *len = 0;
+        return true;   /* consumed, unusable */
+    }
+    *len = (size_t)r - sizeof *head;
+    return true;
 }

@@ -398,6 +398,15 @@ void http_json_text(struct request *req, int status, const char *json)
     http_respond(req, status, "application/json", NULL, json, strlen(json));
 }
 
+bool http_handoff(struct request *req, const void *msg, size_t len)
+{
+    if (req->responded || !req->io->handoff || !req->io->handoff(req->io->ud, msg, len))
+        return false;
+    req->responded = true;
+    req->status = 200;
+    return true;
+}
+
 static void error_v(struct request *req, int status, const char *code, const char *headers,
                     const char *fmt, va_list ap)
 {

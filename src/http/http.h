@@ -15,6 +15,10 @@ struct http_io {
     const char *(*param)(void *ud, const char *name);       /* CGI/FastCGI parameter or NULL */
     ssize_t (*read)(void *ud, char *buf, size_t n);          /* body bytes; 0 at end, <0 error */
     int (*write)(void *ud, const char *buf, size_t n);       /* 0 ok, <0 error */
+    /* Hands the request's connection over to another process together with msg (len bytes):
+     * that process answers it; this one writes nothing more to it. NULL, or false, when the
+     * transport cannot (nothing was handed over then). */
+    bool (*handoff)(void *ud, const void *msg, size_t len);
     void *ud;
 };
 
@@ -104,6 +108,10 @@ void http_json(struct request *req, int status, const strbuf_t *body);
 bool http_respond_begin(struct request *req, int status, const char *content_type, size_t len);
 bool http_respond_more(struct request *req, const char *data, size_t len);
 void http_json_text(struct request *req, int status, const char *json);
+/* Hands the request over (io->handoff): true when another process now answers it; the request
+ * then counts as answered with status 200. false (nothing sent, the request is still ours to
+ * answer) when the transport cannot. */
+bool http_handoff(struct request *req, const void *msg, size_t len);
 /* {"error":code,"message":message}; message is formatted. */
 void http_error(struct request *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -603,7 +603,7 @@ static int killed_mid_request(struct deploy *d, const char *server, long want, f
 
 static int children_of_app(const struct deploy *d, pid_t *out, int max)
 {
-    return e2e_children(d->app, out, max);
+    return e2e_workers_of(d->app, out, max);
 }
 
 static int children_of_web(const struct deploy *d, pid_t *out, int max)
@@ -867,7 +867,7 @@ START_TEST(test_nginx_spawn_fcgi)
     char *sock = e2e_strf("%s/oversyncd.sock", run);
     pid_t workers[SHIPPED_WORKERS + 4];
     long deadline = e2e_now_ms() + START_TIMEOUT_MS;
-    while (!(e2e_unix_socket_answers(sock) && e2e_children(d.app, workers, SHIPPED_WORKERS + 4) == SHIPPED_WORKERS)) {
+    while (!(e2e_unix_socket_answers(sock) && e2e_workers_of(d.app, workers, SHIPPED_WORKERS + 4) == SHIPPED_WORKERS)) {
         int st;
         d_assert(&d, !e2e_reap(d.app, 0, &st), "spawn-fcgi/oversyncd exited during start-up (status 0x%x)", st);
         d_assert(&d, e2e_now_ms() < deadline, "spawn-fcgi/oversyncd did not come up with %d workers on %s in time",
@@ -900,7 +900,7 @@ START_TEST(test_nginx_spawn_fcgi)
 
     /* The reason for workers = 4: a worker that dies is replaced by oversyncd's master (spawn-fcgi
      * alone would not), and the others go on serving meanwhile. */
-    int n = e2e_children(d.app, workers, SHIPPED_WORKERS + 4);
+    int n = e2e_workers_of(d.app, workers, SHIPPED_WORKERS + 4);
     d_assert(&d, n == SHIPPED_WORKERS, "%d workers before the kill", n);
     pid_t victim = workers[0];
     kill(victim, SIGKILL);
@@ -908,7 +908,7 @@ START_TEST(test_nginx_spawn_fcgi)
     long until = e2e_now_ms() + 5000;
     bool replaced = false;
     while (!replaced && e2e_now_ms() < until) {
-        n = e2e_children(d.app, now, SHIPPED_WORKERS + 4);
+        n = e2e_workers_of(d.app, now, SHIPPED_WORKERS + 4);
         replaced = n == SHIPPED_WORKERS;
         for (int i = 0; replaced && i < n; i++)
             if (now[i] == victim)

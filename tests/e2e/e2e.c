@@ -1355,14 +1355,28 @@ struct children_query {
     pid_t parent;
     pid_t *out;
     int max, n;
+    bool workers_only;   /* leave out the watch process */
 };
+
+/* Is pid oversyncd's watch process (named so with PR_SET_NAME)? */
+static bool is_watch_process(pid_t pid)
+{
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool is = fgets(comm, sizeof comm, f) && strncmp(comm, "oversyncd-watch", 15) == 0;
+    fclose(f);
+    return is;
+}
 
 static bool child_of(pid_t pid, char state, pid_t ppid, pid_t pgrp, void *arg)
 {
     (void)state;
     (void)pgrp;
     struct children_query *q = arg;
-    if (ppid == q->parent) {
+    if (ppid == q->parent && !(q->workers_only && is_watch_process(pid))) {
         if (q->n < q->max)
             q->out[q->n] = pid;
         q->n++;
@@ -1380,11 +1394,33 @@ int e2e_worker_pids(const struct e2e_stack *s, pid_t *out, int max)
 {
     if (s->master <= 0)
         return 0;
-    struct children_query q = { s->master, out, max, 0 };
+    struct children_query q = { s->master, out, max, 0, true };
     each_process(child_of, &q);
     int n = q.n < max ? q.n : max;
     qsort(out, (size_t)n, sizeof *out, cmp_pid);
     return q.n;
+}
+
+int e2e_workers_of(pid_t master, pid_t *out, int max)
+{
+    struct children_query q = { master, out, max, 0, true };
+    each_process(child_of, &q);
+    int n = q.n < max ? q.n : max;
+    qsort(out, (size_t)n, sizeof *out, cmp_pid);
+    return q.n;
+}
+
+pid_t e2e_watch_pid(const struct e2e_stack *s)
+{
+    pid_t kids[300];
+    struct children_query q = { s->master, kids, 300, 0, false };
+    if (s->master <= 0)
+        return 0;
+    each_process(child_of, &q);
+    for (int i = 0; i < q.n && i < 300; i++)
+        if (is_watch_process(kids[i]))
+            return kids[i];
+    return 0;
 }
 
 int e2e_wait_workers(const struct e2e_stack *s, int n, pid_t *out, int max, int timeout_ms)
@@ -1605,7 +1641,7 @@ int e2e_children(pid_t parent, pid_t *out, int max)
 {
     if (parent <= 0)
         return 0;
-    struct children_query q = { parent, out, max, 0 };
+    struct children_query q = { parent, out, max, 0, false };
     each_process(child_of, &q);
     int n = q.n < max ? q.n : max;
     qsort(out, (size_t)n, sizeof *out, cmp_pid);

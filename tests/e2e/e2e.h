@@ -90,8 +90,13 @@ const char *e2e_socket_path(const struct e2e_stack *s);
 const char *e2e_pid_file_path(const struct e2e_stack *s);
 const char *e2e_oversyncd_log_path(const struct e2e_stack *s); /* oversyncd's stderr */
 
-/* The live (not zombie) children of the master, ascending, at most max. Returns how many. */
+/* The live (not zombie) workers of the master, ascending, at most max. Returns how many. The
+ * watch process (oversyncd-watch, a child too) is not a worker: e2e_watch_pid() finds it. */
 int e2e_worker_pids(const struct e2e_stack *s, pid_t *out, int max);
+/* The same for any oversyncd master (one started with e2e_spawn, say). */
+int e2e_workers_of(pid_t master, pid_t *out, int max);
+/* The master's watch process; 0 when it has none (now). */
+pid_t e2e_watch_pid(const struct e2e_stack *s);
 
 /* Waits up to timeout_ms until the master has exactly n live workers; returns that count or the
  * last count seen. */

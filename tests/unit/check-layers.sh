@@ -8,7 +8,7 @@
 #   layer 2  materialize/
 #   layer 3  sync/   auth/   http/   bundle/   (side by side: none includes another)
 #   layer 4  metrics
-#   layer 5  the top: app app_bundle app_test worker listener master main
+#   layer 5  the top: app app_bundle app_test app_watch watch watch_client worker listener master main
 #
 # Leaves may include each other (strbuf uses the arena, config the log), and so may the files of
 # the top (main starts the master, which forks workers); tsort proves that the module graph has
@@ -41,7 +41,7 @@ layer_of() {
     materialize) echo 2 ;;
     sync | auth | http | bundle) echo 3 ;;
     metrics) echo 4 ;;
-    app | app_bundle | app_test | worker | listener | master | main) echo 5 ;;
+    app | app_bundle | app_test | app_watch | watch | watch_client | worker | listener | master | main) echo 5 ;;
     xalloc | arena | strbuf | log | uuid | base64 | identity | json_scan | canonical_json | bundle_hash | config)
         echo 0 ;;
     *) echo unknown ;;

@@ -74,6 +74,7 @@ static void fake_init(struct fake *f, struct http_io *io)
     io->param = fake_param;
     io->read = fake_read;
     io->write = fake_write;
+    io->handoff = NULL;
     io->ud = f;
 }
 
