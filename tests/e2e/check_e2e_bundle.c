@@ -5,6 +5,7 @@
  * encoding of the reference, and the test-only routes of [bundle] test_routes shared across the
  * workers. The protocol's semantics are tested in tests/integration/check_bundle_*.c and by
  * go-oversync's own clients (tests/compat/run-1f1118f.sh). */
+#include "bundle_stack.h"
 #include "e2e.h"
 #include "../run_suites.h"
 
@@ -13,82 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dbname[64];
-
-/* A fresh database with the example tables; the [database] and [sync]/[table] settings of a
- * bundle deployment on it (the shipped tables switched to sync keys). */
-static char *bundle_conf(const char *extra)
-{
-    snprintf(dbname, sizeof dbname, "e2e_bundle_%ld", (long)getpid());
-    char *out = e2e_psql(e2e_strf("DROP DATABASE IF EXISTS %s", dbname));
-    free(out);
-    out = e2e_psql(e2e_strf("CREATE DATABASE %s", dbname));
-    free(out);
-    char *cmd = e2e_strf("psql -X -q -v ON_ERROR_STOP=1 -d %s -f %s/sql/examples/bundle-business.sql >/dev/null",
-                         dbname, e2e_top_srcdir());
-    ck_assert_msg(system(cmd) == 0, "%s", cmd);
-    free(cmd);
-    /* DATABASE_URL overrides [database] url: the stack inherits a DATABASE_URL naming this
-     * database (a later dbname wins in a conninfo string), derived from the original each time */
-    static char *original;
-    if (!original)
-        original = strdup(getenv("DATABASE_URL"));
-    char *url = e2e_strf("%s dbname=%s", original, dbname);
-    setenv("DATABASE_URL", url, 1);
-    free(url);
-    return e2e_strf("[sync]\nprotocol = bundle\napp_name = e2e-bundle\n"
-                    "[server]\nworkers = 2\n"
-                    "[table business.users]\nmaterializer = none\nsync_key = id\n"
-                    "[table business.posts]\nmaterializer = none\nsync_key = id\n"
-                    "[table business.files]\nmaterializer = none\nsync_key = id\n"
-                    "[table business.file_reviews]\nmaterializer = none\nsync_key = id\n%s",
-                    extra ? extra : "");
-}
-
 static struct e2e_stack *start(const char *extra)
 {
-    char *conf = bundle_conf(extra);
-    struct e2e_stack *s = e2e_start(&(struct e2e_options){ .oversyncd_conf = conf });
-    free(conf);
-    return s;
-}
-
-static void stop(struct e2e_stack *s)
-{
-    e2e_stop(s);
-    char *out = e2e_psql(e2e_strf("DROP DATABASE IF EXISTS %s", dbname));
-    free(out);
-}
-
-static long req(struct e2e_stack *s, const char *method, const char *path, const char *token, const char *source,
-                const char *body, struct e2e_response *r)
-{
-    char auth[4096], src[512];
-    const char *headers[3] = { NULL, NULL, NULL };
-    int n = 0;
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        headers[n++] = auth;
-    }
-    if (source) {
-        snprintf(src, sizeof src, "Oversync-Source-ID: %s", source);
-        headers[n++] = src;
-    }
-    return e2e_request_ex(s, method, path, headers, body, body ? strlen(body) : 0, r);
-}
-
-/* One value from the test's database (psql -A -t), with its newline. */
-static char *count(const char *sql)
-{
-    char *cmd = e2e_strf("psql -X -A -t -q -v ON_ERROR_STOP=1 -d %s -c \"%s\"", dbname, sql);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    char buf[1024] = "";
-    size_t n = fread(buf, 1, sizeof buf - 1, p);
-    buf[n] = '\0';
-    ck_assert_int_eq(pclose(p), 0);
-    free(cmd);
-    return strdup(buf);
+    return bundle_stack_start("e2e_bundle", "e2e-bundle", extra);
 }
 
 START_TEST(test_bundle_deployment_routes)
@@ -97,7 +25,7 @@ START_TEST(test_bundle_deployment_routes)
     char *tok = e2e_token(s, "alice", "ignored", NULL);
     struct e2e_response r;
 
-    req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
     e2e_assert_status(&r, 200);
     e2e_assert_header(&r, "Content-Type", "application/json");
     e2e_assert_body_has(&r, "\"protocol_version\":\"v1\"");
@@ -108,37 +36,37 @@ START_TEST(test_bundle_deployment_routes)
     e2e_response_free(&r);
 
     /* the source header is required (after the token) */
-    req(s, "GET", "/sync/capabilities", tok, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/capabilities", tok, NULL, NULL, &r);
     e2e_assert_status(&r, 400);
     e2e_assert_body_has(&r, "\"message\":\"Oversync-Source-ID header is required\"");
     e2e_response_free(&r);
-    req(s, "POST", "/sync/connect", tok, "   ", "{}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "   ", "{}", &r);
     e2e_assert_status(&r, 400);
     e2e_assert_body_has(&r, "\"error\":\"invalid_request\"");
     e2e_response_free(&r);
-    req(s, "GET", "/sync/capabilities", NULL, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/capabilities", NULL, NULL, NULL, &r);
     e2e_assert_status(&r, 401);
     e2e_response_free(&r);
 
     /* connect through the web server */
-    req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":false}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":false}", &r);
     e2e_assert_status(&r, 200);
     ck_assert_str_eq(r.body, "{\"resolution\":\"initialize_empty\"}\n");
     e2e_response_free(&r);
-    req(s, "POST", "/sync/connect", tok, "dev-b", "{\"has_local_pending_rows\":true}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "dev-b", "{\"has_local_pending_rows\":true}", &r);
     ck_assert_str_eq(r.body, "{\"resolution\":\"remote_authoritative\"}\n");
     e2e_response_free(&r);
-    req(s, "POST", "/sync/connect", tok, "dev-b", "not json", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "dev-b", "not json", &r);
     e2e_assert_status(&r, 400);
     e2e_assert_body_has(&r, "Failed to parse connect request");
     e2e_response_free(&r);
 
     /* unauthenticated information */
-    req(s, "GET", "/syncx/health", NULL, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", "/syncx/health", NULL, NULL, NULL, &r);
     e2e_assert_status(&r, 200);
     e2e_assert_body_has(&r, "\"status\":\"healthy\"");
     e2e_response_free(&r);
-    req(s, "GET", "/syncx/status", NULL, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", "/syncx/status", NULL, NULL, NULL, &r);
     e2e_assert_status(&r, 200);
     e2e_assert_body_has(&r, "\"lifecycle\":\"running\"");
     e2e_response_free(&r);
@@ -147,19 +75,19 @@ START_TEST(test_bundle_deployment_routes)
     static const char *const absent[][2] = { { "POST", "/sync/upload" }, { "GET", "/sync/download" },
                                              { "GET", "/sync/schema-version" }, { "POST", "/test/e2e/setup" } };
     for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++) {
-        req(s, absent[i][0], absent[i][1], tok, "dev-a", absent[i][0][0] == 'P' ? "{}" : NULL, &r);
+        bundle_stack_req(s, absent[i][0], absent[i][1], tok, "dev-a", absent[i][0][0] == 'P' ? "{}" : NULL, &r);
         e2e_assert_status(&r, 404);
         e2e_response_free(&r);
     }
-    req(s, "GET", "/sync/connect", tok, "dev-a", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/connect", tok, "dev-a", NULL, &r);
     e2e_assert_status(&r, 405);
     e2e_response_free(&r);
     /* the shared routes do */
-    req(s, "GET", "/health", NULL, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", "/health", NULL, NULL, NULL, &r);
     e2e_assert_status(&r, 200);
     e2e_response_free(&r);
     free(tok);
-    stop(s);
+    bundle_stack_stop(s);
 }
 END_TEST
 
@@ -174,29 +102,29 @@ START_TEST(test_test_routes)
                                        "{\"business_schema\":\"s\",\"initialization_lease_ttl_ms\":-1}",
                                        "{\"business_schema\":\"s\",\"empty_first_deferral_ms\":\"5\"}" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        req(s, "POST", "/test/e2e/setup", NULL, NULL, bad[i], &r);
+        bundle_stack_req(s, "POST", "/test/e2e/setup", NULL, NULL, bad[i], &r);
         e2e_assert_status(&r, 400);
         e2e_assert_body_has(&r, "\"error\":\"invalid_request\"");
         e2e_response_free(&r);
     }
-    char *schemas = count("SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname IN "
+    char *schemas = bundle_stack_sql("SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname IN "
                           "('business', 'sync', 's')");
     ck_assert_msg(strstr(schemas, "business,sync"), "nothing dropped: %s", schemas);
     free(schemas);
 
-    req(s, "POST", "/test/e2e/setup", NULL, NULL,
+    bundle_stack_req(s, "POST", "/test/e2e/setup", NULL, NULL,
         "{\"business_schema\":\"E2E_Case_1\",\"app_name\":\"hooked\",\"initialization_lease_ttl_ms\":200}", &r);
     e2e_assert_status(&r, 200);
     e2e_assert_body_has(&r, "\"business_schema\":\"e2e_case_1\"");
     e2e_assert_body_has(&r, "\"e2e_case_1.users\"]");
     e2e_response_free(&r);
-    schemas = count("SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname IN "
+    schemas = bundle_stack_sql("SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname IN "
                     "('business', 'sync', 'e2e_case_1')");
-    ck_assert_str_eq(schemas, "e2e_case_1,sync\n");
+    ck_assert_str_eq(schemas, "e2e_case_1,sync");
     free(schemas);
     /* every worker serves the new registry and settings */
     for (int i = 0; i < 6; i++) {
-        req(s, "GET", "/sync/capabilities", tok, "dev", NULL, &r);
+        bundle_stack_req(s, "GET", "/sync/capabilities", tok, "dev", NULL, &r);
         e2e_assert_status(&r, 200);
         e2e_assert_body_has(&r, "\"app_name\":\"hooked\"");
         e2e_assert_body_has(&r, "\"e2e_case_1.typed_rows\"");
@@ -204,13 +132,13 @@ START_TEST(test_test_routes)
     }
 
     /* injected failures: counted across workers, then normal service */
-    req(s, "POST", "/test/e2e/failures", NULL, NULL, "{\"endpoint\":\"capabilities\",\"status_code\":503,\"count\":3}",
+    bundle_stack_req(s, "POST", "/test/e2e/failures", NULL, NULL, "{\"endpoint\":\"capabilities\",\"status_code\":503,\"count\":3}",
         &r);
     e2e_assert_status(&r, 200);
     ck_assert_str_eq(r.body, "{\"status\":\"ok\",\"endpoint\":\"capabilities\",\"count\":3}\n");
     e2e_response_free(&r);
     for (int i = 0; i < 4; i++) {
-        req(s, "GET", "/sync/capabilities", NULL, NULL, NULL, &r);   /* before authentication */
+        bundle_stack_req(s, "GET", "/sync/capabilities", NULL, NULL, NULL, &r);   /* before authentication */
         if (i < 3) {
             e2e_assert_status(&r, 503);
             e2e_assert_body_has(&r, "{\"error\":\"injected_failure\",\"message\":\"injected capabilities failure\"}");
@@ -219,11 +147,11 @@ START_TEST(test_test_routes)
         }
         e2e_response_free(&r);
     }
-    req(s, "POST", "/test/e2e/failures", NULL, NULL,
+    bundle_stack_req(s, "POST", "/test/e2e/failures", NULL, NULL,
         "{\"endpoint\":\"connect\",\"status_code\":500,\"count\":1,\"body\":{\"error\":\"x\",\"message\":\"y\"}}", &r);
     e2e_assert_status(&r, 200);
     e2e_response_free(&r);
-    req(s, "POST", "/sync/connect", tok, "dev", "{}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "dev", "{}", &r);
     e2e_assert_status(&r, 500);
     e2e_assert_body_has(&r, "{\"error\":\"x\",\"message\":\"y\"}");
     e2e_response_free(&r);
@@ -232,41 +160,41 @@ START_TEST(test_test_routes)
                                                 "{\"endpoint\":\"pull\",\"status_code\":\"503\",\"count\":1}",
                                                 "not json" };
     for (size_t i = 0; i < sizeof bad_failures / sizeof bad_failures[0]; i++) {
-        req(s, "POST", "/test/e2e/failures", NULL, NULL, bad_failures[i], &r);
+        bundle_stack_req(s, "POST", "/test/e2e/failures", NULL, NULL, bad_failures[i], &r);
         e2e_assert_status(&r, 400);
         e2e_response_free(&r);
     }
-    char *n = count("SELECT count(*) FROM public.oversyncd_test_failures WHERE remaining > 0");
-    ck_assert_str_eq(n, "0\n");
+    char *n = bundle_stack_sql("SELECT count(*) FROM public.oversyncd_test_failures WHERE remaining > 0");
+    ck_assert_str_eq(n, "0");
     free(n);
 
     /* the lease TTL of the setup: 200 ms */
-    req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":true}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":true}", &r);
     e2e_assert_body_has(&r, "\"resolution\":\"initialize_local\"");
     e2e_response_free(&r);
     e2e_sleep_ms(300);
-    req(s, "POST", "/sync/connect", tok, "dev-b", "{\"has_local_pending_rows\":true}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "dev-b", "{\"has_local_pending_rows\":true}", &r);
     e2e_assert_body_has(&r, "\"resolution\":\"initialize_local\"");
     e2e_response_free(&r);
 
     /* the empty-first deferral */
-    req(s, "POST", "/test/e2e/setup", NULL, NULL,
+    bundle_stack_req(s, "POST", "/test/e2e/setup", NULL, NULL,
         "{\"business_schema\":\"e2e_case_2\",\"empty_first_deferral\":true,\"empty_first_deferral_ms\":400}", &r);
     e2e_assert_status(&r, 200);
     e2e_response_free(&r);
-    req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":false}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":false}", &r);
     e2e_assert_body_has(&r, "\"resolution\":\"retry_later\"");
     e2e_assert_body_has(&r, "\"retry_after_seconds\":1");
     e2e_response_free(&r);
-    req(s, "POST", "/sync/connect", tok, "dev-b", "{\"has_local_pending_rows\":false}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "dev-b", "{\"has_local_pending_rows\":false}", &r);
     e2e_assert_body_has(&r, "\"resolution\":\"retry_later\"");
     e2e_response_free(&r);
     e2e_sleep_ms(450);
-    req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":false}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "dev-a", "{\"has_local_pending_rows\":false}", &r);
     e2e_assert_body_has(&r, "\"resolution\":\"initialize_empty\"");
     e2e_response_free(&r);
     free(tok);
-    stop(s);
+    bundle_stack_stop(s);
 }
 END_TEST
 
@@ -293,10 +221,10 @@ START_TEST(test_push_pull_through_lighttpd)
     struct e2e_response r;
     const char *uid = "0b7e4f3a-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
 
-    req(s, "POST", "/sync/connect", tok, "phone", "{\"has_local_pending_rows\":false}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, "phone", "{\"has_local_pending_rows\":false}", &r);
     e2e_assert_body_has(&r, "initialize_empty");
     e2e_response_free(&r);
-    req(s, "POST", "/sync/push-sessions", tok, "phone", "{\"source_bundle_id\":1,\"planned_row_count\":1}", &r);
+    bundle_stack_req(s, "POST", "/sync/push-sessions", tok, "phone", "{\"source_bundle_id\":1,\"planned_row_count\":1}", &r);
     e2e_assert_status(&r, 200);
     char *push_id = member(r.body, "push_id");
     e2e_response_free(&r);
@@ -305,7 +233,7 @@ START_TEST(test_push_pull_through_lighttpd)
                            "\"key\":{\"id\":\"%s\"},\"op\":\"INSERT\",\"base_row_version\":0,"
                            "\"payload\":{\"id\":\"%s\",\"name\":\"D<&>\",\"email\":\"d@example.com\"}}]}",
                            uid, uid);
-    req(s, "POST", path, tok, "phone", chunk, &r);
+    bundle_stack_req(s, "POST", path, tok, "phone", chunk, &r);
     e2e_assert_status(&r, 200);
     e2e_assert_body_has(&r, "\"next_expected_row_ordinal\":1");
     e2e_response_free(&r);
@@ -322,42 +250,42 @@ START_TEST(test_push_pull_through_lighttpd)
     free(path);
 
     /* the committed rows and a pull from another device; HTML-safe escapes as the reference */
-    req(s, "GET", "/sync/committed-bundles/1/rows", tok, "phone", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/committed-bundles/1/rows", tok, "phone", NULL, &r);
     e2e_assert_status(&r, 200);
     e2e_assert_body_has(&r, "\"name\":\"D\\u003c\\u0026\\u003e\"");
     e2e_response_free(&r);
-    req(s, "GET", "/sync/pull?after_bundle_seq=0&max_bundles=10", tok, "laptop", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/pull?after_bundle_seq=0&max_bundles=10", tok, "laptop", NULL, &r);
     e2e_assert_status(&r, 200);
     e2e_assert_body_has(&r, "\"stable_bundle_seq\":1");
     e2e_assert_body_has(&r, uid);
     e2e_response_free(&r);
-    req(s, "GET", "/sync/pull?after_bundle_seq=x", tok, "laptop", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/pull?after_bundle_seq=x", tok, "laptop", NULL, &r);
     e2e_assert_status(&r, 400);
     e2e_response_free(&r);
 
     /* a snapshot, paged and deleted (204 through the web server) */
-    req(s, "POST", "/sync/snapshot-sessions", tok, "laptop", "{}", &r);
+    bundle_stack_req(s, "POST", "/sync/snapshot-sessions", tok, "laptop", "{}", &r);
     e2e_assert_status(&r, 200);
     char *snap = member(r.body, "snapshot_id");
     e2e_response_free(&r);
     path = e2e_strf("/sync/snapshot-sessions/%s?after_row_ordinal=0&max_rows=5", snap);
-    req(s, "GET", path, tok, "laptop", NULL, &r);
+    bundle_stack_req(s, "GET", path, tok, "laptop", NULL, &r);
     e2e_assert_status(&r, 200);
     e2e_assert_body_has(&r, uid);
     e2e_response_free(&r);
     free(path);
     path = e2e_strf("/sync/snapshot-sessions/%s", snap);
-    req(s, "DELETE", path, tok, "laptop", NULL, &r);
+    bundle_stack_req(s, "DELETE", path, tok, "laptop", NULL, &r);
     e2e_assert_status(&r, 204);
     ck_assert_int_eq(r.body_len, 0);
     e2e_response_free(&r);
-    req(s, "DELETE", path, tok, "laptop", NULL, &r);
+    bundle_stack_req(s, "DELETE", path, tok, "laptop", NULL, &r);
     e2e_assert_status(&r, 404);
     e2e_response_free(&r);
     free(path);
 
     /* a replay of the committed push: already_committed */
-    req(s, "POST", "/sync/push-sessions", tok, "phone", "{\"source_bundle_id\":1,\"planned_row_count\":1}", &r);
+    bundle_stack_req(s, "POST", "/sync/push-sessions", tok, "phone", "{\"source_bundle_id\":1,\"planned_row_count\":1}", &r);
     e2e_assert_status(&r, 200);
     e2e_assert_body_has(&r, "\"status\":\"already_committed\"");
     e2e_response_free(&r);
@@ -366,7 +294,7 @@ START_TEST(test_push_pull_through_lighttpd)
     free(auth);
     free(push_id);
     free(tok);
-    stop(s);
+    bundle_stack_stop(s);
 }
 END_TEST
 

@@ -3,6 +3,7 @@
  * Events are produced the way committing bundles produce them: next_bundle_seq moves and a NOTIFY
  * on oversync_bundle_change_v1 carries {"user_pk","bundle_seq","source_id","source_bundle_id"}
  * (sent with psql, as a writer of the go-oversync library in another process would). */
+#include "bundle_stack.h"
 #include "e2e.h"
 #include "../run_suites.h"
 
@@ -19,78 +20,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dbname[64];
-
-/* A database of its own (as check_e2e_bundle.c does) and the bundle deployment's settings. */
-static char *bundle_conf(const char *extra)
-{
-    snprintf(dbname, sizeof dbname, "e2e_watch_%ld", (long)getpid());
-    free(e2e_psql(e2e_strf("DROP DATABASE IF EXISTS %s", dbname)));
-    free(e2e_psql(e2e_strf("CREATE DATABASE %s", dbname)));
-    char *cmd = e2e_strf("psql -X -q -v ON_ERROR_STOP=1 -d %s -f %s/sql/examples/bundle-business.sql >/dev/null",
-                         dbname, e2e_top_srcdir());
-    ck_assert_msg(system(cmd) == 0, "%s", cmd);
-    free(cmd);
-    static char *original;
-    if (!original)
-        original = strdup(getenv("DATABASE_URL"));
-    char *url = e2e_strf("%s dbname=%s", original, dbname);
-    setenv("DATABASE_URL", url, 1);
-    free(url);
-    return e2e_strf("[sync]\nprotocol = bundle\napp_name = e2e-watch\n"
-                    "[server]\nworkers = 2\n"
-                    "[bundle]\nwatch = on\ntest_routes = on\nwatch_heartbeat = 300ms\n"
-                    "[table business.users]\nmaterializer = none\nsync_key = id\n"
-                    "[table business.posts]\nmaterializer = none\nsync_key = id\n"
-                    "[table business.files]\nmaterializer = none\nsync_key = id\n"
-                    "[table business.file_reviews]\nmaterializer = none\nsync_key = id\n%s",
-                    extra ? extra : "");
-}
-
 static struct e2e_stack *start(const char *extra)
 {
-    char *conf = bundle_conf(extra);
-    struct e2e_stack *s = e2e_start(&(struct e2e_options){ .oversyncd_conf = conf });
+    char *conf = e2e_strf("[bundle]\nwatch = on\ntest_routes = on\nwatch_heartbeat = 300ms\n%s", extra ? extra : "");
+    struct e2e_stack *s = bundle_stack_start("e2e_watch", "e2e-watch", conf);
     free(conf);
     return s;
-}
-
-static void stop(struct e2e_stack *s)
-{
-    e2e_stop(s);
-    free(e2e_psql(e2e_strf("DROP DATABASE IF EXISTS %s", dbname)));
-}
-
-static char *sql(const char *q)
-{
-    char *cmd = e2e_strf("psql -X -A -t -q -v ON_ERROR_STOP=1 -d %s -c \"%s\"", dbname, q);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    char buf[1024] = "";
-    size_t n = fread(buf, 1, sizeof buf - 1, p);
-    buf[n] = '\0';
-    while (n && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    ck_assert_msg(pclose(p) == 0, "%s", q);
-    free(cmd);
-    return strdup(buf);
-}
-
-static long req(struct e2e_stack *s, const char *method, const char *path, const char *token, const char *source,
-                const char *body, struct e2e_response *r)
-{
-    char auth[4096], src[512];
-    const char *headers[3] = { NULL, NULL, NULL };
-    int n = 0;
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        headers[n++] = auth;
-    }
-    if (source) {
-        snprintf(src, sizeof src, "Oversync-Source-ID: %s", source);
-        headers[n++] = src;
-    }
-    return e2e_request_ex(s, method, path, headers, body, body ? strlen(body) : 0, r);
 }
 
 /* A commit of bundle seq for user (next_bundle_seq moves, then the NOTIFY of the finalization). */
@@ -101,7 +36,7 @@ static void commit_bundle(const char *user, long long seq, const char *source, l
                        " 'bundle_seq', %lld, 'source_id', '%s', 'source_bundle_id', %lld)::text)"
                        " FROM sync.user_state WHERE user_id = '%s'; COMMIT;",
                        seq, user, seq, source, source_bundle_id, user);
-    free(sql(q));
+    free(bundle_stack_sql(q));
     free(q);
 }
 
@@ -201,7 +136,7 @@ static long subscribers(struct e2e_stack *s, const char *user)
 {
     struct e2e_response r;
     char *path = e2e_strf("/test/watch-subscribers?user_id=%s", user);
-    req(s, "GET", path, NULL, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", path, NULL, NULL, NULL, &r);
     free(path);
     e2e_assert_status(&r, 200);
     const char *p = strstr(r.body, "\"subscriber_count\":");
@@ -225,7 +160,7 @@ static bool wait_subscribers(struct e2e_stack *s, const char *user, long want, i
 static void initialize(struct e2e_stack *s, const char *tok, const char *source)
 {
     struct e2e_response r;
-    req(s, "POST", "/sync/connect", tok, source, "{\"has_local_pending_rows\":false}", &r);
+    bundle_stack_req(s, "POST", "/sync/connect", tok, source, "{\"has_local_pending_rows\":false}", &r);
     e2e_assert_status(&r, 200);
     e2e_response_free(&r);
 }
@@ -245,35 +180,35 @@ START_TEST(test_watch_stream)
     char ev[1024];
 
     /* the feature flag follows [bundle] watch */
-    req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
     e2e_assert_body_has(&r, "\"bundle_change_watch\":true");
     e2e_response_free(&r);
 
     /* errors answered as JSON by the worker */
-    req(s, "GET", "/sync/watch", NULL, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/watch", NULL, NULL, NULL, &r);
     e2e_assert_status(&r, 401);
     e2e_response_free(&r);
-    req(s, "GET", "/sync/watch", tok, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/watch", tok, NULL, NULL, &r);
     e2e_assert_status(&r, 400);
     e2e_assert_body_has(&r, "Oversync-Source-ID header is required");
     e2e_response_free(&r);
-    req(s, "GET", "/sync/watch?after_bundle_seq=-1", tok, "dev-a", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/watch?after_bundle_seq=-1", tok, "dev-a", NULL, &r);
     e2e_assert_status(&r, 400);
     e2e_assert_body_has(&r, "after_bundle_seq must be \\u003e= 0");
     e2e_response_free(&r);
-    req(s, "GET", "/sync/watch?after_bundle_seq=x", tok, "dev-a", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/watch?after_bundle_seq=x", tok, "dev-a", NULL, &r);
     e2e_assert_status(&r, 400);
     e2e_assert_body_has(&r, "after_bundle_seq must be an integer");
     e2e_response_free(&r);
-    req(s, "GET", "/sync/watch", tok, "dev-a", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/watch", tok, "dev-a", NULL, &r);
     e2e_assert_status(&r, 409);
     e2e_assert_body_has(&r, "\"error\":\"scope_uninitialized\"");
     e2e_response_free(&r);
-    req(s, "GET", "/test/watch-subscribers", NULL, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", "/test/watch-subscribers", NULL, NULL, NULL, &r);
     e2e_assert_status(&r, 400);
     e2e_assert_body_has(&r, "\"error\":\"invalid_request\"");
     e2e_response_free(&r);
-    req(s, "GET", "/test/watch-subscribers?user_id=nobody", NULL, NULL, NULL, &r);
+    bundle_stack_req(s, "GET", "/test/watch-subscribers?user_id=nobody", NULL, NULL, NULL, &r);
     e2e_assert_status(&r, 200);
     ck_assert_str_eq(r.body, "{\"process_local_only\":true,\"subscriber_count\":0,\"user_id\":\"nobody\"}\n");
     e2e_response_free(&r);
@@ -296,7 +231,7 @@ START_TEST(test_watch_stream)
     ck_assert_int_eq(sse_next(&a, 2000, ev, sizeof ev), 1);
     ck_assert_str_eq(ev, ": heartbeat");
     /* a NOTIFY at or below the last sent seq is not sent again; a newer one is */
-    free(sql("SELECT pg_notify('oversync_bundle_change_v1', json_build_object('user_pk', user_pk, 'bundle_seq', 1)::text) FROM sync.user_state WHERE user_id = 'wanda'"));
+    free(bundle_stack_sql("SELECT pg_notify('oversync_bundle_change_v1', json_build_object('user_pk', user_pk, 'bundle_seq', 1)::text) FROM sync.user_state WHERE user_id = 'wanda'"));
     commit_bundle("wanda", 2, "dev-c", 1);
     ck_assert_int_eq(sse_event(&a, 3000, ev, sizeof ev), 1);
     ck_assert_str_eq(ev, "event: bundle\ndata: {\"bundle_seq\":2,\"source_id\":\"dev-c\",\"source_bundle_id\":1}");
@@ -315,7 +250,7 @@ START_TEST(test_watch_stream)
 
     /* the workers are free: other requests go on while three streams are open (2 workers) */
     for (int i = 0; i < 6; i++) {
-        req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
+        bundle_stack_req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
         e2e_assert_status(&r, 200);
         e2e_response_free(&r);
     }
@@ -346,16 +281,16 @@ START_TEST(test_watch_stream)
     do {
         e2e_response_free(&r);
         e2e_sleep_ms(50);
-        req(s, "GET", "/sync/watch", tok, "dev-a", NULL, &r);
+        bundle_stack_req(s, "GET", "/sync/watch", tok, "dev-a", NULL, &r);
     } while (r.status != 503 && e2e_now_ms() < deadline);
     e2e_assert_status(&r, 503);
     e2e_assert_body_has(&r, "\"error\":\"bundle_change_watch_disabled\"");
     e2e_response_free(&r);
-    req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
+    bundle_stack_req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
     e2e_assert_body_has(&r, "\"bundle_change_watch\":false");
     e2e_response_free(&r);
     free(tok);
-    stop(s);
+    bundle_stack_stop(s);
 }
 END_TEST
 
@@ -381,7 +316,7 @@ START_TEST(test_watch_idle_disconnect)
         fprintf(stderr, "idle streams gone after %ld ms\n", e2e_now_ms() - t0);
     }
     free(tok);
-    stop(s);
+    bundle_stack_stop(s);
 }
 END_TEST
 
@@ -461,10 +396,9 @@ START_TEST(test_watch_lifecycle)
     ck_assert_int_eq(rc, -1);
     sse_close(&a);
     free(tok);
-    stop(s);
+    bundle_stack_stop(s);
 }
 END_TEST
-
 
 /* ------------------------------------------------------------------ protocol = upload: wait=S */
 
