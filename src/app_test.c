@@ -24,7 +24,8 @@
 #include <string.h>
 
 #define TEST_TABLES_SQL                                                                            \
-    "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('oversyncd test routes', 0));"          \
+    "BEGIN; SET LOCAL client_min_messages = warning;"                                              \
+    "SELECT pg_advisory_xact_lock(hashtextextended('oversyncd test routes', 0));"                 \
     "CREATE TABLE IF NOT EXISTS public.oversyncd_test_setup ("                                     \
     " singleton bool PRIMARY KEY DEFAULT true CHECK (singleton), generation bigint NOT NULL,"      \
     " business_schema text NOT NULL, app_name text NOT NULL, lease_ttl_ms bigint NOT NULL,"        \
