@@ -27,68 +27,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 static const char *conninfo;
 static int oversyncd_sql;
 static int warmup, batches, batch_size;
 static pthread_barrier_t start;
-
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static void buf_reserve(struct buf *b, size_t more)
-{
-    if (b->len + more + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    b->p = realloc(b->p, cap);
-    if (!b->p)
-        exit(2);
-    b->cap = cap;
-}
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    buf_reserve(b, n);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        size_t room = b->cap - b->len;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            exit(2);
-        if ((size_t)n < room && b->p) {
-            b->len += (size_t)n;
-            return;
-        }
-        buf_reserve(b, (size_t)n);
-    }
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static const char *words[] = {
     "offline", "first", "replica", "device", "change", "server", "version", "payload", "conflict",
