@@ -293,6 +293,13 @@ enum btx btx_db_error(const struct bundle_ctx *c, struct bundle_reply *r, const 
     return BTX_FAIL;
 }
 
+enum btx btx_user_lock(const struct bundle_ctx *c, struct bundle_reply *r, const char *code, const char *message)
+{
+    const char *u[1] = { c->user };
+    PGresult *res = bqp(c, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", 1, u);
+    return bq_ok(res) ? BTX_OK : btx_db_error(c, r, res, code, message);
+}
+
 #define BTX_ATTEMPTS 3
 
 bool btx_run(const struct bundle_ctx *c, struct bundle_reply *r, const char *mode,

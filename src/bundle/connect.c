@@ -26,10 +26,10 @@ static enum btx connect_tx(const struct bundle_ctx *c, struct bundle_reply *r, v
 {
     struct connect_state *st = ud;
     r->body.len = 0;
-    const char *u[1] = { c->user };
-    PGresult *res = bqp(c, SQL_USER_LOCK, 1, u);
-    if (!bq_ok(res))
-        return btx_db_error(c, r, res, CONNECT_FAILED);
+    enum btx locked = btx_user_lock(c, r, CONNECT_FAILED);
+    if (locked != BTX_OK)
+        return locked;
+    PGresult *res;
     struct scope s;
     const PGresult *failed;
     if (!scope_lock(c, &s, &failed))

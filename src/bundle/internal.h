@@ -98,9 +98,10 @@ bool btx_run(const struct bundle_ctx *c, struct bundle_reply *r, const char *mod
 enum btx btx_db_error(const struct bundle_ctx *c, struct bundle_reply *r, const PGresult *res, const char *code,
                       const char *message);
 
-/* The user's lock for the transaction: pg_advisory_xact_lock(hashtextextended(user, 0)), the
- * key the go-oversync library takes with a session lock, so the two exclude each other. */
-#define SQL_USER_LOCK "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+/* In a body: the user's lock for the transaction, pg_advisory_xact_lock(hashtextextended(user,
+ * 0)), the key the go-oversync library takes with a session lock, so the two exclude each other.
+ * BTX_OK, or the outcome of btx_db_error(code, message). */
+enum btx btx_user_lock(const struct bundle_ctx *c, struct bundle_reply *r, const char *code, const char *message);
 
 /* ---------------------------------------------------------------- scope lifecycle (§4.1) */
 

@@ -432,10 +432,10 @@ static enum btx create_tx(const struct bundle_ctx *c, struct bundle_reply *r, vo
 {
     struct create_state *st = ud;
     r->body.len = 0;
-    const char *u[1] = { c->user };
-    PGresult *q = bqp(c, SQL_USER_LOCK, 1, u);
-    if (!bq_ok(q))
-        return btx_db_error(c, r, q, CREATE_FAILED);
+    enum btx locked = btx_user_lock(c, r, CREATE_FAILED);
+    if (locked != BTX_OK)
+        return locked;
+    PGresult *q;
     struct scope s;
     const PGresult *failed;
     if (!scope_lock(c, &s, &failed))
@@ -916,10 +916,10 @@ static enum btx chunk_tx(const struct bundle_ctx *c, struct bundle_reply *r, voi
 {
     struct chunk_state *st = ud;
     r->body.len = 0;
-    const char *u[1] = { c->user };
-    PGresult *q = bqp(c, SQL_USER_LOCK, 1, u);
-    if (!bq_ok(q))
-        return btx_db_error(c, r, q, CHUNK_FAILED);
+    enum btx locked = btx_user_lock(c, r, CHUNK_FAILED);
+    if (locked != BTX_OK)
+        return locked;
+    PGresult *q;
     struct push_session s;
     enum btx out = push_session_load(c, r, st->push_id, &s, CHUNK_FAILED);
     if (out != BTX_OK)

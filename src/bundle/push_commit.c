@@ -404,10 +404,10 @@ static enum btx commit_tx(const struct bundle_ctx *c, struct bundle_reply *r, vo
 {
     struct commit_state *cs = ud;
     r->body.len = 0;
-    const char *u[1] = { c->user };
-    PGresult *q = bqp(c, SQL_USER_LOCK, 1, u);
-    if (!bq_ok(q))
-        return btx_db_error(c, r, q, COMMIT_FAILED);
+    enum btx locked = btx_user_lock(c, r, COMMIT_FAILED);
+    if (locked != BTX_OK)
+        return locked;
+    PGresult *q;
     struct push_session s;
     enum btx out = push_session_load(c, r, cs->push_id, &s, COMMIT_FAILED);
     if (out != BTX_OK)
