@@ -160,8 +160,7 @@ static bool normalize_name(char *dst, const char *src)
     return true;
 }
 
-/* ^[a-z0-9_]+$, the names the protocol can carry (SPEC-v2 §3.3). */
-static bool valid_name(const char *s)
+bool bundle_name_valid(const char *s)
 {
     if (!*s)
         return false;
@@ -191,7 +190,7 @@ static bool normalize_registry(const struct bundle_table *tables, int n, struct 
                     t[i].schema, schema_fits ? "" : "...", t[i].table, table_fits ? "" : "...", BUNDLE_NAME_MAX);
             return false;
         }
-        if (!valid_name(t[i].schema) || !valid_name(t[i].table)) {
+        if (!bundle_name_valid(t[i].schema) || !bundle_name_valid(t[i].table)) {
             err_set(err, errlen,
                     "bundle bootstrap: registered table %s.%s: schema and table names must match ^[a-z0-9_]+$",
                     t[i].schema, t[i].table);
@@ -204,7 +203,7 @@ static bool normalize_registry(const struct bundle_table *tables, int n, struct 
                     "the current server runtime", t[i].schema, t[i].table);
             return false;
         }
-        if (!key_fits || !valid_name(t[i].key_column)) {
+        if (!key_fits || !bundle_name_valid(t[i].key_column)) {
             err_set(err, errlen,
                     "bundle bootstrap: registered table %s.%s: sync key column %s%s must match ^[a-z0-9_]+$ "
                     "(at most %d bytes)", t[i].schema, t[i].table, t[i].key_column, key_fits ? "" : "...",

@@ -653,16 +653,6 @@ static char *lower_trim(arena_t *arena, const char *s, bool upper)
     return t;
 }
 
-static bool valid_name(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-            return false;
-    return true;
-}
-
 /* A set of (table_id, key bytes as hex) targets. */
 struct keyset {
     size_t cap;
@@ -723,11 +713,11 @@ static bool prepare_row(const struct bundle_ctx *c, const struct push_table_colu
         bundle_fail(r, 400, "push_chunk_invalid", __VA_ARGS__);                                    \
         return false;                                                                              \
     } while (0)
-    if (!valid_name(schema)) {
+    if (!bundle_name_valid(schema)) {
         push_go_quote(&q, in->schema);
         INVALID("invalid schema name %s", sb_cstr(&q));
     }
-    if (!valid_name(table)) {
+    if (!bundle_name_valid(table)) {
         push_go_quote(&q, in->table);
         INVALID("invalid table name %s", sb_cstr(&q));
     }
@@ -836,7 +826,7 @@ static bool prepare_row(const struct bundle_ctx *c, const struct push_table_colu
             continue;
         char *lower = lower_trim(a, names[i], false);
         /* lower_trim also trims: a name with surrounding space is invalid anyway */
-        if (strlen(lower) != strlen(names[i]) || !valid_name(lower)) {
+        if (strlen(lower) != strlen(names[i]) || !bundle_name_valid(lower)) {
             q.len = 0;
             push_go_quote(&q, names[i]);
             INVALID("payload for %s.%s contains invalid column %s", schema, table, sb_cstr(&q));

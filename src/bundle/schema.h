@@ -87,6 +87,9 @@ bool bundle_bootstrap(PGconn *conn, const struct bundle_table *tables, int n, st
 
 void bundle_catalog_free(struct bundle_catalog *c);
 
+/* ^[a-z0-9_]+$: a schema, table or column name the protocol can carry (SPEC-v2 §3.3). */
+bool bundle_name_valid(const char *s);
+
 /* The entry of schema.table (names as stored: lower case), NULL when not registered. */
 const struct bundle_catalog_table *bundle_catalog_find(const struct bundle_catalog *c, const char *schema,
                                                        const char *table);

@@ -420,6 +420,23 @@ static bool given(const char *v)
     return v && *v;
 }
 
+/* The session row of res (its user in column 0) exists and is the caller's; else the reply is
+ * set: 404 snapshot_session_not_found or 403 snapshot_session_forbidden. */
+static bool session_is_callers(const struct bundle_ctx *c, struct bundle_reply *r, const PGresult *res,
+                               const char *snapshot_id)
+{
+    if (PQntuples(res) == 0) {
+        bundle_fail(r, 404, "snapshot_session_not_found", "snapshot session %s was not found", snapshot_id);
+        return false;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), c->user) != 0) {
+        bundle_fail(r, 403, "snapshot_session_forbidden", "snapshot session %s does not belong to the authenticated user",
+                    snapshot_id);
+        return false;
+    }
+    return true;
+}
+
 void bundle_snapshot_chunk(const struct bundle_ctx *c, const char *snapshot_id, const char *after_row_ordinal,
                            const char *max_rows, struct bundle_reply *r)
 {
@@ -456,15 +473,8 @@ void bundle_snapshot_chunk(const struct bundle_ctx *c, const char *snapshot_id, 
         bundle_fail_db(c, r, res, CHUNK_FAILED);
         return;
     }
-    if (PQntuples(res) == 0) {
-        bundle_fail(r, 404, "snapshot_session_not_found", "snapshot session %s was not found", snapshot_id);
+    if (!session_is_callers(c, r, res, snapshot_id))
         return;
-    }
-    if (strcmp(PQgetvalue(res, 0, 0), c->user) != 0) {
-        bundle_fail(r, 403, "snapshot_session_forbidden", "snapshot session %s does not belong to the authenticated user",
-                    snapshot_id);
-        return;
-    }
     if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
         bundle_fail(r, 410, "snapshot_session_expired", "snapshot session %s has expired; start a new snapshot session",
                     snapshot_id);
@@ -520,15 +530,8 @@ void bundle_snapshot_delete(const struct bundle_ctx *c, const char *snapshot_id,
         bundle_fail_db(c, r, res, DELETE_FAILED);
         return;
     }
-    if (PQntuples(res) == 0) {
-        bundle_fail(r, 404, "snapshot_session_not_found", "snapshot session %s was not found", snapshot_id);
+    if (!session_is_callers(c, r, res, snapshot_id))
         return;
-    }
-    if (strcmp(PQgetvalue(res, 0, 0), c->user) != 0) {
-        bundle_fail(r, 403, "snapshot_session_forbidden", "snapshot session %s does not belong to the authenticated user",
-                    snapshot_id);
-        return;
-    }
     r->body.len = 0;
     r->status = 204;
     r->error = NULL;
