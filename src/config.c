@@ -940,6 +940,8 @@ static bool apply_value(struct config *cfg, struct table_conf *t, const struct c
     case CONFIG_DURATION:
         status = parse_with_units(value, duration_units, key->unit_us, key->unit_us, key->max,
                                   &number);
+        if (status == NUM_OK && number < key->min)
+            status = NUM_TOO_SMALL;
         if (status != NUM_OK) {
             const char *unit = status == NUM_NOT_WHOLE ? config_unit_long_name(key->unit_us)
                                                        : unit_short_name(key->unit_us);

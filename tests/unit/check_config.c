@@ -693,6 +693,72 @@ START_TEST(test_validate)
 }
 END_TEST
 
+/* The bundle protocol's settings, checked across sections: "FILE:LINE: message" for a table. */
+static const struct validate_case bundle_cases[] = {
+    { "[sync]\nprotocol = bundle\n[table business.users]\n",
+      ":8: [table business.users] needs sync_key (protocol = bundle): the table's uuid or text key column" },
+    { "[table business.users]\nsync_key = id\n",
+      ":6: [table business.users] sync_key applies only to protocol = bundle" },
+    { "[sync]\nprotocol = bundle\n[table business.users]\nsync_key = id\nmaterializer = generic\n",
+      ":8: [table business.users] materializer applies only to protocol = upload (the bundle protocol writes "
+      "the table itself)" },
+    { "[sync]\nprotocol = bundle\n[bundle]\ndefault_rows_per_push_chunk = 6000\n",
+      "[bundle]: a default_* page size is larger than its max_*" },
+    { "[sync]\nprotocol = bundle\n[bundle]\nmax_bundles_per_pull = 10\n",
+      "[bundle]: a default_* page size is larger than its max_*" },
+    { "[sync]\nprotocol = bundle\n[table business.users]\nsync_key = ID\n", NULL },
+    { "[sync]\nprotocol = BUNDLE\n", NULL },
+};
+
+START_TEST(test_validate_bundle)
+{
+    const struct validate_case *c = &bundle_cases[_i];
+    struct config cfg;
+    char err[512] = "";
+    char *text = xmalloc(strlen(c->text) + 128);
+    sprintf(text, "[database]\nurl = dbname=app\n[auth]\njwt_secret = s\n\n%s", c->text);
+    ck_assert_msg(load_text(&cfg, text, err, sizeof err), "%s", err);
+    bool ok = config_validate(&cfg, err, sizeof err);
+    if (c->message) {
+        ck_assert_msg(!ok, "valid: %s", c->text);
+        size_t n = strlen(err), m = strlen(c->message);
+        ck_assert_msg(n >= m && strcmp(err + n - m, c->message) == 0, "got \"%s\", want it to end with \"%s\"", err,
+                      c->message);
+    } else {
+        ck_assert_msg(ok, "%s: %s", c->text, err);
+        ck_assert_int_eq(cfg.protocol, PROTOCOL_BUNDLE);
+        if (cfg.n_tables)
+            ck_assert_str_eq(cfg.tables[0].sync_key, "id");   /* lower-cased like the names */
+    }
+    config_free(&cfg);
+    free(text);
+}
+END_TEST
+
+/* Values of the bundle protocol's keys refused while the file is read. */
+START_TEST(test_bundle_bad_values)
+{
+    static const char *const bad[][2] = {
+        { "[sync]\nprotocol = bundles\n", "\"bundles\" is not one of upload or bundle" },
+        { "[sync]\nprotocol = bundle\n[table business.users]\nsync_key = a-b\n", "\"a-b\" may contain only a-z, 0-9 and _" },
+        { "[bundle]\nnotify_channel = c123456789012345678901234567890123456789012345678901234567890123\n",
+          "is longer than 63 bytes" },
+        { "[bundle]\npush_session_ttl = 0\n", "push_session_ttl: \"0\" is out of range" },
+        { "[bundle]\nwatch_heartbeat = 0s\n", "watch_heartbeat: \"0s\" is out of range" },
+        { "[bundle]\nmax_rows_per_push_chunk = 0\n", "max_rows_per_push_chunk" },
+        { "[bundle]\nwatch = maybe\n", "\"maybe\" is not a boolean" },
+        { "[bundle]\nnope = 1\n", "unknown key \"nope\" in [bundle]" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct config cfg;
+        char err[512] = "";
+        ck_assert_msg(!load_text(&cfg, bad[i][0], err, sizeof err), "accepted: %s", bad[i][0]);
+        ck_assert_msg(strstr(err, bad[i][1]) != NULL, "%s: got \"%s\"", bad[i][0], err);
+        ck_assert(is_zeroed(&cfg));
+    }
+}
+END_TEST
+
 /* Values the command line can set after loading (--listen, --workers). */
 START_TEST(test_validate_overrides)
 {
@@ -994,6 +1060,8 @@ static Suite *validate_suite(void)
     tcase_add_loop_test(tc, test_validate, 0,
                         (int)(sizeof validate_cases / sizeof validate_cases[0]));
     tcase_add_test(tc, test_validate_overrides);
+    tcase_add_loop_test(tc, test_validate_bundle, 0, (int)(sizeof bundle_cases / sizeof bundle_cases[0]));
+    tcase_add_test(tc, test_bundle_bad_values);
     suite_add_tcase(s, tc);
     return s;
 }
