@@ -86,6 +86,32 @@ START_TEST(test_bundle_deployment_routes)
     bundle_stack_req(s, "GET", "/health", NULL, NULL, NULL, &r);
     e2e_assert_status(&r, 200);
     e2e_response_free(&r);
+
+    /* a source id past the identity check's 255 bytes: 400, nothing written */
+    char longsrc[300];
+    memset(longsrc, 's', sizeof longsrc - 1);
+    longsrc[sizeof longsrc - 1] = '\0';
+    bundle_stack_req(s, "POST", "/sync/connect", tok, longsrc, "{\"has_local_pending_rows\":true}", &r);
+    e2e_assert_status(&r, 400);
+    e2e_assert_body_has(&r, "{\"error\":\"invalid_request\",\"message\":\"Oversync-Source-ID is longer than 255 bytes\"}");
+    e2e_response_free(&r);
+    char *n = bundle_stack_sql("SELECT count(*) FROM sync.scope_state WHERE state_code = 1");
+    ck_assert_str_eq(n, "0");
+    free(n);
+
+    /* a reload that switches protocols is refused (here by the check of the tables, which carry
+     * sync keys that protocol = upload refuses); the deployment keeps serving the bundle protocol */
+    e2e_rewrite_conf(s, "[sync]\nprotocol = upload\n");
+    e2e_reload(s);
+    const char *refusal = "reload refused, keeping the running configuration: ";
+    long t0 = e2e_now_ms();
+    while (!e2e_file_has(e2e_oversyncd_log_path(s), refusal) && e2e_now_ms() - t0 < 10000)
+        e2e_sleep_ms(50);
+    ck_assert_msg(e2e_file_has(e2e_oversyncd_log_path(s), refusal), "the refusal is logged");
+    ck_assert(e2e_file_has(e2e_oversyncd_log_path(s), "sync_key applies only to protocol = bundle"));
+    bundle_stack_req(s, "GET", "/sync/capabilities", tok, "dev-a", NULL, &r);
+    e2e_assert_status(&r, 200);
+    e2e_response_free(&r);
     free(tok);
     bundle_stack_stop(s);
 }
