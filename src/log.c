@@ -1,11 +1,12 @@
 #include "log.h"
 #include "strbuf.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,15 +16,50 @@ static const char *role = "oversyncd";
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
+/* The process id, read once per process: getpid() is a system call, and a worker writes a line
+ * per request. A forked child reads its own (atfork handler). */
+static pid_t cached_pid;
+static bool atfork_registered;
+
+static void forget_pid(void)
+{
+    cached_pid = 0;
+}
+
+static pid_t log_pid(void)
+{
+    if (cached_pid == 0)
+        cached_pid = getpid();
+    return cached_pid;
+}
+
+/* Request lines of a busy worker are gathered and written together (log_buffer_requests): at most
+ * BUFFER_LIMIT bytes, which is PIPE_BUF, so one write still never interleaves with another
+ * process's line on a pipe, and never older than BUFFER_AGE_NS. */
+#define BUFFER_LIMIT 4096
+#define BUFFER_AGE_NS 1000000000LL
+
+static bool buffering;
+static char pending[BUFFER_LIMIT];
+static size_t pending_len;
+static int64_t pending_since;      /* CLOCK_MONOTONIC of the oldest buffered line */
+
+static strbuf_t line = STRBUF_INIT;   /* reused for every line */
+
 void log_setup(enum log_level level, enum log_format fmt)
 {
     min_level = level;
     format = fmt;
+    if (!atfork_registered) {
+        pthread_atfork(NULL, NULL, forget_pid);
+        atfork_registered = true;
+    }
 }
 
 void log_set_role(const char *r)
 {
     role = r;
+    forget_pid();
 }
 
 bool log_enabled(enum log_level level)
@@ -50,41 +86,158 @@ bool log_level_parse(const char *s, enum log_level *out)
     return false;
 }
 
-static void timestamp(char *buf, size_t n)
+static void write_all(const char *p, size_t n)
 {
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + k, n - k, ".%03ldZ", (long)(tv.tv_usec / 1000));
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(STDERR_FILENO, p + off, n - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+void log_flush(void)
+{
+    if (pending_len > 0) {
+        write_all(pending, pending_len);
+        pending_len = 0;
+    }
+}
+
+void log_buffer_requests(bool on)
+{
+    if (!on)
+        log_flush();
+    buffering = on;
+}
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Unsigned decimal of v into buf (no terminator); returns its length. */
+static size_t put_uint(char *buf, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static void sb_put_int(strbuf_t *sb, long v)
+{
+    char buf[24];
+    size_t n = 0;
+    uint64_t u = (uint64_t)v;
+    if (v < 0) {
+        buf[n++] = '-';
+        u = (uint64_t)0 - u;
+    }
+    n += put_uint(buf + n, u);
+    sb_append(sb, buf, n);
+}
+
+/* ms with three decimals, as "%.3f" writes it for the values a duration takes. */
+static void sb_put_ms(strbuf_t *sb, double ms)
+{
+    if (!(ms >= 0) || ms > 1e12) {          /* NaN, negative or absurd: let printf say it */
+        sb_printf(sb, "%.3f", ms);
+        return;
+    }
+    uint64_t us = (uint64_t)(ms * 1000.0 + 0.5);
+    char buf[32];
+    size_t n = put_uint(buf, us / 1000);
+    buf[n++] = '.';
+    unsigned frac = (unsigned)(us % 1000);
+    buf[n++] = (char)('0' + frac / 100);
+    buf[n++] = (char)('0' + frac / 10 % 10);
+    buf[n++] = (char)('0' + frac % 10);
+    sb_append(sb, buf, n);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ": the part up to the seconds is formatted once per second. */
+static void sb_put_timestamp(strbuf_t *sb)
+{
+    static time_t cached_sec = (time_t)-1;
+    static char cached[24];
+    static size_t cached_len;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = ts.tv_sec;
+    }
+    char buf[32];
+    memcpy(buf, cached, cached_len);
+    size_t n = cached_len;
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
+    buf[n++] = '.';
+    buf[n++] = (char)('0' + ms / 100);
+    buf[n++] = (char)('0' + ms / 10 % 10);
+    buf[n++] = (char)('0' + ms % 10);
+    buf[n++] = 'Z';
+    sb_append(sb, buf, n);
+}
+
+static bool needs_escape(unsigned char c, bool quoted)
+{
+    return c < 0x20 || c == 0x7f || (quoted && (c == '"' || c == '\\'));
 }
 
 /* Appends s so that no byte below 0x20 and no DEL reaches the log as such, whatever its source
  * (a user id, a path, a database message): a value can neither start a forged line nor send a
  * terminal escape sequence. They become \n, \r, \t, else \u00XX in JSON lines and \xXX in text
  * lines. quoted: between double quotes, with " and \ escaped too (a JSON string, or a quoted
- * text value). */
+ * text value). Runs of plain bytes are copied at once. */
 static void put_escaped(strbuf_t *sb, const char *s, bool quoted)
 {
+    static const char hex[] = "0123456789abcdef";
     if (quoted)
         sb_putc(sb, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        unsigned char c = *p;
+    const unsigned char *p = (const unsigned char *)s;
+    for (;;) {
+        const unsigned char *run = p;
+        while (*p && !needs_escape(*p, quoted))
+            p++;
+        if (p > run)
+            sb_append(sb, (const char *)run, (size_t)(p - run));
+        if (!*p)
+            break;
+        unsigned char c = *p++;
         if (c == '\n')
-            sb_puts(sb, "\\n");
+            sb_append(sb, "\\n", 2);
         else if (c == '\r')
-            sb_puts(sb, "\\r");
+            sb_append(sb, "\\r", 2);
         else if (c == '\t')
-            sb_puts(sb, "\\t");
-        else if ((c < 0x20 || c == 0x7f) && format == LOG_FORMAT_JSON)
-            sb_printf(sb, "\\u%04x", c);
-        else if (c < 0x20 || c == 0x7f)
-            sb_printf(sb, "\\x%02x", c);
-        else if (quoted && (c == '"' || c == '\\'))
-            sb_printf(sb, "\\%c", c);
-        else
-            sb_putc(sb, (char)c);
+            sb_append(sb, "\\t", 2);
+        else if (c < 0x20 || c == 0x7f) {
+            char e[6];
+            size_t n;
+            if (format == LOG_FORMAT_JSON) {
+                memcpy(e, "\\u00", 4);
+                n = 4;
+            } else {
+                memcpy(e, "\\x", 2);
+                n = 2;
+            }
+            e[n++] = hex[c >> 4];
+            e[n++] = hex[c & 15];
+            sb_append(sb, e, n);
+        } else {
+            char e[2] = { '\\', (char)c };
+            sb_append(sb, e, 2);
+        }
     }
     if (quoted)
         sb_putc(sb, '"');
@@ -92,36 +245,56 @@ static void put_escaped(strbuf_t *sb, const char *s, bool quoted)
 
 static void line_start(strbuf_t *sb, enum log_level level, const char *msg)
 {
-    char ts[40];
-    timestamp(ts, sizeof ts);
     const bool json = format == LOG_FORMAT_JSON;
-    if (json)
-        sb_printf(sb, "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"role\":", ts, level_names[level],
-                  (int)getpid());
-    else
-        sb_printf(sb, "%s %s ", ts, level_names[level]);
+    sb_reset(sb);
+    if (json) {
+        sb_puts(sb, "{\"ts\":\"");
+        sb_put_timestamp(sb);
+        sb_puts(sb, "\",\"level\":\"");
+        sb_puts(sb, level_names[level]);
+        sb_puts(sb, "\",\"pid\":");
+        sb_put_int(sb, (long)log_pid());
+        sb_puts(sb, ",\"role\":");
+    } else {
+        sb_put_timestamp(sb);
+        sb_putc(sb, ' ');
+        sb_puts(sb, level_names[level]);
+        sb_putc(sb, ' ');
+    }
     put_escaped(sb, role, json);
-    if (json)
+    if (json) {
         sb_puts(sb, ",\"msg\":");
-    else
-        sb_printf(sb, "[%d] ", (int)getpid());
+    } else {
+        sb_puts(sb, " [");
+        sb_put_int(sb, (long)log_pid());
+        sb_puts(sb, "] ");
+    }
     put_escaped(sb, msg, json);
 }
 
-static void line_end(strbuf_t *sb)
+/* Ends the line and writes it: one write per line (or per gathered block of request lines), so
+ * lines from several workers never interleave. */
+static void line_end(strbuf_t *sb, bool request)
 {
     if (format == LOG_FORMAT_JSON)
         sb_putc(sb, '}');
     sb_putc(sb, '\n');
-    /* one write per line so lines from several workers never interleave */
-    ssize_t off = 0;
-    while ((size_t)off < sb->len) {
-        ssize_t w = write(STDERR_FILENO, sb->data + off, sb->len - (size_t)off);
-        if (w <= 0)
-            break;
-        off += w;
+    if (!request || !buffering) {
+        log_flush();
+        write_all(sb->data, sb->len);
+        return;
     }
-    sb_free(sb);
+    int64_t now = monotonic_ns();
+    if (pending_len > 0 && (pending_len + sb->len > BUFFER_LIMIT || now - pending_since >= BUFFER_AGE_NS))
+        log_flush();
+    if (sb->len > BUFFER_LIMIT) {
+        write_all(sb->data, sb->len);
+        return;
+    }
+    if (pending_len == 0)
+        pending_since = now;
+    memcpy(pending + pending_len, sb->data, sb->len);
+    pending_len += sb->len;
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -133,9 +306,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    strbuf_t sb = STRBUF_INIT;
-    line_start(&sb, level, msg);
-    line_end(&sb);
+    line_start(&line, level, msg);
+    line_end(&line, false);
 }
 
 static void field_str(strbuf_t *sb, const char *key, const char *val)
@@ -143,14 +315,18 @@ static void field_str(strbuf_t *sb, const char *key, const char *val)
     if (!val)
         return;
     if (format == LOG_FORMAT_JSON) {
-        sb_printf(sb, ",\"%s\":", key);
+        sb_puts(sb, ",\"");
+        sb_puts(sb, key);
+        sb_puts(sb, "\":");
         put_escaped(sb, val, true);
         return;
     }
     bool quote = val[0] == '\0' || strpbrk(val, " \"=") != NULL;
     for (const unsigned char *p = (const unsigned char *)val; *p && !quote; p++)
         quote = *p < 0x20 || *p == 0x7f;
-    sb_printf(sb, " %s=", key);
+    sb_putc(sb, ' ');
+    sb_puts(sb, key);
+    sb_putc(sb, '=');
     put_escaped(sb, val, quote);
 }
 
@@ -159,18 +335,18 @@ void log_request(const struct log_request *r)
     enum log_level level = r->status >= 500 ? LOG_ERROR : LOG_INFO;
     if (level < min_level)
         return;
-    strbuf_t sb = STRBUF_INIT;
-    line_start(&sb, level, "request");
-    field_str(&sb, "request_id", r->request_id);
-    field_str(&sb, "method", r->method);
-    field_str(&sb, "path", r->path);
-    field_str(&sb, "route", r->route);
-    field_str(&sb, "user", r->user);
-    field_str(&sb, "device", r->device);
-    if (format == LOG_FORMAT_JSON)
-        sb_printf(&sb, ",\"status\":%d,\"duration_ms\":%.3f", r->status, r->duration_ms);
-    else
-        sb_printf(&sb, " status=%d duration_ms=%.3f", r->status, r->duration_ms);
-    field_str(&sb, "error", r->error);
-    line_end(&sb);
+    strbuf_t *sb = &line;
+    line_start(sb, level, "request");
+    field_str(sb, "request_id", r->request_id);
+    field_str(sb, "method", r->method);
+    field_str(sb, "path", r->path);
+    field_str(sb, "route", r->route);
+    field_str(sb, "user", r->user);
+    field_str(sb, "device", r->device);
+    sb_puts(sb, format == LOG_FORMAT_JSON ? ",\"status\":" : " status=");
+    sb_put_int(sb, r->status);
+    sb_puts(sb, format == LOG_FORMAT_JSON ? ",\"duration_ms\":" : " duration_ms=");
+    sb_put_ms(sb, r->duration_ms);
+    field_str(sb, "error", r->error);
+    line_end(sb, true);
 }

@@ -27,6 +27,12 @@ struct log_request {
 };
 void log_request(const struct log_request *r);
 
+/* A worker between requests: with on, request lines are gathered (at most 4096 bytes, none older
+ * than a second) and written together; every other line, log_flush() and log_buffer_requests(false)
+ * write what is gathered first. A worker calls log_flush() before it waits for a connection. */
+void log_buffer_requests(bool on);
+void log_flush(void);
+
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -109,7 +109,24 @@ int worker_run(int listen_fd, const struct config *cfg, const struct auth_ctx *a
 
     long served = 0;
     int status = 0;
+    log_buffer_requests(true);
     while (!stop_requested) {
+        int rc;
+        if (req.ipcFd < 0) {
+            /* Accept first: under load a connection is usually waiting, and taking it at once
+             * saves the poll. A stop that is pending (blocked) leaves the connection in the
+             * backlog for a worker that is staying, so after a reload no request meets the old
+             * configuration. */
+            if (stop_pending(&stops))
+                break;
+            rc = FCGX_Accept_r(&req);
+            if (rc == 0)
+                goto serve;
+            if (rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR && rc != -ECONNABORTED)
+                log_error("accepting a FastCGI connection: %s", rc > -1000 ? strerror(-rc) : "protocol error");
+        }
+        /* Idle: what the log holds goes out before the wait. */
+        log_flush();
         struct pollfd p = { .fd = req.ipcFd >= 0 ? req.ipcFd : listen_fd, .events = POLLIN };
         int r = ppoll(&p, 1, NULL, &waitmask);
         if (r < 0) {
@@ -121,20 +138,16 @@ int worker_run(int listen_fd, const struct config *cfg, const struct auth_ctx *a
         }
         if (stop_requested)
             break;
-        if (req.ipcFd < 0) {
-            /* A stop sent while ppoll was returning with a connection is still pending here (ppoll
-             * restored the mask that blocks it): leave the connection in the backlog for a worker
-             * that is staying, so that after a reload no request meets the old configuration. */
-            if (stop_pending(&stops))
-                break;
-        }
-        int rc = FCGX_Accept_r(&req);
+        if (req.ipcFd < 0)
+            continue;            /* a connection may be waiting: accept it at the loop's top */
+        rc = FCGX_Accept_r(&req);
         if (rc < 0) {
             if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR || rc == -ECONNABORTED)
                 continue;
             log_error("accepting a FastCGI connection: %s", rc > -1000 ? strerror(-rc) : "protocol error");
             continue;
         }
+    serve:
         app_handle(&app, &io);
         if (req.detached) {
             /* handed over to the watch process: close our copy, write nothing (fcgi.c) */
@@ -150,5 +163,6 @@ int worker_run(int listen_fd, const struct config *cfg, const struct auth_ctx *a
     }
     FCGX_Free(&req, 1);
     app_cleanup(&app);
+    log_buffer_requests(false);
     return status;
 }

@@ -224,7 +224,20 @@ START_TEST(test_unauthorized)
         free(h);
         free(bad_id);
     }
+    /* Workers write request lines once idle (docs/operations.md): a marker request whose line is
+     * in the log shows the lines of the requests before it are there too. */
+    struct e2e_response marker;
+    e2e_request(s, "GET", "/no-such-route-log-marker", NULL, NULL, &marker);
+    ck_assert_int_eq(marker.status, 404);
+    e2e_response_free(&marker);
+    long log_deadline = e2e_now_ms() + 10000;
+    while (!e2e_file_has(e2e_oversyncd_log_path(s), "/no-such-route-log-marker") && e2e_now_ms() < log_deadline)
+        e2e_sleep_ms(20);
+    ck_assert_msg(e2e_file_has(e2e_oversyncd_log_path(s), "/no-such-route-log-marker"), "the marker request is logged");
+    e2e_sleep_ms(100);
     ck_assert(!e2e_file_has(e2e_oversyncd_log_path(s), "info forged"));
+    ck_assert(e2e_file_has(e2e_oversyncd_log_path(s), "status=401") ||
+              e2e_file_has(e2e_oversyncd_log_path(s), "\"status\":401"));
 
     /* The real thing: a token minted with a one-second lifetime, used once it has run out. */
     char *short_lived = e2e_token(s, "alice", "phone", "1s");

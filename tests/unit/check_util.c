@@ -1,5 +1,9 @@
 /* Unit tests for the core utilities: arena, strbuf, uuid, log levels and line escaping, ct_equal. */
 #include <check.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -805,6 +809,161 @@ START_TEST(test_log_json_escapes)
 }
 END_TEST
 
+/* Numbers are written without printf: the same digits as "%d" and "%.3f". */
+START_TEST(test_log_request_numbers)
+{
+    static const double durations[] = { 0, 0.0004, 0.0016, 1.5, 12.3456, 999.9994, 123456.789, 7 };
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+        struct log_request r = { .request_id = "r", .method = "GET", .path = "/p", .route = "-",
+                                 .status = 404, .duration_ms = durations[i] };
+        struct capture c;
+        capture_start(&c);
+        log_request(&r);
+        char *line = capture_end(&c);
+        char want[64];
+        snprintf(want, sizeof want, " status=404 duration_ms=%.3f\n", durations[i]);
+        assert_has(line, want);
+        char pid[32];
+        snprintf(pid, sizeof pid, " [%d] request ", (int)getpid());
+        assert_has(line, pid);
+        /* 2026-12-06T10:00:00.123Z */
+        ck_assert_msg(strlen(line) > 24 && line[4] == '-' && line[10] == 'T' && line[19] == '.' &&
+                      line[23] == 'Z' && line[24] == ' ', "timestamp of %s", line);
+        free(line);
+    }
+    log_setup(LOG_INFO, LOG_FORMAT_JSON);
+    struct log_request r = { .request_id = "r", .method = "GET", .path = "/p", .route = "-",
+                             .status = 503, .duration_ms = 2.25 };
+    struct capture c;
+    capture_start(&c);
+    log_request(&r);
+    char *line = capture_end(&c);
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    assert_has(line, ",\"status\":503,\"duration_ms\":2.250}\n");
+    assert_has(line, "\"level\":\"error\"");
+    char pid[32];
+    snprintf(pid, sizeof pid, "\"pid\":%d,", (int)getpid());
+    assert_has(line, pid);
+    free(line);
+}
+END_TEST
+
+/* The pid in a line is the writing process's, also in a child forked after a line was written. */
+START_TEST(test_log_pid_after_fork)
+{
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    char *parent = msg_line(LOG_FORMAT_TEXT, "parent");
+    free(parent);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        log_info("child line");
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[512];
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    waitpid(child, NULL, 0);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    char want[32];
+    snprintf(want, sizeof want, " [%d] child line", (int)child);
+    assert_has(buf, want);
+}
+END_TEST
+
+/* Reads what one write() put into a packet-mode pipe; "" when nothing is waiting. */
+static char *read_packet(int fd)
+{
+    static char buf[8192];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+static void request_to(int status)
+{
+    struct log_request r = { .request_id = "r", .method = "GET", .path = "/sync/schema-version",
+                             .route = "/sync/schema-version", .user = "alice", .device = "phone",
+                             .status = status, .duration_ms = 0.25 };
+    log_request(&r);
+}
+
+/* A busy worker's request lines are written together: at most 4096 bytes a write, in order, none
+ * held back past another line, a flush, the end of buffering or a second. */
+START_TEST(test_log_buffered_requests)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe2(fds, O_DIRECT | O_NONBLOCK), 0);   /* one read = one write */
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(dup2(fds[1], STDERR_FILENO), 0);
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    log_buffer_requests(true);
+
+    request_to(200);
+    request_to(201);
+    char *got = read_packet(fds[0]);
+    ck_assert_str_eq(got, "");                            /* held */
+    log_flush();
+    got = read_packet(fds[0]);
+    ck_assert_msg(strstr(got, "status=200") && strstr(got, "status=201") &&
+                  strstr(got, "status=200") < strstr(got, "status=201"), "one write, in order: %s", got);
+    ck_assert_str_eq(read_packet(fds[0]), "");
+
+    /* another line writes the held ones first, then itself */
+    request_to(202);
+    log_warn("not a request");
+    got = read_packet(fds[0]);
+    ck_assert_msg(strstr(got, "status=202") && !strstr(got, "not a request"), "held line first: %s", got);
+    got = read_packet(fds[0]);
+    ck_assert_msg(strstr(got, "not a request") != NULL, "then the other: %s", got);
+
+    /* never more than 4096 bytes in one write, no line lost or cut */
+    int lines = 0, seen = 0;
+    for (int i = 0; i < 100; i++, lines++)
+        request_to(200 + i);
+    log_flush();
+    for (;;) {
+        got = read_packet(fds[0]);
+        size_t n = strlen(got);
+        if (n == 0)
+            break;
+        ck_assert_uint_le(n, 4096);
+        ck_assert_msg(got[n - 1] == '\n', "whole lines only");
+        for (char *p = got; (p = strstr(p, " request ")) != NULL; p++)
+            seen++;
+    }
+    ck_assert_int_eq(seen, lines);
+
+    /* a line held for a second goes out with the next one */
+    request_to(203);
+    sleep(1);
+    struct timespec pause = { 0, 50 * 1000 * 1000 };
+    nanosleep(&pause, NULL);
+    request_to(204);
+    got = read_packet(fds[0]);
+    ck_assert_msg(strstr(got, "status=203") && !strstr(got, "status=204"), "the old line alone: %s", got);
+
+    /* the end of buffering writes what is held, and lines are written at once again */
+    log_buffer_requests(false);
+    got = read_packet(fds[0]);
+    ck_assert_msg(strstr(got, "status=204") != NULL, "held line at the end: %s", got);
+    request_to(205);
+    got = read_packet(fds[0]);
+    ck_assert_msg(strstr(got, "status=205") != NULL, "unbuffered: %s", got);
+
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fds[0]);
+    close(fds[1]);
+}
+END_TEST
+
 START_TEST(test_ct_equal)
 {
     ck_assert(ct_equal("secret", "secret", 6));
@@ -858,6 +1017,9 @@ static Suite *misc_suite(void)
     tcase_add_test(tc, test_log_level_name);
     tcase_add_test(tc, test_log_enabled);
     tcase_add_test(tc, test_log_text_escapes_values);
+    tcase_add_test(tc, test_log_request_numbers);
+    tcase_add_test(tc, test_log_pid_after_fork);
+    tcase_add_test(tc, test_log_buffered_requests);
     tcase_add_test(tc, test_log_text_escapes_message);
     tcase_add_test(tc, test_log_json_escapes);
     tcase_add_test(tc, test_ct_equal);
