@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -29,6 +30,21 @@ struct jwt_pubkey {
     EVP_PKEY *pkey;
 };
 
+/* Tokens this process verified successfully, each with the second it was verified in: the same
+ * bytes in the same second give the same answer (the claims' time checks depend on nothing else),
+ * so a client's burst of requests pays for one signature check and one JSON parse. */
+#define JWT_CACHE_SLOTS 64
+#define JWT_CACHE_TOKEN_MAX 1024
+struct jwt_cache_slot {
+    time_t second;               /* 0: empty */
+    size_t len;
+    char token[JWT_CACHE_TOKEN_MAX];
+    struct identity id;
+};
+struct jwt_cache {
+    struct jwt_cache_slot slot[JWT_CACHE_SLOTS];
+};
+
 struct auth_ctx {
     enum auth_mode mode;
     /* protocol = upload: the device comes from the token (did) or the trusted device parameter.
@@ -47,6 +63,7 @@ struct auth_ctx {
     long leeway_s;
     bool require_exp;
     size_t max_token_bytes;
+    struct jwt_cache *cache;     /* per process (copied on fork); NULL: no caching */
 
     /* trusted_header */
     char *user_param;

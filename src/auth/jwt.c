@@ -300,11 +300,17 @@ bool auth_jwt_setup(struct auth_ctx *ctx, const struct config *cfg, char *err, s
     ctx->require_exp = cfg->jwt_require_exp;
     ctx->max_token_bytes = cfg->jwt_max_token_bytes > 0 ? (size_t)cfg->jwt_max_token_bytes
                                                         : DEFAULT_MAX_TOKEN_BYTES;
+    ctx->cache = xcalloc(1, sizeof *ctx->cache);
     return true;
 }
 
 void auth_jwt_cleanup(struct auth_ctx *ctx)
 {
+    if (ctx->cache) {
+        OPENSSL_cleanse(ctx->cache, sizeof *ctx->cache);
+        free(ctx->cache);
+        ctx->cache = NULL;
+    }
     if (ctx->secret) {
         OPENSSL_cleanse(ctx->secret, ctx->secret_len);
         free(ctx->secret);
@@ -656,6 +662,40 @@ static bool split_token(const char *token, size_t len, struct parts *p)
     return p->header && p->payload && p->sig;
 }
 
+/* The cache slot of a token: its last bytes are signature bytes, which differ between tokens. */
+static struct jwt_cache_slot *cache_slot(struct jwt_cache *c, const char *token, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL ^ len;
+    size_t from = len > 16 ? len - 16 : 0;
+    for (size_t i = from; i < len; i++)
+        h = (h ^ (unsigned char)token[i]) * 1099511628211ULL;
+    return &c->slot[h % JWT_CACHE_SLOTS];
+}
+
+static bool cache_lookup(const struct auth_ctx *ctx, const char *token, size_t len, time_t now,
+                         struct identity *out)
+{
+    if (!ctx->cache || len > JWT_CACHE_TOKEN_MAX || now <= 0)
+        return false;
+    const struct jwt_cache_slot *s = cache_slot(ctx->cache, token, len);
+    if (s->second != now || s->len != len || CRYPTO_memcmp(s->token, token, len) != 0)
+        return false;
+    *out = s->id;
+    return true;
+}
+
+static void cache_store(const struct auth_ctx *ctx, const char *token, size_t len, time_t now,
+                        const struct identity *id)
+{
+    if (!ctx->cache || len > JWT_CACHE_TOKEN_MAX || now <= 0)
+        return;
+    struct jwt_cache_slot *s = cache_slot(ctx->cache, token, len);
+    s->second = now;
+    s->len = len;
+    memcpy(s->token, token, len);
+    s->id = *id;
+}
+
 bool auth_jwt_verify(const struct auth_ctx *ctx, const char *token, time_t now,
                      struct identity *out, char *msg, size_t msglen)
 {
@@ -665,6 +705,8 @@ bool auth_jwt_verify(const struct auth_ctx *ctx, const char *token, time_t now,
         snprintf(msg, msglen, "token too large");
         return false;
     }
+    if (cache_lookup(ctx, token, len, now, out))
+        return true;
 
     struct parts p = { 0 };
     json_object *header = NULL, *payload = NULL;
@@ -720,6 +762,7 @@ bool auth_jwt_verify(const struct auth_ctx *ctx, const char *token, time_t now,
         !check_issuer_audience(ctx, payload, msg, msglen))
         goto done;
     *out = id;
+    cache_store(ctx, token, len, now, &id);
     ok = true;
 
 done:

@@ -16,6 +16,10 @@
 #include <openssl/pem.h>
 
 #include "auth/auth.h"
+/* The cache test looks inside the context; libjwt's jwt.h has an enum jwt_alg of its own. */
+#define jwt_alg oversyncd_jwt_alg
+#include "auth/auth_internal.h"
+#undef jwt_alg
 #include "../capture.h"
 #include "config.h"
 #include "../run_suites.h"
@@ -1364,6 +1368,65 @@ START_TEST(test_trusted_identity_check)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ verified-token cache */
+
+/* A token verified in this second answers again from the cache; anything else is verified. */
+START_TEST(test_verified_token_cache)
+{
+    struct tcfg t;
+    tcfg_kind(&t, CFG_HS_ISSAUD);
+    char err[256] = "";
+    char *tok = auth_make_token(&t.c, "dana", "tablet", 3600, err, sizeof err);
+    ck_assert_msg(tok != NULL, "%s", err);
+    struct auth_ctx *ctx = ctx_from(&t);
+    ck_assert_ptr_nonnull(ctx->cache);
+    struct identity id;
+    char msg[256] = "";
+    time_t now = time(NULL);
+    ck_assert_msg(auth_jwt_verify(ctx, tok, now, &id, msg, sizeof msg), "%s", msg);
+    memset(&id, 0, sizeof id);
+    ck_assert_msg(auth_jwt_verify(ctx, tok, now, &id, msg, sizeof msg), "%s", msg);
+    ck_assert_str_eq(id.user, "dana");
+    ck_assert_str_eq(id.device, "tablet");
+
+    /* The second answer came from the cache: with the key changed under it, the same bytes in the
+     * same second still pass, and in the next second they are checked against the new key. */
+    ctx->secret[0] ^= 1;
+    ck_assert(auth_jwt_verify(ctx, tok, now, &id, msg, sizeof msg));
+    ck_assert(!auth_jwt_verify(ctx, tok, now + 1, &id, msg, sizeof msg));
+    ctx->secret[0] ^= 1;
+
+    /* One signature byte changed, the token's last bytes (its cache slot) kept: verified, refused. */
+    char *forged = strdup(tok);
+    size_t n = strlen(forged);
+    forged[n - 20] = forged[n - 20] == 'A' ? 'B' : 'A';
+    ck_assert(!auth_jwt_verify(ctx, forged, now, &id, msg, sizeof msg));
+    ck_assert(!auth_jwt_verify(ctx, forged, now, &id, msg, sizeof msg));   /* refusals are not kept */
+    free(forged);
+
+    /* Cached while valid, refused once expired. */
+    ck_assert(auth_jwt_verify(ctx, tok, now, &id, msg, sizeof msg));
+    ck_assert(!auth_jwt_verify(ctx, tok, now + 3600 + LEEWAY + 5, &id, msg, sizeof msg));
+    ck_assert_str_eq(msg, "token expired");
+
+    /* A token over JWT_CACHE_TOKEN_MAX bytes is verified every time. */
+    char big[2048];
+    snprintf(big, sizeof big, "{\"sub\":\"erin\",\"did\":\"pc\",\"iss\":\"%s\",\"aud\":\"%s\",\"exp\":%ld,\"pad\":\"%0900d\"}",
+             ISS, AUD, (long)now + 600, 0);
+    char *large = hand_token("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", big, SIG_SECRET, 256);
+    ck_assert_uint_gt(strlen(large), JWT_CACHE_TOKEN_MAX);
+    ck_assert_msg(auth_jwt_verify(ctx, large, now, &id, msg, sizeof msg), "%s", msg);
+    ck_assert_str_eq(id.user, "erin");
+    ctx->secret[0] ^= 1;
+    ck_assert(!auth_jwt_verify(ctx, large, now, &id, msg, sizeof msg));
+    ctx->secret[0] ^= 1;
+    free(large);
+
+    auth_free(ctx);
+    free(tok);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ auth_make_token */
 
 START_TEST(test_make_token_round_trip)
@@ -1514,6 +1577,7 @@ static Suite *auth_suite(void)
 
     tc = tcase_create("auth_make_token");
     tcase_add_test(tc, test_make_token_round_trip);
+    tcase_add_test(tc, test_verified_token_cache);
     tcase_add_test(tc, test_make_token_first_hmac);
     tcase_add_test(tc, test_make_token_errors);
     suite_add_tcase(s, tc);
