@@ -41,9 +41,17 @@ static void handle_metrics(struct app *app, struct request *req)
 
 static void handle_schema_version(struct app *app, struct request *req)
 {
-    char body[64];
-    snprintf(body, sizeof body, "{\"schema_version\":%ld}", app->cfg->schema_version);
-    http_json_text(req, 200, body);
+    char body[64] = "{\"schema_version\":";
+    size_t n = strlen(body);
+    long v = app->cfg->schema_version;
+    if (v < 0) {
+        body[n++] = '-';
+        n += put_u64(body + n, 0ull - (unsigned long long)v);
+    } else {
+        n += put_u64(body + n, (unsigned long long)v);
+    }
+    body[n++] = '}';
+    http_respond(req, 200, "application/json", NULL, body, n);
 }
 
 static void sync_request_init(struct sync_request *rq, struct app *app, struct request *req)

@@ -46,10 +46,13 @@ static int64_t pending_since;      /* CLOCK_MONOTONIC of the oldest buffered lin
 
 static strbuf_t line = STRBUF_INIT;   /* reused for every line */
 
+static void byte_class_init(void);
+
 void log_setup(enum log_level level, enum log_format fmt)
 {
     min_level = level;
     format = fmt;
+    byte_class_init();
     if (!atfork_registered) {
         pthread_atfork(NULL, NULL, forget_pid);
         atfork_registered = true;
@@ -119,33 +122,6 @@ static int64_t monotonic_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Unsigned decimal of v into buf (no terminator); returns its length. */
-static size_t put_uint(char *buf, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
-static void sb_put_int(strbuf_t *sb, long v)
-{
-    char buf[24];
-    size_t n = 0;
-    uint64_t u = (uint64_t)v;
-    if (v < 0) {
-        buf[n++] = '-';
-        u = (uint64_t)0 - u;
-    }
-    n += put_uint(buf + n, u);
-    sb_append(sb, buf, n);
-}
-
 /* ms with three decimals, as "%.3f" writes it for the values a duration takes. */
 static void sb_put_ms(strbuf_t *sb, double ms)
 {
@@ -155,7 +131,7 @@ static void sb_put_ms(strbuf_t *sb, double ms)
     }
     uint64_t us = (uint64_t)(ms * 1000.0 + 0.5);
     char buf[32];
-    size_t n = put_uint(buf, us / 1000);
+    size_t n = put_u64(buf, us / 1000);
     buf[n++] = '.';
     unsigned frac = (unsigned)(us % 1000);
     buf[n++] = (char)('0' + frac / 100);
@@ -253,7 +229,7 @@ static void line_start(strbuf_t *sb, enum log_level level, const char *msg)
         sb_puts(sb, "\",\"level\":\"");
         sb_puts(sb, level_names[level]);
         sb_puts(sb, "\",\"pid\":");
-        sb_put_int(sb, (long)log_pid());
+        sb_put_i64(sb, (long long)log_pid());
         sb_puts(sb, ",\"role\":");
     } else {
         sb_put_timestamp(sb);
@@ -266,7 +242,7 @@ static void line_start(strbuf_t *sb, enum log_level level, const char *msg)
         sb_puts(sb, ",\"msg\":");
     } else {
         sb_puts(sb, " [");
-        sb_put_int(sb, (long)log_pid());
+        sb_put_i64(sb, (long long)log_pid());
         sb_puts(sb, "] ");
     }
     put_escaped(sb, msg, json);
@@ -310,10 +286,49 @@ void log_msg(enum log_level level, const char *fmt, ...)
     line_end(&line, false);
 }
 
+/* What a byte asks of a value: ESC_ALWAYS escaped (control bytes, DEL), ESC_QUOTED escaped
+ * between quotes (" and \), QUOTE_TEXT makes a text value quoted (space, " and =). */
+enum { ESC_ALWAYS = 1, ESC_QUOTED = 2, QUOTE_TEXT = 4 };
+static unsigned char byte_class[256];
+
+static void byte_class_init(void)
+{
+    for (int c = 0; c < 0x20; c++)
+        byte_class[c] = ESC_ALWAYS;
+    byte_class[0x7f] = ESC_ALWAYS;
+    byte_class['"'] = ESC_QUOTED | QUOTE_TEXT;
+    byte_class['\\'] = ESC_QUOTED;
+    byte_class[' '] = QUOTE_TEXT;
+    byte_class['='] = QUOTE_TEXT;
+}
+
 static void field_str(strbuf_t *sb, const char *key, const char *val)
 {
     if (!val)
         return;
+    /* the usual value (an id, a path) has nothing to escape or quote: one pass, one copy */
+    if (!byte_class[0])
+        byte_class_init();
+    unsigned acc = 0;
+    const unsigned char *e = (const unsigned char *)val;
+    while (*e)
+        acc |= byte_class[*e++];
+    size_t len = (size_t)(e - (const unsigned char *)val);
+    if (len && !(acc & (ESC_ALWAYS | ESC_QUOTED | QUOTE_TEXT))) {
+        if (format == LOG_FORMAT_JSON) {
+            sb_puts(sb, ",\"");
+            sb_puts(sb, key);
+            sb_puts(sb, "\":\"");
+            sb_append(sb, val, len);
+            sb_putc(sb, '"');
+        } else {
+            sb_putc(sb, ' ');
+            sb_puts(sb, key);
+            sb_putc(sb, '=');
+            sb_append(sb, val, len);
+        }
+        return;
+    }
     if (format == LOG_FORMAT_JSON) {
         sb_puts(sb, ",\"");
         sb_puts(sb, key);
@@ -344,7 +359,7 @@ void log_request(const struct log_request *r)
     field_str(sb, "user", r->user);
     field_str(sb, "device", r->device);
     sb_puts(sb, format == LOG_FORMAT_JSON ? ",\"status\":" : " status=");
-    sb_put_int(sb, r->status);
+    sb_put_i64(sb, r->status);
     sb_puts(sb, format == LOG_FORMAT_JSON ? ",\"duration_ms\":" : " duration_ms=");
     sb_put_ms(sb, r->duration_ms);
     field_str(sb, "error", r->error);

@@ -60,6 +60,38 @@ void sb_append(strbuf_t *sb, const char *s, size_t n)
     sb->data[sb->len] = '\0';
 }
 
+size_t put_u64(char *buf, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+void sb_put_u64(strbuf_t *sb, unsigned long long v)
+{
+    char buf[24];
+    sb_append(sb, buf, put_u64(buf, v));
+}
+
+void sb_put_i64(strbuf_t *sb, long long v)
+{
+    char buf[24];
+    size_t n = 0;
+    unsigned long long u = (unsigned long long)v;
+    if (v < 0) {
+        buf[n++] = '-';
+        u = 0ull - u;
+    }
+    n += put_u64(buf + n, u);
+    sb_append(sb, buf, n);
+}
+
 void sb_puts(strbuf_t *sb, const char *s)
 {
     sb_append(sb, s, strlen(s));

@@ -46,14 +46,18 @@ bool drop_privileges(const struct config *cfg, char *err, size_t errlen)
     return true;
 }
 
-/* Is one of the signals of set pending (sent, still blocked)? */
-static bool stop_pending(const sigset_t *set)
+/* The signals that stop a worker (SIGUSR1: Apache's graceful stop). */
+static const int stop_signals[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1 };
+#define N_STOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+
+/* Is one of the stop signals pending (sent, still blocked)? Asked before every accept. */
+static bool stop_pending(void)
 {
     sigset_t pending;
     if (sigpending(&pending) != 0)
         return false;
-    for (int s = 1; s < _NSIG; s++)
-        if (sigismember(set, s) == 1 && sigismember(&pending, s) == 1)
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++)
+        if (sigismember(&pending, stop_signals[i]) == 1)
             return true;
     return false;
 }
@@ -64,14 +68,11 @@ int worker_run(int listen_fd, const struct config *cfg, const struct auth_ctx *a
      * in progress is never interrupted and a stop that arrives between requests is never lost. */
     sigset_t stops, waitmask;
     sigemptyset(&stops);
-    sigaddset(&stops, SIGTERM);
-    sigaddset(&stops, SIGINT);
-    sigaddset(&stops, SIGQUIT);
-    sigaddset(&stops, SIGUSR1);   /* Apache's graceful stop */
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++)
+        sigaddset(&stops, stop_signals[i]);
     sigprocmask(SIG_BLOCK, &stops, &waitmask);
-    for (int s = 0; s < _NSIG; s++)
-        if (sigismember(&stops, s) == 1)
-            sigdelset(&waitmask, s);
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++)
+        sigdelset(&waitmask, stop_signals[i]);
 
     if (FCGX_Init() != 0) {
         log_error("FastCGI library initialisation failed");
@@ -117,7 +118,7 @@ int worker_run(int listen_fd, const struct config *cfg, const struct auth_ctx *a
              * saves the poll. A stop that is pending (blocked) leaves the connection in the
              * backlog for a worker that is staying, so after a reload no request meets the old
              * configuration. */
-            if (stop_pending(&stops))
+            if (stop_pending())
                 break;
             rc = FCGX_Accept_r(&req);
             if (rc == 0)

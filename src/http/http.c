@@ -95,9 +95,13 @@ enum route_match http_route(const struct route *routes, size_t nroutes, unsigned
      * location, Apache's proxy puts everything in SCRIPT_NAME or REQUEST_URI): look at each form
      * and take the first that names a route. */
     if (script || info) {
-        cands[n] = arena_printf(arena, "%s%s", script ? script : "", info ? info : "");
-        lens[n] = strlen(cands[n]);
-        n++;
+        size_t ls = script ? strlen(script) : 0, li = info ? strlen(info) : 0;
+        char *joined = arena_alloc(arena, ls + li + 1);
+        memcpy(joined, script ? script : "", ls);
+        memcpy(joined + ls, info ? info : "", li);
+        joined[ls + li] = '\0';
+        cands[n] = joined;
+        lens[n++] = ls + li;
     }
     if (info) {
         cands[n] = info;
@@ -167,7 +171,10 @@ void http_request_init(struct request *req, const struct http_io *io, arena_t *a
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
-    snprintf(req->request_id, sizeof req->request_id, "%016llx", z);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, z >>= 4)
+        req->request_id[i] = hex[z & 15];
+    req->request_id[16] = '\0';
 
     const char *m = param(io, "REQUEST_METHOD");
     req->method = m && *m ? m : "GET";
@@ -343,11 +350,20 @@ static bool answer_head(struct request *req, strbuf_t *out, int status, const ch
     }
     req->responded = true;
     req->status = status;
-    sb_printf(out, "Status: %d %s\r\n", status, http_status_text(status));
-    if (content_type)
-        sb_printf(out, "Content-Type: %s\r\n", content_type);
-    sb_printf(out, "Content-Length: %zu\r\nCache-Control: no-store\r\nX-Request-Id: %s\r\n", len,
-              req->request_id);
+    /* every answer goes through here: written piece by piece, not with printf */
+    sb_puts(out, "Status: ");
+    sb_put_i64(out, status);
+    sb_putc(out, ' ');
+    sb_puts(out, http_status_text(status));
+    if (content_type) {
+        sb_puts(out, "\r\nContent-Type: ");
+        sb_puts(out, content_type);
+    }
+    sb_puts(out, "\r\nContent-Length: ");
+    sb_put_u64(out, len);
+    sb_puts(out, "\r\nCache-Control: no-store\r\nX-Request-Id: ");
+    sb_puts(out, req->request_id);
+    sb_puts(out, "\r\n");
     if (extra_headers)
         sb_puts(out, extra_headers);
     sb_append(out, "\r\n", 2);

@@ -7,6 +7,7 @@
 
 #include "arena.h"
 #include "http/http.h"
+#include "http/fcgi.h"
 #include "log.h"
 #include "strbuf.h"
 #include "../run_suites.h"
@@ -658,6 +659,29 @@ START_TEST(test_init_defaults)
 }
 END_TEST
 
+/* The FastCGI parameter lookup: a whole name only (not a prefix, not a longer name), values
+ * that are empty or hold '=', and no parameters at all. */
+START_TEST(test_fcgi_param_lookup)
+{
+    char *env[] = { "SCRIPT_NAME=/a", "SCRIPT=/b=c", "S=", "QUERY_STRING=x=1", NULL };
+    FCGX_Request fr;
+    memset(&fr, 0, sizeof fr);
+    fr.envp = env;
+    struct http_io io;
+    fcgi_io_init(&io, &fr);
+    ck_assert_str_eq(io.param(io.ud, "SCRIPT_NAME"), "/a");
+    ck_assert_str_eq(io.param(io.ud, "SCRIPT"), "/b=c");
+    ck_assert_str_eq(io.param(io.ud, "S"), "");
+    ck_assert_str_eq(io.param(io.ud, "QUERY_STRING"), "x=1");
+    ck_assert_ptr_null(io.param(io.ud, "QUERY"));
+    ck_assert_ptr_null(io.param(io.ud, "SCRIPT_NAMES"));
+    ck_assert_ptr_null(io.param(io.ud, "PATH_INFO"));
+    ck_assert_ptr_null(io.param(io.ud, ""));
+    fr.envp = NULL;
+    ck_assert_ptr_null(io.param(io.ud, "S"));
+}
+END_TEST
+
 START_TEST(test_init_request_ids_differ)
 {
     struct fake f;
@@ -686,6 +710,7 @@ static Suite *init_suite(void)
     tcase_add_test(tc, test_init_fields);
     tcase_add_test(tc, test_init_defaults);
     tcase_add_test(tc, test_init_request_ids_differ);
+    tcase_add_test(tc, test_fcgi_param_lookup);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -1402,6 +1427,37 @@ START_TEST(test_error_output_exact)
 }
 END_TEST
 
+/* The head of a success, built without printf: every header in order, a length of many digits,
+ * extra headers before the blank line, and none for a missing content type. */
+START_TEST(test_respond_output_exact)
+{
+    struct answer_ctx c;
+    answer_setup(&c, "GET");
+    char big[12345];
+    memset(big, 'x', sizeof big);
+    http_respond(&c.req, 200, "text/plain", "Allow: GET\r\nX-A: b\r\n", big, sizeof big);
+    strbuf_t expect = STRBUF_INIT;
+    sb_printf(&expect,
+              "Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12345\r\n"
+              "Cache-Control: no-store\r\nX-Request-Id: %s\r\nAllow: GET\r\nX-A: b\r\n\r\n",
+              c.req.request_id);
+    sb_append(&expect, big, sizeof big);
+    ck_assert_uint_eq(c.f.out.len, expect.len);
+    ck_assert(memcmp(c.f.out.data, expect.data, expect.len) == 0);
+    sb_free(&expect);
+    answer_teardown(&c);
+
+    answer_setup(&c, "GET");
+    http_respond(&c.req, 503, NULL, NULL, "", 0);
+    sb_init(&expect);
+    sb_printf(&expect, "Status: 503 Service Unavailable\r\nContent-Length: 0\r\nCache-Control: no-store\r\n"
+                       "X-Request-Id: %s\r\n\r\n", c.req.request_id);
+    ck_assert_str_eq(sb_cstr(&c.f.out), sb_cstr(&expect));
+    sb_free(&expect);
+    answer_teardown(&c);
+}
+END_TEST
+
 START_TEST(test_error_headers_allow)
 {
     struct answer_ctx c;
@@ -1622,6 +1678,7 @@ static Suite *answer_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_error_output);
     tcase_add_test(tc, test_error_output_exact);
+    tcase_add_test(tc, test_respond_output_exact);
     tcase_add_test(tc, test_error_headers_allow);
     tcase_add_test(tc, test_respond_once);
     tcase_add_test(tc, test_head_no_body);

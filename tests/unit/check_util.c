@@ -1,5 +1,6 @@
 /* Unit tests for the core utilities: arena, strbuf, uuid, log levels and line escaping, ct_equal. */
 #include <check.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -308,6 +309,27 @@ START_TEST(test_sb_reset)
 }
 END_TEST
 
+START_TEST(test_sb_put_numbers)
+{
+    static const long long cases[] = { 0, 1, -1, 9, 10, -10, 123456789, 4294967296LL, LLONG_MAX, LLONG_MIN };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        strbuf_t sb = STRBUF_INIT;
+        char want[32];
+        sb_put_i64(&sb, cases[i]);
+        snprintf(want, sizeof want, "%lld", cases[i]);
+        ck_assert_str_eq(sb_cstr(&sb), want);
+        sb_reset(&sb);
+        sb_put_u64(&sb, (unsigned long long)cases[i]);
+        snprintf(want, sizeof want, "%llu", (unsigned long long)cases[i]);
+        ck_assert_str_eq(sb_cstr(&sb), want);
+        sb_free(&sb);
+    }
+    char buf[24];
+    ck_assert_uint_eq(put_u64(buf, ULLONG_MAX), 20);
+    ck_assert(memcmp(buf, "18446744073709551615", 20) == 0);
+}
+END_TEST
+
 static void check_json(const char *in, size_t n, const char *expect)
 {
     strbuf_t sb = STRBUF_INIT;
@@ -429,6 +451,7 @@ static Suite *strbuf_suite(void)
     tcase_add_test(tc, test_sb_puts_putc);
     tcase_add_test(tc, test_sb_printf_growth);
     tcase_add_test(tc, test_sb_reset);
+    tcase_add_test(tc, test_sb_put_numbers);
     suite_add_tcase(s, tc);
     TCase *tj = tcase_create("json");
     tcase_add_test(tj, test_sb_json_basic);
@@ -779,6 +802,9 @@ START_TEST(test_log_text_escapes_values)
     assert_one_clean_line(line);
     assert_has(line, " user=alice device=phone-1 status=200 ");
     free(line);
+    line = request_line(LOG_FORMAT_TEXT, "", "phone-1");
+    assert_has(line, " user=\"\" device=phone-1 status=200 ");
+    free(line);
     line = request_line(LOG_FORMAT_TEXT, "a \"b\" \\c", "x=y");
     assert_has(line, " user=\"a \\\"b\\\" \\\\c\" device=\"x=y\" ");
     free(line);
@@ -800,6 +826,12 @@ START_TEST(test_log_json_escapes)
     assert_one_clean_line(line);
     assert_has(line, ",\"user\":\"alice\\nbob\",");
     assert_has(line, ",\"device\":\"\\u001b[31m\\u007f\\u0001\\\"\\\\\",");
+    free(line);
+
+    /* plain values, and values with what only text lines quote (space, '='), as they are */
+    line = request_line(LOG_FORMAT_JSON, "alice", "a b=c");
+    assert_one_clean_line(line);
+    assert_has(line, ",\"user\":\"alice\",\"device\":\"a b=c\",\"status\":200,");
     free(line);
 
     line = msg_line(LOG_FORMAT_JSON, "first\nsecond\x1b\x7f");
