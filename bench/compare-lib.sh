@@ -100,9 +100,11 @@ CMP_TARGETS=(
     "PostgreSQL CPU per 1000 downloaded changes|pgcpu|download|<=|0.003"
 )
 
-# cmp_target_value KIND ARGS: the measured value a target is judged on (empty: not measured)
+# cmp_target_value KIND ARGS: the measured value a target is judged on (empty: not measured,
+# also when its scenario is not one of SCENARIOS)
 cmp_target_value() {
     local kind=$1 sc=${2%% *} other=${2#* } f
+    [[ " ${SCENARIOS[*]} " == *" $sc "* ]] || return 0
     case $kind in
     ratio) cmp_ratio "$(cmp_median "$sc" oversyncd)" "$(cmp_median "$sc" b26b5a4)" ;;
     of) cmp_ratio "$(cmp_median "$sc" oversyncd)" "$(cmp_median "$sc" "$other")" ;;
@@ -203,6 +205,7 @@ cmp_table() {
         k=$(cmp_key "$s")
         for srv in $(cmp_servers_for "$s"); do
             printf '  %-20s %-10s' "$s" "$srv"
+            ls "$RESULTS/$s.$srv".r*.txt >/dev/null 2>&1 || printf ' (no round)'
             for f in $(ls "$RESULTS/$s.$srv".r*.txt 2>/dev/null | sort -V); do
                 printf ' r%s %s (others %s; load %s -> %s);' "$(cmp_get "$f" round)" "$(cmp_get "$f" "$k")" \
                     "$(cmp_get "$f" cpu_not_this_run_cores)" "$(cmp_get "$f" loadavg_before | cut -d' ' -f1)" \
