@@ -74,16 +74,20 @@ cmp_verdict() {
 
 # cmp_per_1000 FILE NAME: CPU seconds of program NAME (postgres, oversyncd, server, lighttpd,
 # trivial_fcgi, client) per 1000 units (changes or requests) of the round: its cores over the
-# sampled time, times the command's whole run, over the units of that run. Empty without units
-# or without a CPU measurement (machine_busy_cores); 0.0000 when the program used no measurable
-# CPU.
+# sampled time (cpu_sampled_seconds) times the command's whole run (wall_seconds), over the
+# units of that run. When the sampled time is the longer (a command of less than a second,
+# sampled once after its end), the CPU it saw is all there was: cores times the sampled time.
+# Empty without units or without a CPU measurement (machine_busy_cores); 0.0000 when the program
+# used no measurable CPU.
 cmp_per_1000() {
-    local c w u
+    local c w u t
     w=$(cmp_get "$1" wall_seconds)
     u=$(cmp_get "$1" units)
+    t=$(cmp_get "$1" cpu_sampled_seconds)
     [ -n "$w" ] && [ -n "$u" ] && [ -n "$(cmp_get "$1" machine_busy_cores)" ] || return 0
     c=$(cmp_get "$1" "cpu_$2_cores")
-    awk -v c="${c:-0}" -v w="$w" -v u="$u" 'BEGIN { if (u + 0 > 0) printf "%.4f", c * w / u * 1000 }'
+    awk -v c="${c:-0}" -v w="$w" -v t="${t:-0}" -v u="$u" \
+        'BEGIN { if (t + 0 > w + 0) w = t; if (u + 0 > 0) printf "%.4f", c * w / u * 1000 }'
 }
 
 # The targets of issue #11 ("What to build" and the table): name, how it is measured, the

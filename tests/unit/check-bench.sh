@@ -81,6 +81,11 @@ f=$RESULTS/upload-new.oversyncd.r1.txt
 check "CPU s per 1000: 1.2 cores x 10 s / 20000 changes" test "$(cmp_per_1000 "$f" postgres)" = 0.6000
 check "CPU s per 1000 of a program that used none" test "$(cmp_per_1000 "$f" client)" = 0.0000
 check "no CPU s per 1000 without units" test -z "$(cmp_per_1000 "$RESULTS/upload-new.oversyncd.r2.txt" postgres)"
+{ cat "$f"; echo cpu_sampled_seconds=9.00; } >"$tmp/sampled"
+check "CPU s per 1000: the whole run when it is longer than the sampled time" test "$(cmp_per_1000 "$tmp/sampled" postgres)" = 0.6000
+{ grep -v '^wall_seconds=' "$f"; echo wall_seconds=0.5; echo cpu_sampled_seconds=1.00; } >"$tmp/short"
+check "CPU s per 1000: the sampled time when a short command was sampled after its end" \
+    test "$(cmp_per_1000 "$tmp/short" postgres)" = 0.0600
 sed '/^machine_busy_cores=/d' "$f" >"$tmp/nocpu"
 check "no CPU s per 1000 without a CPU measurement" test -z "$(cmp_per_1000 "$tmp/nocpu" postgres)"
 
