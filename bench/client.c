@@ -5,6 +5,12 @@
  *       OP = insert: each thread (one user, one device) sends BATCHES batches of BATCHSIZE
  *            INSERTs (server_version 0) of new rows after WARMUP unmeasured ones.
  *       OP = update: the same rows (same SALT) again as UPDATEs with server_version 1.
+ *       OP = users-posts: the example server's tables instead of bench.items (issue #11): each
+ *            batch is groups of one INSERT into business.users (name, email; ~100 bytes)
+ *            followed by four INSERTs into business.posts (title, ~1 KB of content, author_id),
+ *            every post's author a user of the same batch or, for every other post, of the
+ *            batch before (the same device's). Also prints users= and posts=, the rows sent over
+ *            all batches (warm-up included), so that the caller can count the business rows.
  *       Every status must be "applied" with the expected new_server_version, else exit 1.
  *   client download URL TOKEN LIMIT EXPECTED_ROWS LATFILE
  *       after=0, then after=next_after with until fixed to the first page's window_until,
@@ -38,6 +44,8 @@ struct up_thread {
     char token[2048];
     int warmup, batches, batch_size;
     int update;
+    int users_posts;        /* OP users-posts */
+    long users, posts;      /* rows sent, warm-up included */
     unsigned salt;
     const char *table;      /* bench.<table>: items unless given */
     const char *extra;      /* more payload members, e.g. "parent_id":"...", (with the comma) */
@@ -49,11 +57,71 @@ struct up_thread {
     char error[512];
 };
 
+static void make_pk_kind(char *out, unsigned kind, unsigned salt, int thread, int batch, int i)
+{
+    /* deterministic, distinct per (kind, salt, thread, batch, i), a valid version-4 layout */
+    snprintf(out, 37, "%08x-%04x-4%03x-8%03x-%012x", 0xbe000000u | (kind & 0xff) << 16 | ((unsigned)thread & 0xffff),
+             (unsigned)batch & 0xffff, (unsigned)i & 0xfff, (unsigned)(i >> 12) & 0xfff, salt);
+}
+
 static void make_pk(char *out, unsigned salt, int thread, int batch, int i)
 {
-    /* deterministic, distinct per (salt, thread, batch, i), a valid version-4 layout */
-    snprintf(out, 37, "%08x-%04x-4%03x-8%03x-%012x", 0xbe000000u | ((unsigned)thread & 0xffff), (unsigned)batch & 0xffff,
-             (unsigned)i & 0xfff, (unsigned)(i >> 12) & 0xfff, salt);
+    make_pk_kind(out, 0, salt, thread, batch, i);
+}
+
+static void add_words(struct buf *b, uint64_t *rng, size_t n)
+{
+    size_t start = b->len;
+    while (b->len - start < n) {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        const char *w = words[*rng % (sizeof words / sizeof words[0])];
+        buf_add(b, w, strlen(w));
+        buf_add(b, " ", 1);
+    }
+}
+
+/* OP users-posts: groups of one user and four posts; a post's author is the user of its own
+ * group (same batch) or, for odd posts after the first batch, the user of the same group of the
+ * batch before. Parents always come first, in the same batch or an earlier one. */
+#define GROUP 5
+#define CREATED_AT 1765000000
+
+static void build_users_posts(struct up_thread *t, int batch, struct buf *b, uint64_t *rng)
+{
+    b->len = 0;
+    buf_add(b, "{\"last_server_seq_seen\":0,\"changes\":[", 37);
+    for (int i = 0; i < t->batch_size; i++) {
+        char pk[40], author[40];
+        int group = i / GROUP;
+        long long scid = (long long)batch * t->batch_size + i + 1;
+        if (i)
+            buf_add(b, ",", 1);
+        if (i % GROUP == 0) {
+            make_pk_kind(pk, 1, t->salt, t->idx, batch, group);
+            buf_printf(b,
+                       "{\"source_change_id\":%lld,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\","
+                       "\"pk\":\"%s\",\"server_version\":0,\"payload\":{\"id\":\"%s\",\"name\":\"user %d-%d-%d\","
+                       "\"email\":\"user-%d-%d-%d@example.com\",\"created_at\":%d,\"updated_at\":%d}}",
+                       scid, pk, pk, t->idx, batch, group, t->idx, batch, group, CREATED_AT, CREATED_AT);
+            t->users++;
+            continue;
+        }
+        /* the group of the batch before has a user too: batches have the same size */
+        int earlier = batch > 0 && i % 2 == 1;
+        make_pk_kind(pk, 2, t->salt, t->idx, batch, i);
+        make_pk_kind(author, 1, t->salt, t->idx, earlier ? batch - 1 : batch, group);
+        buf_printf(b,
+                   "{\"source_change_id\":%lld,\"schema\":\"business\",\"table\":\"posts\",\"op\":\"INSERT\","
+                   "\"pk\":\"%s\",\"server_version\":0,\"payload\":{\"id\":\"%s\",\"title\":\"post %d-%d-%d\","
+                   "\"content\":\"",
+                   scid, pk, pk, t->idx, batch, i);
+        add_words(b, rng, 1000);
+        buf_printf(b, "\",\"author_id\":\"%s\",\"created_at\":%d,\"updated_at\":%d}}", author, CREATED_AT, CREATED_AT);
+        t->posts++;
+    }
+    buf_add(b, "]}", 2);
 }
 
 static void build_batch(struct up_thread *t, int batch, struct buf *b, uint64_t *rng)
@@ -71,15 +139,7 @@ static void build_batch(struct up_thread *t, int batch, struct buf *b, uint64_t 
                    "\"pk\":\"%s\",\"server_version\":%d,\"payload\":{\"id\":\"%s\",\"name\":\"item %d-%d-%d\","
                    "\"body\":\"",
                    scid, t->table, t->update ? "UPDATE" : "INSERT", pk, t->update ? 1 : 0, pk, t->idx, batch, i);
-        size_t start = b->len;
-        while (b->len - start < 1000) {
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            const char *w = words[*rng % (sizeof words / sizeof words[0])];
-            buf_add(b, w, strlen(w));
-            buf_add(b, " ", 1);
-        }
+        add_words(b, rng, 1000);
         buf_printf(b, "\",%s\"n\":%d}}", t->extra, t->update ? 2000 + i : 123);
     }
     buf_add(b, "]}", 2);
@@ -110,7 +170,10 @@ static void *upload_thread(void *arg)
     for (int batch = 0; batch < total; batch++) {
         if (batch == t->warmup)
             pthread_barrier_wait(t->start);
-        build_batch(t, batch, &req, &rng);
+        if (t->users_posts)
+            build_users_posts(t, batch, &req, &rng);
+        else
+            build_batch(t, batch, &req, &rng);
         resp.len = 0;
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.p);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req.len);
@@ -160,14 +223,23 @@ static void *upload_thread(void *arg)
 static int run_upload(int argc, char **argv)
 {
     if (argc < 10 || argc > 12) {
-        fprintf(stderr, "usage: client upload URL TOKENFILE THREADS WARMUP BATCHES BATCHSIZE insert|update SALT "
-                        "[TABLE [EXTRA-PAYLOAD-MEMBERS]]\n");
+        fprintf(stderr, "usage: client upload URL TOKENFILE THREADS WARMUP BATCHES BATCHSIZE insert|update|users-posts "
+                        "SALT [TABLE [EXTRA-PAYLOAD-MEMBERS]]\n");
+        return 2;
+    }
+    if (strcmp(argv[8], "insert") != 0 && strcmp(argv[8], "update") != 0 && strcmp(argv[8], "users-posts") != 0) {
+        fprintf(stderr, "client: OP must be insert, update or users-posts, not %s\n", argv[8]);
         return 2;
     }
     const char *table = argc > 10 ? argv[10] : "items", *extra = argc > 11 ? argv[11] : "";
     const char *url = argv[2];
     int threads = atoi(argv[4]), warmup = atoi(argv[5]), batches = atoi(argv[6]), size = atoi(argv[7]);
     int update = strcmp(argv[8], "update") == 0;
+    int users_posts = strcmp(argv[8], "users-posts") == 0;
+    if (users_posts && size < GROUP) {
+        fprintf(stderr, "client: users-posts needs batches of at least %d changes\n", GROUP);
+        return 2;
+    }
     unsigned salt = (unsigned)strtoul(argv[9], NULL, 0);
     FILE *tf = fopen(argv[3], "r");
     if (!tf) {
@@ -189,6 +261,7 @@ static int run_upload(int argc, char **argv)
         t[i].batches = batches;
         t[i].batch_size = size;
         t[i].update = update;
+        t[i].users_posts = users_posts;
         t[i].salt = salt;
         t[i].table = table;
         t[i].extra = extra;
@@ -201,7 +274,7 @@ static int run_upload(int argc, char **argv)
     pthread_barrier_wait(&start);
     double t0 = now_s();
     double t_end = t0;
-    long applied = 0;
+    long applied = 0, users = 0, posts = 0;
     int failed = 0;
     for (int i = 0; i < threads; i++) {
         pthread_join(t[i].tid, NULL);
@@ -212,6 +285,8 @@ static int run_upload(int argc, char **argv)
         if (t[i].t_end > t_end)
             t_end = t[i].t_end;
         applied += t[i].applied;
+        users += t[i].users;
+        posts += t[i].posts;
     }
     if (failed)
         return 1;
@@ -223,6 +298,8 @@ static int run_upload(int argc, char **argv)
     double secs = t_end - t0;
     printf("threads=%d\nbatches_per_thread=%d\nbatch_size=%d\nwarmup_batches=%d\n", threads, batches, size, warmup);
     printf("applied=%ld\nseconds=%.3f\nchanges_per_s=%.0f\n", applied, secs, (double)applied / secs);
+    if (users_posts)
+        printf("users=%ld\nposts=%ld\n", users, posts);
     printf("batch_ms_p50=%.1f\nbatch_ms_p90=%.1f\nbatch_ms_p99=%.1f\nbatch_ms_max=%.1f\n", pct(all, n, 0.5) * 1e3,
            pct(all, n, 0.9) * 1e3, pct(all, n, 0.99) * 1e3, all[n - 1] * 1e3);
     return 0;
