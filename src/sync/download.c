@@ -60,27 +60,34 @@ bool download_params_parse(const char *after, const char *limit, const char *sch
     return true;
 }
 
-/* Planned per call, like sql_highest (statements.c). */
+/* Planned per call, like sql_highest (statements.c).
+ *
+ * deleted is the row's current flag (SPEC §5), which the log row alone cannot tell: a row
+ * inserted and deleted since has deleted true on its INSERT, a row deleted and inserted again
+ * has deleted false on its DELETE. Both need a DELETE of that row at or after the log row, so a
+ * log row past the user's last DELETE tells it by itself: false (it is no DELETE, and nothing
+ * deleted its row since). Only rows up to that DELETE look the row up in sync_row_meta; the last
+ * DELETE is one read of scl_user_delete_seq_idx, in the page's snapshot. */
+#define DOWNLOAD_COLUMNS                                                                                         \
+    "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"      \
+    "       CASE WHEN l.server_id <= (SELECT coalesce(max(d.server_id), 0) FROM sync.server_change_log d"        \
+    "                                  WHERE d.user_id = $1 AND d.op = 'DELETE')"                                 \
+    "            THEN coalesce((SELECT m.deleted FROM sync.sync_row_meta m"                                       \
+    "                            WHERE m.user_id = l.user_id AND m.schema_name = l.schema_name"                   \
+    "                              AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid), false)"            \
+    "            ELSE false END,"                                                                                 \
+    "       l.source_id, l.source_change_id,"                                                                     \
+    "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"                                 \
+    "  FROM sync.server_change_log l"
 static const char sql_download_all[] =
-      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
-      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
-      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-      "  FROM sync.server_change_log l"
-      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
-      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
-      " WHERE l.user_id = $1 AND l.server_id > $2 AND l.server_id <= $3 AND ($4 OR l.source_id <> $5)"
-      " ORDER BY l.server_id LIMIT $6";
+    DOWNLOAD_COLUMNS
+    " WHERE l.user_id = $1 AND l.server_id > $2 AND l.server_id <= $3 AND ($4 OR l.source_id <> $5)"
+    " ORDER BY l.server_id LIMIT $6";
 static const char sql_download_schema[] =
-      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
-      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
-      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-      "  FROM sync.server_change_log l"
-      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
-      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
-      " WHERE l.user_id = $1 AND l.schema_name = $7 AND l.server_id > $2 AND l.server_id <= $3"
-      "   AND ($4 OR l.source_id <> $5)"
-      " ORDER BY l.server_id LIMIT $6";
-
+    DOWNLOAD_COLUMNS
+    " WHERE l.user_id = $1 AND l.schema_name = $7 AND l.server_id > $2 AND l.server_id <= $3"
+    "   AND ($4 OR l.source_id <> $5)"
+    " ORDER BY l.server_id LIMIT $6";
 
 enum sync_outcome sync_download(const struct sync_request *rq, const struct download_params *p,
                                 strbuf_t *out, unsigned long *nrows, char *err, size_t errlen)
