@@ -9,6 +9,7 @@
 #include <check.h>
 #include <regex.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,6 +353,47 @@ START_TEST(test_wire_bytes)
                           queries[q], a->body, wire_expected[q]);
         tdb_answer_free(a);
     }
+}
+END_TEST
+
+/* ts is formatted by oversyncd from the binary timestamptz: the same text as PostgreSQL's
+ * to_char for instants all over timestamptz's range (4713 BC to 294276 AD), whole seconds, days
+ * and years around the epochs, leap days, and ±infinity (to_char gives NULL: nothing). */
+START_TEST(test_ts_format)
+{
+    PGresult *r = PQexecParams(T.conn,
+        "WITH t(ts) AS ("
+        "  SELECT '4713-01-01 00:00:00+00 BC'::timestamptz UNION ALL SELECT '0001-12-31 23:59:59.999999+00 BC'"
+        "  UNION ALL SELECT '0001-01-01 00:00:00+00' UNION ALL SELECT '0099-03-01 00:00:00+00'"
+        "  UNION ALL SELECT '1600-02-29 12:00:00+00' UNION ALL SELECT '1900-02-28 23:59:59.5+00'"
+        "  UNION ALL SELECT '1900-03-01 00:00:00+00' UNION ALL SELECT '1969-12-31 23:59:59.999999+00'"
+        "  UNION ALL SELECT '1970-01-01 00:00:00+00' UNION ALL SELECT '1999-12-31 23:59:59.999999+00'"
+        "  UNION ALL SELECT '2000-01-01 00:00:00+00' UNION ALL SELECT '2000-02-29 00:00:00.000001+00'"
+        "  UNION ALL SELECT '2100-03-01 00:00:00+00' UNION ALL SELECT '9999-12-31 23:59:59.999999+00'"
+        "  UNION ALL SELECT '10000-01-01 00:00:00+00' UNION ALL SELECT '294276-12-31 23:59:59.999999+00'"
+        "  UNION ALL SELECT 'infinity' UNION ALL SELECT '-infinity'"
+        "  UNION ALL SELECT '2000-01-01 00:00:00+00'::timestamptz + g * interval '1 day 1 hour 1 minute 1.000001 second'"
+        "    FROM generate_series(-1000, 1000) g"
+        "  UNION ALL SELECT to_timestamp(((g * 7919.4373) % 1) * 1.0e11 - 5.0e10) FROM generate_series(1, 3000) g"
+        "  UNION ALL SELECT '4713-01-01 00:00:00+00 BC'::timestamptz + g * interval '7654321 days 1.234567 s'"
+        "    FROM generate_series(0, 14) g)"
+        "SELECT ts::text, ts, coalesce(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')"
+        "  FROM t", 0, NULL, NULL, NULL, NULL, 1);   /* ts as its binary value, the rest as text */
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_int_gt(PQntuples(r), 5000);
+    for (int i = 0; i < PQntuples(r); i++) {
+        strbuf_t sb = STRBUF_INIT;
+        ck_assert_int_eq(PQgetlength(r, i, 1), 8);
+        const unsigned char *b = (const unsigned char *)PQgetvalue(r, i, 1);
+        uint64_t us = 0;
+        for (int k = 0; k < 8; k++)
+            us = us << 8 | b[k];
+        sync_format_ts(&sb, (int64_t)us);
+        ck_assert_msg(strcmp(sb_cstr(&sb), PQgetvalue(r, i, 2)) == 0, "%s formatted as \"%s\", to_char: \"%s\"",
+                      PQgetvalue(r, i, 0), sb_cstr(&sb), PQgetvalue(r, i, 2));
+        sb_free(&sb);
+    }
+    PQclear(r);
 }
 END_TEST
 
@@ -801,6 +843,7 @@ static Suite *rows_suite(void)
     tcase_add_test(tc, test_row_fields);
     tcase_add_test(tc, test_ts_is_utc);
     tcase_add_test(tc, test_wire_bytes);
+    tcase_add_test(tc, test_ts_format);
     tcase_add_test(tc, test_echo_suppression);
     tcase_add_test(tc, test_schema_filter);
     tcase_add_test(tc, test_unregistered_table_still_returned);
