@@ -60,27 +60,159 @@ bool download_params_parse(const char *after, const char *limit, const char *sch
     return true;
 }
 
-/* Planned per call, like sql_highest (statements.c). */
+/* Planned per call, like sql_highest (statements.c).
+ *
+ * deleted is the row's current flag (SPEC §5), which the log row alone cannot tell: a row
+ * inserted and deleted since has deleted true on its INSERT, a row deleted and inserted again
+ * has deleted false on its DELETE. Both need a DELETE of that row at or after the log row, so a
+ * log row past the user's last DELETE tells it by itself: false (it is no DELETE, and nothing
+ * deleted its row since). Only rows up to that DELETE look the row up in sync_row_meta; the last
+ * DELETE is one read of scl_user_delete_seq_idx, in the page's snapshot.
+ *
+ * The page comes in libpq's binary format: numbers, the pk and ts are formatted here (PostgreSQL
+ * would format them as text only for them to be copied), and the payload is the column's own
+ * bytes, passed through (a jsonb column sends its text after a version byte, a json column its
+ * text as stored). */
+#define DOWNLOAD_COLUMNS                                                                                         \
+    "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload, l.server_version,"            \
+    "       CASE WHEN l.server_id <= (SELECT coalesce(max(d.server_id), 0) FROM sync.server_change_log d"        \
+    "                                  WHERE d.user_id = $1 AND d.op = 'DELETE')"                                 \
+    "            THEN coalesce((SELECT m.deleted FROM sync.sync_row_meta m"                                       \
+    "                            WHERE m.user_id = l.user_id AND m.schema_name = l.schema_name"                   \
+    "                              AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid), false)"            \
+    "            ELSE false END,"                                                                                 \
+    "       l.source_id, l.source_change_id, l.ts"                                                                \
+    "  FROM sync.server_change_log l"
 static const char sql_download_all[] =
-      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
-      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
-      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-      "  FROM sync.server_change_log l"
-      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
-      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
-      " WHERE l.user_id = $1 AND l.server_id > $2 AND l.server_id <= $3 AND ($4 OR l.source_id <> $5)"
-      " ORDER BY l.server_id LIMIT $6";
+    DOWNLOAD_COLUMNS
+    " WHERE l.user_id = $1 AND l.server_id > $2 AND l.server_id <= $3 AND ($4 OR l.source_id <> $5)"
+    " ORDER BY l.server_id LIMIT $6";
 static const char sql_download_schema[] =
-      "SELECT l.server_id, l.schema_name, l.table_name, l.op, l.pk_uuid, l.payload::text, l.server_version,"
-      "       coalesce(m.deleted, false), l.source_id, l.source_change_id,"
-      "       to_char(l.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-      "  FROM sync.server_change_log l"
-      "  LEFT JOIN sync.sync_row_meta m ON m.user_id = l.user_id AND m.schema_name = l.schema_name"
-      "   AND m.table_name = l.table_name AND m.pk_uuid = l.pk_uuid"
-      " WHERE l.user_id = $1 AND l.schema_name = $7 AND l.server_id > $2 AND l.server_id <= $3"
-      "   AND ($4 OR l.source_id <> $5)"
-      " ORDER BY l.server_id LIMIT $6";
+    DOWNLOAD_COLUMNS
+    " WHERE l.user_id = $1 AND l.schema_name = $7 AND l.server_id > $2 AND l.server_id <= $3"
+    "   AND ($4 OR l.source_id <> $5)"
+    " ORDER BY l.server_id LIMIT $6";
 
+/* The page's column types, as the binary values below are read. */
+static const Oid download_types[11] = { 20 /* int8 */, 25 /* text */, 25, 25, 2950 /* uuid */, 0 /* payload */,
+                                        20, 16 /* bool */, 25, 20, 1184 /* timestamptz */ };
+enum { OID_JSON = 114, OID_JSONB = 3802, OID_TEXT = 25 };
+
+static bool page_types_ok(const PGresult *r)
+{
+    if (PQnfields(r) != 11)
+        return false;
+    for (int f = 0; f < 11; f++) {
+        Oid t = PQftype(r, f);
+        if (f == 5 ? t != OID_JSON && t != OID_JSONB && t != OID_TEXT : t != download_types[f])
+            return false;
+    }
+    return true;
+}
+
+static int64_t get_i64(const char *v)
+{
+    const unsigned char *b = (const unsigned char *)v;
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | b[i];
+    return (int64_t)x;
+}
+
+/* Decimal text of v into buf (at least 21 bytes); its length. */
+static size_t fmt_i64(char *buf, int64_t v)
+{
+    char tmp[20];
+    size_t n = 0, len = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    return len;
+}
+
+static void put_i64(strbuf_t *out, const char *v)
+{
+    char buf[24];
+    sb_append(out, buf, fmt_i64(buf, get_i64(v)));
+}
+
+/* The canonical text of a binary uuid: 8-4-4-4-12 lower-case hex digits. */
+static void put_uuid(strbuf_t *out, const char *v)
+{
+    static const char hex[] = "0123456789abcdef";
+    char buf[36];
+    size_t n = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            buf[n++] = '-';
+        buf[n++] = hex[(unsigned char)v[i] >> 4];
+        buf[n++] = hex[(unsigned char)v[i] & 15];
+    }
+    sb_append(out, buf, n);
+}
+
+static void put_digits(char **p, long long v, int width)
+{
+    char *end = *p + width;
+    for (char *q = end; q > *p; v /= 10)
+        *--q = (char)('0' + v % 10);
+    *p = end;
+}
+
+/* A binary timestamptz (microseconds since 2000-01-01 00:00 UTC) as
+ * to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') writes it: a year of at least
+ * four digits (a year BC as its number, as YYYY does), and nothing for ±infinity, for which
+ * to_char gives NULL. */
+void sync_format_ts(strbuf_t *out, int64_t us)
+{
+    if (us == INT64_MIN || us == INT64_MAX)
+        return;
+    int64_t day = us / 86400000000LL, tod = us % 86400000000LL;
+    if (tod < 0) {
+        tod += 86400000000LL;
+        day--;
+    }
+    /* civil date of a day count from 1970-01-01 (proleptic Gregorian, as PostgreSQL) */
+    int64_t z = day + 10957 + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    int64_t y = yoe + era * 400 + (m <= 2);
+    if (y <= 0)
+        y = 1 - y;   /* 1 BC is year 0 */
+    char buf[40], *q = buf;
+    char yb[24];
+    size_t yl = fmt_i64(yb, y);
+    for (size_t i = yl; i < 4; i++)
+        *q++ = '0';
+    memcpy(q, yb, yl);
+    q += yl;
+    *q++ = '-';
+    put_digits(&q, m, 2);
+    *q++ = '-';
+    put_digits(&q, d, 2);
+    *q++ = 'T';
+    long long secs = tod / 1000000;
+    put_digits(&q, secs / 3600, 2);
+    *q++ = ':';
+    put_digits(&q, secs / 60 % 60, 2);
+    *q++ = ':';
+    put_digits(&q, secs % 60, 2);
+    *q++ = '.';
+    put_digits(&q, tod % 1000000, 6);
+    *q++ = 'Z';
+    sb_append(out, buf, (size_t)(q - buf));
+}
 
 enum sync_outcome sync_download(const struct sync_request *rq, const struct download_params *p,
                                 strbuf_t *out, unsigned long *nrows, char *err, size_t errlen)
@@ -107,19 +239,26 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
         const char *vals[7] = { rq->who->user, after, until, p->include_self ? "t" : "f",
                                 rq->who->device, limit, p->schema };
         r = db_result_in(rq->arena, PQexecParams(rq->conn, p->schema ? sql_download_schema : sql_download_all,
-                                                 p->schema ? 7 : 6, NULL, vals, NULL, NULL, 0));
+                                                 p->schema ? 7 : 6, NULL, vals, NULL, NULL, 1));
         if (PQresultStatus(r) != PGRES_TUPLES_OK)
             return sync_db_failure(rq, r, "download", err, errlen);
     }
 
+    if (r && !page_types_ok(r)) {
+        snprintf(err, errlen, "download: sync.server_change_log does not have the column types oversyncd reads");
+        log_error("request %s: %s", rq->request_id, err);
+        return SYNC_FAILED;
+    }
     int n = r ? PQntuples(r) : 0;
     bool more = n > p->limit;
     if (more)
         n = p->limit;
+    /* a jsonb payload is its text after one version byte */
+    int skip = r && PQftype(r, 5) == OID_JSONB ? 1 : 0;
     /* the answer's size, reserved at once: an arena buffer would keep every outgrown copy */
     size_t need = 128;
     for (int i = 0; i < n; i++) {
-        need += 200;   /* names, punctuation, escapes of the short text fields */
+        need += 300;   /* names, punctuation, numbers, pk, ts, escapes of the short text fields */
         for (int f = 0; f < 11; f++)
             need += (size_t)PQgetlength(r, i, f);
     }
@@ -129,35 +268,41 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
         if (i)
             sb_putc(out, ',');
         sb_puts(out, "{\"server_id\":");
-        sb_puts(out, PQgetvalue(r, i, 0));
+        put_i64(out, PQgetvalue(r, i, 0));
         sb_puts(out, ",\"schema\":");
-        sb_json_str(out, PQgetvalue(r, i, 1));
+        sb_json_strn(out, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
         sb_puts(out, ",\"table\":");
-        sb_json_str(out, PQgetvalue(r, i, 2));
+        sb_json_strn(out, PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
         sb_puts(out, ",\"op\":");
-        sb_json_str(out, PQgetvalue(r, i, 3));
+        sb_json_strn(out, PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3));
         sb_puts(out, ",\"pk\":\"");
-        sb_puts(out, PQgetvalue(r, i, 4));
+        put_uuid(out, PQgetvalue(r, i, 4));
         sb_puts(out, "\",\"payload\":");
-        if (PQgetisnull(r, i, 5))
+        int plen = PQgetlength(r, i, 5);
+        if (PQgetisnull(r, i, 5) || plen < skip)
             sb_puts(out, "null");
         else
-            sb_append(out, PQgetvalue(r, i, 5), (size_t)PQgetlength(r, i, 5));
+            sb_append(out, PQgetvalue(r, i, 5) + skip, (size_t)(plen - skip));
         sb_puts(out, ",\"server_version\":");
-        sb_puts(out, PQgetvalue(r, i, 6));
+        put_i64(out, PQgetvalue(r, i, 6));
         sb_puts(out, ",\"deleted\":");
-        sb_puts(out, PQgetvalue(r, i, 7)[0] == 't' ? "true" : "false");
+        sb_puts(out, PQgetvalue(r, i, 7)[0] ? "true" : "false");
         sb_puts(out, ",\"source_id\":");
-        sb_json_str(out, PQgetvalue(r, i, 8));
+        sb_json_strn(out, PQgetvalue(r, i, 8), (size_t)PQgetlength(r, i, 8));
         sb_puts(out, ",\"source_change_id\":");
-        sb_puts(out, PQgetvalue(r, i, 9));
+        put_i64(out, PQgetvalue(r, i, 9));
         sb_puts(out, ",\"ts\":\"");
-        sb_puts(out, PQgetvalue(r, i, 10));
+        sync_format_ts(out, get_i64(PQgetvalue(r, i, 10)));
         sb_puts(out, "\"}");
     }
-    const char *next = n ? PQgetvalue(r, n - 1, 0) : after;
-    sb_printf(out, "],\"has_more\":%s,\"next_after\":%s,\"window_until\":%lld}", more ? "true" : "false",
-              next, window);
+    sb_puts(out, "],\"has_more\":");
+    sb_puts(out, more ? "true" : "false");
+    sb_puts(out, ",\"next_after\":");
+    if (n)
+        put_i64(out, PQgetvalue(r, n - 1, 0));
+    else
+        sb_puts(out, after);
+    sb_printf(out, ",\"window_until\":%lld}", window);
     *nrows = (unsigned long)n;
     return SYNC_OK;
 }

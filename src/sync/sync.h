@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <libpq-fe.h>
 
 #include "../arena.h"
@@ -145,6 +146,9 @@ bool download_params_parse(const char *after, const char *limit, const char *sch
 
 enum sync_outcome sync_download(const struct sync_request *rq, const struct download_params *p,
                                 strbuf_t *out, unsigned long *rows, char *err, size_t errlen);
+/* A binary timestamptz (microseconds since 2000-01-01 UTC) as the download writes ts:
+ * to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'); nothing for ±infinity. */
+void sync_format_ts(strbuf_t *out, int64_t us);
 
 /* GET /admin/materialize-failures (SPEC §7): the caller's failures, newest first. */
 bool failures_params_parse(const char *schema, const char *table, const char *limit, const char **schema_out,

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <regex.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,6 +263,137 @@ START_TEST(test_row_fields)
         ck_assert_msg(!tdb_bool(c, "deleted"), "changes[%d].deleted must be false now: %s", rows_of_pk1[i], a->body);
     }
     tdb_answer_free(a);
+}
+END_TEST
+
+
+/* The answer byte for byte, as oversyncd wrote it before the download path was made cheaper
+ * (issue #11, item 3): the statement, the result format and the storage of the payload may
+ * change, the bytes on the wire may not. Rows come through the upload (the payload text as the
+ * upload stores it: key order, spacing, escapes, numbers), plus a log row written by hand with
+ * identifiers beyond 2^53; every ts is then set to a fixed instant (before 1970, the PostgreSQL
+ * epoch, a leap day, the last microsecond of 9999). deleted is the row's current flag: rows of a
+ * row deleted since, of a row deleted and inserted again, and of a row deleted for good. */
+static const char *const wire_ts[] = {
+    "1969-07-20 20:17:40+00",       "2000-01-01 00:00:00+00",        "1999-12-31 23:59:59.999999+00",
+    "2024-02-29 12:34:56.000001+00", "2038-01-19 03:14:08.5+00",      "2025-08-08 09:01:00.123456+02",
+    "9999-12-31 23:59:59.999999+00", "2001-09-09 01:46:40.1+00",      "1970-01-01 00:00:00+00",
+    "2025-12-31 23:59:59.99+00",
+};
+
+/* captured from oversyncd 395d083, before issue #11 item 3 */
+static const char *const wire_expected[] = {
+    "{\"changes\":[{\"server_id\":1,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\",\"pk\":\"11111111-1111-4111-8111-111111111111\",\"payload\":{\"a\": \"x\", \"b\": 1, \"aa\": [], \"zzz\": {}},\"server_version\":1,\"deleted\":true,\"source_id\":\"phone\",\"source_change_id\":1,\"ts\":\"1969-07-20T20:17:40.000000Z\"},"
+    "{\"server_id\":2,\"schema\":\"business\",\"table\":\"users\",\"op\":\"UPDATE\",\"pk\":\"11111111-1111-4111-8111-111111111111\",\"payload\":{\"e\": 100, \"f\": 1.50, \"n\": -0.00010, \"z\": {\"a\": true, \"y\": [1, {\"x\": null}, [[]], \"s\"]}, \"big\": 123456789012345678901234567890.123456789, \"dup\": 2, \"int\": 9007199254740993},\"server_version\":2,\"deleted\":true,\"source_id\":\"phone\",\"source_change_id\":2,\"ts\":\"2000-01-01T00:00:00.000000Z\"},"
+    "{\"server_id\":3,\"schema\":\"business\",\"table\":\"users\",\"op\":\"DELETE\",\"pk\":\"11111111-1111-4111-8111-111111111111\",\"payload\":null,\"server_version\":3,\"deleted\":true,\"source_id\":\"phone\",\"source_change_id\":3,\"ts\":\"1999-12-31T23:59:59.999999Z\"},"
+    "{\"server_id\":4,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"INSERT\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":{\"u\": \"\303\251t\303\251 \342\234\223 \360\237\230\200 \303\251 \342\234\223 \360\237\230\200\", \"\303\251\": 1, \"esc\": \"q\\\"b\\\\s/ \\n\\t\\r\\b\\f \\u0001\\u001f\177\"},\"server_version\":1,\"deleted\":false,\"source_id\":\"phone\",\"source_change_id\":4,\"ts\":\"2024-02-29T12:34:56.000001Z\"},"
+    "{\"server_id\":5,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"DELETE\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":null,\"server_version\":2,\"deleted\":false,\"source_id\":\"phone\",\"source_change_id\":5,\"ts\":\"2038-01-19T03:14:08.500000Z\"},"
+    "{\"server_id\":6,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\",\"pk\":\"33333333-3333-4333-8333-333333333333\",\"payload\":{},\"server_version\":1,\"deleted\":true,\"source_id\":\"laptop\",\"source_change_id\":2,\"ts\":\"2025-08-08T07:01:00.123456Z\"},"
+    "{\"server_id\":7,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"INSERT\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":{\"again\": [true, false, null]},\"server_version\":3,\"deleted\":false,\"source_id\":\"laptop\",\"source_change_id\":1,\"ts\":\"9999-12-31T23:59:59.999999Z\"},"
+    "{\"server_id\":8,\"schema\":\"business\",\"table\":\"users\",\"op\":\"DELETE\",\"pk\":\"33333333-3333-4333-8333-333333333333\",\"payload\":null,\"server_version\":2,\"deleted\":true,\"source_id\":\"laptop\",\"source_change_id\":3,\"ts\":\"2001-09-09T01:46:40.100000Z\"},"
+    "{\"server_id\":9007199254740993,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"INSERT\",\"pk\":\"abcdef01-2345-4789-8bcd-ef0123456789\",\"payload\":{\"a\": [1.0, 2], \"k\": \"v\"},\"server_version\":9223372036854775806,\"deleted\":false,\"source_id\":\"other \\\"server\\\"\",\"source_change_id\":9223372036854775807,\"ts\":\"2025-12-31T23:59:59.990000Z\"}],\"has_more\":false,\"next_after\":9007199254740993,\"window_until\":9007199254740993}",
+    "{\"changes\":[{\"server_id\":1,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\",\"pk\":\"11111111-1111-4111-8111-111111111111\",\"payload\":{\"a\": \"x\", \"b\": 1, \"aa\": [], \"zzz\": {}},\"server_version\":1,\"deleted\":true,\"source_id\":\"phone\",\"source_change_id\":1,\"ts\":\"1969-07-20T20:17:40.000000Z\"},"
+    "{\"server_id\":2,\"schema\":\"business\",\"table\":\"users\",\"op\":\"UPDATE\",\"pk\":\"11111111-1111-4111-8111-111111111111\",\"payload\":{\"e\": 100, \"f\": 1.50, \"n\": -0.00010, \"z\": {\"a\": true, \"y\": [1, {\"x\": null}, [[]], \"s\"]}, \"big\": 123456789012345678901234567890.123456789, \"dup\": 2, \"int\": 9007199254740993},\"server_version\":2,\"deleted\":true,\"source_id\":\"phone\",\"source_change_id\":2,\"ts\":\"2000-01-01T00:00:00.000000Z\"},"
+    "{\"server_id\":3,\"schema\":\"business\",\"table\":\"users\",\"op\":\"DELETE\",\"pk\":\"11111111-1111-4111-8111-111111111111\",\"payload\":null,\"server_version\":3,\"deleted\":true,\"source_id\":\"phone\",\"source_change_id\":3,\"ts\":\"1999-12-31T23:59:59.999999Z\"}],\"has_more\":true,\"next_after\":3,\"window_until\":9007199254740993}",
+    "{\"changes\":[{\"server_id\":4,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"INSERT\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":{\"u\": \"\303\251t\303\251 \342\234\223 \360\237\230\200 \303\251 \342\234\223 \360\237\230\200\", \"\303\251\": 1, \"esc\": \"q\\\"b\\\\s/ \\n\\t\\r\\b\\f \\u0001\\u001f\177\"},\"server_version\":1,\"deleted\":false,\"source_id\":\"phone\",\"source_change_id\":4,\"ts\":\"2024-02-29T12:34:56.000001Z\"},"
+    "{\"server_id\":5,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"DELETE\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":null,\"server_version\":2,\"deleted\":false,\"source_id\":\"phone\",\"source_change_id\":5,\"ts\":\"2038-01-19T03:14:08.500000Z\"},"
+    "{\"server_id\":6,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\",\"pk\":\"33333333-3333-4333-8333-333333333333\",\"payload\":{},\"server_version\":1,\"deleted\":true,\"source_id\":\"laptop\",\"source_change_id\":2,\"ts\":\"2025-08-08T07:01:00.123456Z\"}],\"has_more\":true,\"next_after\":6,\"window_until\":9007199254740993}",
+    "{\"changes\":[{\"server_id\":4,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"INSERT\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":{\"u\": \"\303\251t\303\251 \342\234\223 \360\237\230\200 \303\251 \342\234\223 \360\237\230\200\", \"\303\251\": 1, \"esc\": \"q\\\"b\\\\s/ \\n\\t\\r\\b\\f \\u0001\\u001f\177\"},\"server_version\":1,\"deleted\":false,\"source_id\":\"phone\",\"source_change_id\":4,\"ts\":\"2024-02-29T12:34:56.000001Z\"},"
+    "{\"server_id\":5,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"DELETE\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":null,\"server_version\":2,\"deleted\":false,\"source_id\":\"phone\",\"source_change_id\":5,\"ts\":\"2038-01-19T03:14:08.500000Z\"},"
+    "{\"server_id\":7,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"INSERT\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":{\"again\": [true, false, null]},\"server_version\":3,\"deleted\":false,\"source_id\":\"laptop\",\"source_change_id\":1,\"ts\":\"9999-12-31T23:59:59.999999Z\"},"
+    "{\"server_id\":9,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"UPDATE\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":{\"x\": 0, \"again\": \"\"},\"server_version\":4,\"deleted\":false,\"source_id\":\"tablet\",\"source_change_id\":1,\"ts\":\"1970-01-01T00:00:00.000000Z\"},"
+    "{\"server_id\":9007199254740993,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"INSERT\",\"pk\":\"abcdef01-2345-4789-8bcd-ef0123456789\",\"payload\":{\"a\": [1.0, 2], \"k\": \"v\"},\"server_version\":9223372036854775806,\"deleted\":false,\"source_id\":\"other \\\"server\\\"\",\"source_change_id\":9223372036854775807,\"ts\":\"2025-12-31T23:59:59.990000Z\"}],\"has_more\":false,\"next_after\":9007199254740993,\"window_until\":9007199254740993}",
+    "{\"changes\":[{\"server_id\":5,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"DELETE\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":null,\"server_version\":2,\"deleted\":false,\"source_id\":\"phone\",\"source_change_id\":5,\"ts\":\"2038-01-19T03:14:08.500000Z\"},"
+    "{\"server_id\":6,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\",\"pk\":\"33333333-3333-4333-8333-333333333333\",\"payload\":{},\"server_version\":1,\"deleted\":true,\"source_id\":\"laptop\",\"source_change_id\":2,\"ts\":\"2025-08-08T07:01:00.123456Z\"},"
+    "{\"server_id\":7,\"schema\":\"public\",\"table\":\"notes\",\"op\":\"INSERT\",\"pk\":\"22222222-2222-4222-8222-222222222222\",\"payload\":{\"again\": [true, false, null]},\"server_version\":3,\"deleted\":false,\"source_id\":\"laptop\",\"source_change_id\":1,\"ts\":\"9999-12-31T23:59:59.999999Z\"},"
+    "{\"server_id\":8,\"schema\":\"business\",\"table\":\"users\",\"op\":\"DELETE\",\"pk\":\"33333333-3333-4333-8333-333333333333\",\"payload\":null,\"server_version\":2,\"deleted\":true,\"source_id\":\"laptop\",\"source_change_id\":3,\"ts\":\"2001-09-09T01:46:40.100000Z\"}],\"has_more\":false,\"next_after\":8,\"window_until\":8}",
+    "{\"changes\":[],\"has_more\":false,\"next_after\":9007199254740993,\"window_until\":9007199254740993}",
+};
+
+START_TEST(test_wire_bytes)
+{
+    const char *A = "11111111-1111-4111-8111-111111111111", *B = "22222222-2222-4222-8222-222222222222",
+               *C = "33333333-3333-4333-8333-333333333333";
+    upload_applied(U, D, batch(chg(1, "business", "users", "INSERT", A, 0,
+                                   "{ \"zzz\" : {}, \"b\":1, \"aa\": [ ], \"a\":\"x\" }"),
+                               chg(2, "business", "users", "UPDATE", A, 1,
+                                   "{\"z\":{\"y\":[1,{\"x\":null},[[]],\"s\"],\"a\":true},\"int\":9007199254740993,"
+                                   "\"big\":123456789012345678901234567890.123456789,\"f\":1.50,\"e\":1e2,"
+                                   "\"n\":-1.0e-4,\"dup\":1,\"dup\":2}"),
+                               chg(3, "business", "users", "DELETE", A, 2, NULL), NULL));
+    upload_applied(U, D, batch(chg(4, "public", "notes", "INSERT", B, 0,
+                                   "{\"u\":\"\\u00e9t\\u00e9 \\u2713 \\ud83d\\ude00 é ✓ 😀\","
+                                   "\"esc\":\"q\\\"b\\\\s\\/ \\n\\t\\r\\b\\f \\u0001\\u001f\\u007f\",\"\\u00e9\":1}"),
+                               chg(5, "public", "notes", "DELETE", B, 1, NULL), NULL));
+    upload_applied(U, D2, batch(chg(1, "public", "notes", "INSERT", B, 2, "{\"again\":[true,false,null]}"),
+                                chg(2, "business", "users", "INSERT", C, 0, "{}"), NULL));
+    upload_applied(U, D2, batch(chg(3, "business", "users", "DELETE", C, 1, NULL), NULL));
+    upload_applied(U, D3, batch(chg(1, "public", "notes", "UPDATE", B, 3, "{\"again\":\"\",\"x\":-0}"), NULL));
+    /* a row written by another server, its identifiers past 2^53 */
+    tdb_exec(&T, "INSERT INTO sync.server_change_log (server_id, user_id, schema_name, table_name, op, pk_uuid,"
+                 " payload, source_id, source_change_id, server_version) VALUES (9007199254740993, '%s',"
+                 " 'public', 'notes', 'INSERT', 'ABCDEF01-2345-4789-8BCD-EF0123456789',"
+                 " '{\"k\": \"v\", \"a\": [1.0, 2]}'::jsonb, 'other \"server\"', 9223372036854775807,"
+                 " 9223372036854775806)", U);
+    tdb_exec(&T, "SET TIME ZONE 'America/St_Johns'");
+    int n = (int)tdb_query_ll(&T, "SELECT count(*) FROM sync.server_change_log");
+    ck_assert_int_eq(n, 10);
+    for (int i = 0; i < n; i++)
+        tdb_exec(&T, "UPDATE sync.server_change_log SET ts = '%s' WHERE server_id = (SELECT server_id"
+                     " FROM sync.server_change_log ORDER BY server_id OFFSET %d LIMIT 1)", wire_ts[i], i);
+    static const char *const queries[] = { "", "limit=3", "after=3&limit=3&include_self=true",
+                                           "schema=public&include_self=true", "after=4&until=8",
+                                           "after=9007199254740993" };
+    for (size_t q = 0; q < sizeof queries / sizeof *queries; q++) {
+        struct tdb_answer *a = tdb_download_ok(&T, U, D3, queries[q]);
+        if (getenv("WIRE_PRINT"))
+            printf("WIRE %zu %s\n", q, a->body);
+        else
+            ck_assert_msg(strcmp(a->body, wire_expected[q]) == 0, "download?%s changed on the wire:\n%s\nexpected\n%s",
+                          queries[q], a->body, wire_expected[q]);
+        tdb_answer_free(a);
+    }
+}
+END_TEST
+
+/* ts is formatted by oversyncd from the binary timestamptz: the same text as PostgreSQL's
+ * to_char for instants all over timestamptz's range (4713 BC to 294276 AD), whole seconds, days
+ * and years around the epochs, leap days, and ±infinity (to_char gives NULL: nothing). */
+START_TEST(test_ts_format)
+{
+    PGresult *r = PQexecParams(T.conn,
+        "WITH t(ts) AS ("
+        "  SELECT '4713-01-01 00:00:00+00 BC'::timestamptz UNION ALL SELECT '0001-12-31 23:59:59.999999+00 BC'"
+        "  UNION ALL SELECT '0001-01-01 00:00:00+00' UNION ALL SELECT '0099-03-01 00:00:00+00'"
+        "  UNION ALL SELECT '1600-02-29 12:00:00+00' UNION ALL SELECT '1900-02-28 23:59:59.5+00'"
+        "  UNION ALL SELECT '1900-03-01 00:00:00+00' UNION ALL SELECT '1969-12-31 23:59:59.999999+00'"
+        "  UNION ALL SELECT '1970-01-01 00:00:00+00' UNION ALL SELECT '1999-12-31 23:59:59.999999+00'"
+        "  UNION ALL SELECT '2000-01-01 00:00:00+00' UNION ALL SELECT '2000-02-29 00:00:00.000001+00'"
+        "  UNION ALL SELECT '2100-03-01 00:00:00+00' UNION ALL SELECT '9999-12-31 23:59:59.999999+00'"
+        "  UNION ALL SELECT '10000-01-01 00:00:00+00' UNION ALL SELECT '294276-12-31 23:59:59.999999+00'"
+        "  UNION ALL SELECT 'infinity' UNION ALL SELECT '-infinity'"
+        "  UNION ALL SELECT '2000-01-01 00:00:00+00'::timestamptz + g * interval '1 day 1 hour 1 minute 1.000001 second'"
+        "    FROM generate_series(-1000, 1000) g"
+        "  UNION ALL SELECT to_timestamp(((g * 7919.4373) % 1) * 1.0e11 - 5.0e10) FROM generate_series(1, 3000) g"
+        "  UNION ALL SELECT '4713-01-01 00:00:00+00 BC'::timestamptz + g * interval '7654321 days 1.234567 s'"
+        "    FROM generate_series(0, 14) g)"
+        "SELECT ts::text, ts, coalesce(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')"
+        "  FROM t", 0, NULL, NULL, NULL, NULL, 1);   /* ts as its binary value, the rest as text */
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_int_gt(PQntuples(r), 5000);
+    for (int i = 0; i < PQntuples(r); i++) {
+        strbuf_t sb = STRBUF_INIT;
+        ck_assert_int_eq(PQgetlength(r, i, 1), 8);
+        const unsigned char *b = (const unsigned char *)PQgetvalue(r, i, 1);
+        uint64_t us = 0;
+        for (int k = 0; k < 8; k++)
+            us = us << 8 | b[k];
+        sync_format_ts(&sb, (int64_t)us);
+        ck_assert_msg(strcmp(sb_cstr(&sb), PQgetvalue(r, i, 2)) == 0, "%s formatted as \"%s\", to_char: \"%s\"",
+                      PQgetvalue(r, i, 0), sb_cstr(&sb), PQgetvalue(r, i, 2));
+        sb_free(&sb);
+    }
+    PQclear(r);
 }
 END_TEST
 
@@ -710,6 +842,8 @@ static Suite *rows_suite(void)
     TCase *tc = tcase("rows", TDB_DEFAULT_DB);
     tcase_add_test(tc, test_row_fields);
     tcase_add_test(tc, test_ts_is_utc);
+    tcase_add_test(tc, test_wire_bytes);
+    tcase_add_test(tc, test_ts_format);
     tcase_add_test(tc, test_echo_suppression);
     tcase_add_test(tc, test_schema_filter);
     tcase_add_test(tc, test_unregistered_table_still_returned);
