@@ -778,6 +778,235 @@ START_TEST(test_chain_delete_parent_deferred_fk)
 }
 END_TEST
 
+/* ========================================================== set-based materialization */
+
+/* users and posts with statement-level triggers counting the statements that write each table:
+ * the set path writes a table with one statement per kind where the per-change path needs one
+ * per change. fk_timing is the posts → users foreign key's timing. */
+static void open_set_db(const char *fk_timing)
+{
+    char ddl[2048];   /* T has no arena before open_db */
+    snprintf(ddl, sizeof ddl,
+             "CREATE SCHEMA business;"
+             "CREATE TABLE business.users (id uuid PRIMARY KEY, name text NOT NULL, email text, age int DEFAULT 7);"
+             "CREATE TABLE business.posts (id uuid PRIMARY KEY,"
+             "  author_id uuid NOT NULL REFERENCES business.users (id) %s, title text NOT NULL);"
+             "CREATE TABLE business.stmts (tbl text, op text, n int DEFAULT 0, PRIMARY KEY (tbl, op));"
+             "CREATE FUNCTION business.count_stmt() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+             "  INSERT INTO business.stmts VALUES (TG_TABLE_NAME, TG_OP, 1)"
+             "  ON CONFLICT (tbl, op) DO UPDATE SET n = business.stmts.n + 1; RETURN NULL; END $f$;"
+             "CREATE TRIGGER s AFTER INSERT OR UPDATE OR DELETE ON business.users"
+             "  FOR EACH STATEMENT EXECUTE FUNCTION business.count_stmt();"
+             "CREATE TRIGGER s AFTER INSERT OR UPDATE OR DELETE ON business.posts"
+             "  FOR EACH STATEMENT EXECUTE FUNCTION business.count_stmt();",
+             fk_timing);
+    open_db(ddl, chain_regs);
+}
+
+/* How many statements wrote tbl with op since the counts were last reset, and reset them. */
+static long long stmts(const char *tbl, const char *op)
+{
+    long long n = tdb_query_ll(&T, "SELECT coalesce(sum(n), 0) FROM business.stmts WHERE tbl = '%s' AND op = '%s'",
+                               tbl, op);
+    tdb_exec(&T, "DELETE FROM business.stmts WHERE tbl = '%s' AND op = '%s'", tbl, op);
+    return n;
+}
+
+static char *user_row(const char *pk)
+{
+    return tdb_query(&T, "SELECT coalesce((SELECT concat_ws('|', name, coalesce(email, '-'), coalesce(age::text, '-'))"
+                         " FROM business.users WHERE id = '%s'), '<none>')", pk);
+}
+
+/* One statement per table and kind; parents before children; the per-change path as the control. */
+START_TEST(test_set_one_statement_per_table)
+{
+    for (int on = 1; on >= 0; on--) {
+        open_set_db("");   /* not deferrable: the posts only go in after their users */
+        T.cfg.set_materialization = on;
+        struct tdb_answer *a = tdb_upload_ok(
+            &T, U, D,
+            batch(ins(1, "posts", ROW_D, "{\"author_id\":\"" ROW_A "\",\"title\":\"d\"}"),
+                  ins(2, "users", ROW_A, "{\"name\":\"a\"}"), ins(3, "users", ROW_B, "{\"name\":\"b\"}"),
+                  ins(4, "posts", ROW_E, "{\"author_id\":\"" ROW_B "\",\"title\":\"e\"}"),
+                  ins(5, "users", ROW_C, "{\"name\":\"c\"}"), NULL));
+        for (int i = 0; i < 5; i++)
+            assert_applied(a, i, i + 1, 1);
+        ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+        tdb_answer_free(a);
+        /* the update that finds no row and the insert: one each per table */
+        ck_assert_int_eq(stmts("users", "UPDATE"), on ? 1 : 3);
+        ck_assert_int_eq(stmts("users", "INSERT"), on ? 1 : 3);
+        ck_assert_int_eq(stmts("posts", "INSERT"), on ? 1 : 2);
+        ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts"), 2);
+
+        /* children first: the posts go before their users, with a foreign key checked at once */
+        a = tdb_upload_ok(&T, U, D,
+                          batch(del(6, "users", ROW_A, 1), del(7, "posts", ROW_D, 1), del(8, "users", ROW_B, 1),
+                                del(9, "posts", ROW_E, 1), NULL));
+        for (int i = 0; i < 4; i++)
+            assert_applied(a, i, i + 6, 2);
+        ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+        tdb_answer_free(a);
+        ck_assert_int_eq(stmts("users", "DELETE"), on ? 1 : 2);
+        ck_assert_int_eq(stmts("posts", "DELETE"), on ? 1 : 2);
+        ck_assert_str_eq(tdb_query(&T, "SELECT string_agg(name, ',') FROM business.users"), "c");
+        ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts"), 0);
+        tdb_close(&T);
+    }
+}
+END_TEST
+
+/* Only the columns in a payload are set, whatever the other rows of the statement carry; a row
+ * written twice in one batch gets both changes, in order. */
+START_TEST(test_set_absent_columns_untouched)
+{
+    open_set_db("DEFERRABLE INITIALLY DEFERRED");
+    struct tdb_answer *a = tdb_upload_ok(
+        &T, U, D,
+        batch(ins(1, "users", ROW_A, "{\"name\":\"a\",\"email\":\"a@x\",\"age\":30}"),
+              ins(2, "users", ROW_B, "{\"name\":\"b\",\"email\":\"b@x\",\"age\":40}"), NULL));
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U, D,
+                      batch(upd(3, "users", ROW_A, 1, "{\"name\":\"a2\"}"),
+                            upd(4, "users", ROW_B, 1, "{\"email\":null,\"name\":\"b2\"}"),
+                            ins(5, "users", ROW_C, "{\"name\":\"c\"}"),
+                            upd(6, "users", ROW_A, 2, "{\"age\":31,\"unknown\":1}"),
+                            upd(7, "users", ROW_A, 3, "{\"email\":\"a3@x\"}"),
+                            ins(8, "users", ROW_D, "{\"name\":\"d\",\"age\":null}"), NULL));
+    assert_applied(a, 0, 3, 2);
+    assert_applied(a, 1, 4, 2);
+    assert_applied(a, 2, 5, 1);
+    assert_applied(a, 3, 6, 3);
+    assert_applied(a, 4, 7, 4);
+    assert_applied(a, 5, 8, 1);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+    tdb_answer_free(a);
+    ck_assert_str_eq(user_row(ROW_A), "a2|a3@x|31");
+    ck_assert_str_eq(user_row(ROW_B), "b2|-|40");
+    ck_assert_str_eq(user_row(ROW_C), "c|-|7");   /* absent on insert: the default */
+    ck_assert_str_eq(user_row(ROW_D), "d|-|-");
+}
+END_TEST
+
+/* A set statement that fails is redone change by change: the failing change alone is answered
+ * materialize_error with PostgreSQL's message, the rest of the batch (the same table included)
+ * applies, and the fallback is counted. With set_materialization off nothing is counted, and the
+ * answers and the tables are the same. */
+START_TEST(test_set_failing_row_isolated)
+{
+    char *body[2], *users[2], *failures[2];
+    for (int on = 1; on >= 0; on--) {
+        open_set_db("");
+        T.cfg.set_materialization = on;
+        struct tdb_answer *a = tdb_upload_ok(
+            &T, U, D,
+            batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), ins(2, "users", ROW_B, "{\"email\":\"no name\"}"),
+                  ins(3, "users", ROW_C, "{\"name\":\"c\"}"),
+                  ins(4, "posts", ROW_D, "{\"author_id\":\"" ROW_C "\",\"title\":\"d\"}"),
+                  ins(5, "posts", ROW_E, "{\"author_id\":\"" ROW_B "\",\"title\":\"e\"}"),
+                  ins(6, "users", ROW_F, "{\"name\":\"f\",\"age\":\"old\"}"), NULL));
+        assert_applied(a, 0, 1, 1);
+        assert_mat_error(a, 1, 2, 1,
+                         "null value in column \"name\" of relation \"users\" violates not-null constraint");
+        assert_applied(a, 2, 3, 1);
+        assert_applied(a, 3, 4, 1);
+        /* its parent failed to materialize: the child is judged again without it */
+        ck_assert_str_eq(tdb_str(status_at(a, 4, 5), "status"), "invalid");
+        assert_mat_error(a, 5, 6, 1, "invalid input syntax for type integer: \"old\"");
+        ck_assert_int_eq(a->counts.materialize_errors, 2);
+        ck_assert_int_eq(a->counts.materialize_fallbacks, on ? 1 : 0);
+        body[on] = tdb_printf(&T, "%s", a->body);
+        tdb_answer_free(a);
+        assert_failure(U, "business.users", ROW_B, 1, "INSERT", "{\"email\":\"no name\"}", NULL, 0);
+        users[on] = tdb_query(&T, "SELECT string_agg(name, ',' ORDER BY name) FROM business.users");
+        ck_assert_str_eq(users[on], "a,c");
+        ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts"), 1);
+        failures[on] = tdb_query(&T, "SELECT string_agg(pk_uuid || ':' || error, ';' ORDER BY pk_uuid)"
+                                     " FROM sync.materialize_failures");
+        /* what stays of a failed set attempt is undone: then the change by change path */
+        ck_assert_int_eq(stmts("users", "INSERT"), 2);
+        /* copied out of the database's arena before it closes */
+        body[on] = strdup(body[on]);
+        users[on] = strdup(users[on]);
+        failures[on] = strdup(failures[on]);
+        tdb_close(&T);
+    }
+    ck_assert_str_eq(body[1], body[0]);
+    ck_assert_str_eq(users[1], users[0]);
+    ck_assert_str_eq(failures[1], failures[0]);
+    for (int i = 0; i < 2; i++) {
+        free(body[i]);
+        free(users[i]);
+        free(failures[i]);
+    }
+}
+END_TEST
+
+/* A delete that breaks a foreign key: checked at once it fails the set statement (a fallback),
+ * deferred it fails the check before commit (no fallback: each change is then tried alone). Either
+ * way the delete alone is answered materialize_error and the batch's other deletes apply. */
+static void set_delete_breaks_fk(const char *fk_timing, unsigned long fallbacks)
+{
+    open_set_db(fk_timing);
+    struct tdb_answer *a = tdb_upload_ok(
+        &T, U, D,
+        batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), ins(2, "users", ROW_B, "{\"name\":\"b\"}"),
+              ins(3, "users", ROW_C, "{\"name\":\"c\"}"),
+              ins(4, "posts", ROW_D, "{\"author_id\":\"" ROW_A "\",\"title\":\"d\"}"), NULL));
+    tdb_answer_free(a);
+    a = tdb_upload(&T, U, D, batch(del(5, "users", ROW_B, 1), del(6, "users", ROW_A, 1), del(7, "users", ROW_C, 1),
+                                   NULL));
+    ck_assert_msg(a->outcome == SYNC_OK, "upload failed as a whole: %s", a->err);
+    assert_applied(a, 0, 5, 2);
+    assert_mat_error_has(a, 1, 6, 2, "violates foreign key constraint", NULL);
+    assert_applied(a, 2, 7, 2);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, fallbacks);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_query(&T, "SELECT string_agg(name, ',') FROM business.users"), "a");
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 1);
+}
+
+START_TEST(test_set_delete_breaks_immediate_fk)
+{
+    set_delete_breaks_fk("", 1);
+}
+END_TEST
+
+START_TEST(test_set_delete_breaks_deferred_fk)
+{
+    set_delete_breaks_fk("DEFERRABLE INITIALLY DEFERRED", 0);
+}
+END_TEST
+
+/* A child inserted with its parent in the same batch, and with a parent that is only deleted in
+ * the same batch: the deferred foreign key is checked before commit, and only the child that
+ * breaks it fails. */
+START_TEST(test_set_parent_child_same_batch)
+{
+    open_set_db("DEFERRABLE INITIALLY DEFERRED");
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), NULL));
+    tdb_answer_free(a);
+    a = tdb_upload(&T, U, D,
+                   batch(ins(2, "posts", ROW_D, "{\"author_id\":\"" ROW_B "\",\"title\":\"d\"}"),
+                         ins(3, "users", ROW_B, "{\"name\":\"b\"}"),
+                         ins(4, "posts", ROW_E, "{\"author_id\":\"" ROW_A "\",\"title\":\"e\"}"),
+                         del(5, "users", ROW_A, 1), NULL));
+    ck_assert_msg(a->outcome == SYNC_OK, "upload failed as a whole: %s", a->err);
+    assert_applied(a, 0, 2, 1);
+    assert_applied(a, 1, 3, 1);
+    /* the post of a user deleted in the same batch: one of the two breaks the key at commit */
+    int bad = strcmp(tdb_str(status_at(a, 2, 4), "status"), "materialize_error") == 0 ? 2 : 3;
+    assert_mat_error_has(a, bad, bad == 2 ? 4 : 5, bad == 2 ? 1 : 2, "violates foreign key constraint", NULL);
+    ck_assert_str_eq(tdb_str(status_at(a, 5 - bad, bad == 2 ? 5 : 4), "status"), "applied");
+    tdb_answer_free(a);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts p JOIN business.users u"
+                                      " ON u.id = p.author_id"),
+                     tdb_query_ll(&T, "SELECT count(*) FROM business.posts"));
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts WHERE id = '%s'", ROW_D), 1);
+}
+END_TEST
+
 /* ======================================================================== the C plugin */
 
 static const char plugin_ddl[] =
@@ -1588,6 +1817,15 @@ static Suite *materialize_suite(void)
     tcase_add_test(tc, test_chain_same_version_twice);
     tcase_add_test(tc, test_chain_delete_parent_immediate_fk);
     tcase_add_test(tc, test_chain_delete_parent_deferred_fk);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("set", TDB_OWN_DB);
+    tcase_add_test(tc, test_set_one_statement_per_table);
+    tcase_add_test(tc, test_set_absent_columns_untouched);
+    tcase_add_test(tc, test_set_failing_row_isolated);
+    tcase_add_test(tc, test_set_delete_breaks_immediate_fk);
+    tcase_add_test(tc, test_set_delete_breaks_deferred_fk);
+    tcase_add_test(tc, test_set_parent_child_same_batch);
     suite_add_tcase(s, tc);
 
     tc = tcase("plugin", TDB_OWN_DB);
