@@ -1497,7 +1497,9 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
             sent = pipeline_add(&p, "sync_live_rows", NULL, 4, v_side);
         }
     }
-    if (!sent || !pipeline_run(&p)) {
+    /* run even when a statement could not be sent: that leaves pipeline mode */
+    bool ran = pipeline_run(&p);
+    if (!sent || !ran) {
         enum sync_outcome o = db_failure(b, pipeline_error(&p), "reading row versions", err, errlen);
         pipeline_clear(&p);
         return o;
@@ -1978,7 +1980,7 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
         sent = pipeline_add(&p, "sync_unclaim_rows", NULL, 4, uv);
     }
     sent = sent && pipeline_add(&p, NULL, "COMMIT", 0, NULL);
-    bool ok = sent && pipeline_run(&p);
+    bool ok = pipeline_run(&p) && sent;   /* run whatever was sent: that leaves pipeline mode */
     if (!ok) {
         enum sync_outcome out = db_failure(b, pipeline_error(&p), "writing the batch", err, errlen);
         pipeline_clear(&p);
