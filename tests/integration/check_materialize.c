@@ -1007,6 +1007,123 @@ START_TEST(test_set_parent_child_same_batch)
 }
 END_TEST
 
+/* The batch form of a sql: function: the per-change form of sql_ddl plus an overload taking all
+ * changes of the table at once, counting its calls. It refuses a whole batch holding a forced
+ * failure; the per-change form then names the change. */
+static const char sql_batch_fn[] =
+    "CREATE TABLE business.batch_calls (n int NOT NULL); INSERT INTO business.batch_calls VALUES (0);"
+    "CREATE FUNCTION business.%s(schema text, tbl text, changes jsonb, user_id text)"
+    " RETURNS void LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    "   UPDATE business.batch_calls SET n = n + 1;"
+    "   IF EXISTS (SELECT 1 FROM jsonb_array_elements(changes) c WHERE c -> 'payload' ->> 'force_fail' = 'true') THEN"
+    "     RAISE EXCEPTION 'a batch of %%.%% holds a forced failure', schema, tbl;"
+    "   END IF;"
+    "   DELETE FROM business.notes_copy n USING jsonb_array_elements(changes) c"
+    "    WHERE c ->> 'op' = 'DELETE' AND n.id = (c ->> 'pk')::uuid;"
+    "   INSERT INTO business.notes_copy (id, op, body, src)"
+    "   SELECT DISTINCT ON ((c ->> 'pk')::uuid) (c ->> 'pk')::uuid, c ->> 'op', c -> 'payload' ->> 'body',"
+    "          schema || '.' || tbl || ':' || user_id"
+    "     FROM jsonb_array_elements(changes) WITH ORDINALITY AS x(c, i)"
+    "    WHERE c ->> 'op' <> 'DELETE'"
+    "    ORDER BY (c ->> 'pk')::uuid, i DESC"
+    "   ON CONFLICT (id) DO UPDATE SET op = EXCLUDED.op, body = EXCLUDED.body, src = EXCLUDED.src;"
+    " END $$;";
+
+static long long batch_calls(void)
+{
+    return tdb_query_ll(&T, "SELECT n FROM business.batch_calls");
+}
+
+static char *note_copy(const char *pk)
+{
+    return tdb_query(&T, "SELECT coalesce((SELECT concat_ws('|', op, body, src) FROM business.notes_copy"
+                         " WHERE id = '%s'), '<none>')", pk);
+}
+
+START_TEST(test_sql_batch_function)
+{
+    char ddl[4096];
+    snprintf(ddl, sizeof ddl, "%s", sql_ddl);
+    snprintf(ddl + strlen(ddl), sizeof ddl - strlen(ddl), sql_batch_fn, "apply_notes");
+    open_db(ddl, sql_regs);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
+                                         batch(ins(1, "notes", ROW_A, "{\"body\":\"a\"}"),
+                                               ins(2, "notes", ROW_B, "{\"body\":\"b\"}"),
+                                               upd(3, "notes", ROW_A, 1, "{\"body\":\"a2\"}"), NULL));
+    assert_applied(a, 0, 1, 1);
+    assert_applied(a, 1, 2, 1);
+    assert_applied(a, 2, 3, 2);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 1);
+    ck_assert_str_eq(note_copy(ROW_A), "UPDATE|a2|business.notes:" U);
+    ck_assert_str_eq(note_copy(ROW_B), "INSERT|b|business.notes:" U);
+
+    /* upserts and deletes: one call each */
+    a = tdb_upload_ok(&T, U, D, batch(del(4, "notes", ROW_B, 1), ins(5, "notes", ROW_C, "{\"body\":\"c\"}"), NULL));
+    assert_applied(a, 0, 4, 2);
+    assert_applied(a, 1, 5, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 3);
+    ck_assert_str_eq(note_copy(ROW_B), "<none>");
+
+    /* the batch raises: the upload is redone change by change with the per-change form */
+    a = tdb_upload_ok(&T, U, D,
+                      batch(ins(6, "notes", ROW_D, "{\"body\":\"d\",\"force_fail\":\"true\"}"),
+                            ins(7, "notes", ROW_E, "{\"body\":\"e\"}"), NULL));
+    assert_mat_error(a, 0, 6, 1, "forced failure for " ROW_D);
+    assert_applied(a, 1, 7, 1);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 3);   /* the failed call was undone */
+    ck_assert_str_eq(note_copy(ROW_D), "<none>");
+    ck_assert_str_eq(note_copy(ROW_E), "INSERT|e|business.notes");   /* the five-argument form: no user */
+
+    /* set_materialization off: the per-change form only */
+    T.cfg.set_materialization = false;
+    a = tdb_upload_ok(&T, U, D, batch(ins(8, "notes", ROW_F, "{\"body\":\"f\"}"), NULL));
+    assert_applied(a, 0, 8, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 3);
+    ck_assert_str_eq(note_copy(ROW_F), "INSERT|f|business.notes");
+}
+END_TEST
+
+/* A function with the batch form only: a change alone (the fallback) is a batch of one. */
+START_TEST(test_sql_batch_only_function)
+{
+    char ddl[4096];
+    snprintf(ddl, sizeof ddl,
+             "CREATE SCHEMA business;"
+             "CREATE TABLE business.notes (id uuid PRIMARY KEY, body text);"
+             "CREATE TABLE business.notes_copy (id uuid PRIMARY KEY, op text, body text, src text);");
+    snprintf(ddl + strlen(ddl), sizeof ddl - strlen(ddl), sql_batch_fn, "only_batch");
+    const struct reg regs[] = { { "business.notes", MATERIALIZER_SQL, "business.only_batch" },
+                                { NULL, MATERIALIZER_NONE, NULL } };
+    open_db(ddl, regs);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
+                                         batch(ins(1, "notes", ROW_A, "{\"body\":\"a\"}"),
+                                               ins(2, "notes", ROW_B, "{\"body\":\"b\",\"force_fail\":\"true\"}"),
+                                               ins(3, "notes", ROW_C, "{\"body\":\"c\"}"), NULL));
+    assert_applied(a, 0, 1, 1);
+    assert_mat_error(a, 1, 2, 1, "a batch of business.notes holds a forced failure");
+    assert_applied(a, 2, 3, 1);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 2);   /* A and C, one by one */
+    ck_assert_str_eq(note_copy(ROW_A), "INSERT|a|business.notes:" U);
+    ck_assert_str_eq(note_copy(ROW_B), "<none>");
+
+    a = tdb_upload_ok(&T, U, D, batch(del(4, "notes", ROW_A, 1), del(5, "notes", ROW_C, 1), NULL));
+    assert_applied(a, 0, 4, 2);
+    assert_applied(a, 1, 5, 2);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 3);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.notes_copy"), 0);
+}
+END_TEST
+
 /* ======================================================================== the C plugin */
 
 static const char plugin_ddl[] =
@@ -1097,6 +1214,70 @@ START_TEST(test_plugin_applied_and_failing)
     assert_applied(a, 0, 16, 3);
     tdb_answer_free(a);
     ck_assert_int_eq(plugin_init_count(path), 1);
+}
+END_TEST
+
+/* How many batches the loaded example plugin applied in this process. */
+static int plugin_batch_count(const char *path)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(h != NULL, "dlopen %s: %s", path, dlerror());
+    union {
+        void *obj;
+        int (*fn)(void);
+    } sym = { .obj = dlsym(h, "example_materializer_batch_count") };
+    ck_assert_msg(sym.obj != NULL, "example_materializer_batch_count is not exported");
+    int n = sym.fn();
+    dlclose(h);
+    return n;
+}
+
+/* The plugin's apply_batch gets the table's upserts, then its deletes, one call each; a batch it
+ * refuses is redone change by change, where apply_upsert names the failing change. */
+START_TEST(test_plugin_batch)
+{
+    const char *path = plugin_path();
+    const struct reg regs[] = {
+        { "business.docs", MATERIALIZER_PLUGIN, path },
+        { "business.users", MATERIALIZER_GENERIC, NULL },
+        { NULL, MATERIALIZER_NONE, NULL },
+    };
+    open_db(plugin_ddl, regs);
+    int base = plugin_batch_count(path);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
+                                         batch(ins(1, "docs", ROW_A, "{\"title\":\"a\"}"),
+                                               ins(2, "docs", ROW_B, "{\"title\":\"b\"}"),
+                                               upd(3, "docs", ROW_A, 1, "{\"title\":\"a2\"}"),
+                                               ins(4, "users", ROW_D, "{\"name\":\"d\"}"), NULL));
+    for (int i = 0; i < 4; i++)
+        assert_applied(a, i, i + 1, i == 2 ? 2 : 1);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+    tdb_answer_free(a);
+    ck_assert_int_eq(plugin_batch_count(path) - base, 1);
+    ck_assert_str_eq(doc_of(ROW_A), "{\"title\": \"a2\"}");   /* the last change of the key wins */
+    ck_assert_str_eq(doc_of(ROW_B), "{\"title\": \"b\"}");
+
+    const char *fail_c = "{\"title\":\"c\",\"plugin_fail\":true}";
+    a = tdb_upload_ok(&T, U, D,
+                      batch(ins(5, "docs", ROW_C, fail_c), ins(6, "docs", ROW_E, "{\"title\":\"e\"}"),
+                            del(7, "docs", ROW_B, 1), NULL));
+    assert_mat_error(a, 0, 5, 1,
+                     "example_materializer: refusing business.docs row " ROW_C ": the payload has \"plugin_fail\": true");
+    assert_applied(a, 1, 6, 1);
+    assert_applied(a, 2, 7, 2);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(plugin_batch_count(path) - base, 1);   /* the refused batch stopped the first attempt */
+    ck_assert_str_eq(doc_of(ROW_C), "<none>");
+    ck_assert_str_eq(doc_of(ROW_E), "{\"title\": \"e\"}");
+    ck_assert_str_eq(doc_of(ROW_B), "<none>");
+
+    a = tdb_upload_ok(&T, U, D, batch(del(8, "docs", ROW_A, 2), del(9, "docs", ROW_E, 1), NULL));
+    assert_applied(a, 0, 8, 3);
+    assert_applied(a, 1, 9, 2);
+    tdb_answer_free(a);
+    ck_assert_int_eq(plugin_batch_count(path) - base, 2);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.docs"), 0);
 }
 END_TEST
 
@@ -1493,13 +1674,13 @@ START_TEST(test_verify)
     const struct reg nofn[] = { { "business.notes", MATERIALIZER_SQL, "business.nope" },
                                 { NULL, MATERIALIZER_NONE, NULL } };
     verify_fails(nofn, "[table business.notes] materializer: no function business.nope(op text, schema text, tbl text,"
-                       " pk uuid, payload jsonb, user_id text) or business.nope(op text, schema text, tbl text,"
-                       " pk uuid, payload jsonb)");
+                       " pk uuid, payload jsonb, user_id text), business.nope(op text, schema text, tbl text,"
+                       " pk uuid, payload jsonb) or business.nope(schema text, tbl text, changes jsonb, user_id text)");
     const struct reg four[] = { { "business.notes", MATERIALIZER_SQL, "business.four" },
                                 { NULL, MATERIALIZER_NONE, NULL } };
     verify_fails(four, "[table business.notes] materializer: no function business.four(op text, schema text, tbl text,"
-                       " pk uuid, payload jsonb, user_id text) or business.four(op text, schema text, tbl text,"
-                       " pk uuid, payload jsonb)");
+                       " pk uuid, payload jsonb, user_id text), business.four(op text, schema text, tbl text,"
+                       " pk uuid, payload jsonb) or business.four(schema text, tbl text, changes jsonb, user_id text)");
 
     /* plugin: a path that does not exist, with and without a connection */
     const struct reg noso[] = { { "business.docs", MATERIALIZER_PLUGIN, "/nonexistent/oversyncd/nope.so" },
@@ -1809,6 +1990,8 @@ static Suite *materialize_suite(void)
     tc = tcase("sql", TDB_OWN_DB);
     tcase_add_test(tc, test_sql_function_failure_and_client_retry);
     tcase_add_test(tc, test_sql_function_update_delete);
+    tcase_add_test(tc, test_sql_batch_function);
+    tcase_add_test(tc, test_sql_batch_only_function);
     suite_add_tcase(s, tc);
 
     tc = tcase("batch", TDB_OWN_DB);
@@ -1830,6 +2013,7 @@ static Suite *materialize_suite(void)
 
     tc = tcase("plugin", TDB_OWN_DB);
     tcase_add_test(tc, test_plugin_applied_and_failing);
+    tcase_add_test(tc, test_plugin_batch);
     suite_add_tcase(s, tc);
 
     tc = tcase("verify", TDB_OWN_DB);
