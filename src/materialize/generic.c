@@ -265,7 +265,9 @@ static bool convert(const struct column *col, const struct json_span *v, arena_t
  * parameter ($2), so even a generic plan finds the row by the primary key index instead of
  * joining the whole table with the record.
  *
- * The set form reads every row from the JSON array $1 (each key at most once) and joins by key. */
+ * The set form reads every row from the JSON array $1 (each key at most once) and joins by key;
+ * the keys come once more as the array $2, so that the table is searched by its primary key index
+ * (a join with the function's rows alone is planned as a hash join over the whole table). */
 static void upsert_sql(const struct materializer *m, const bool *present, bool set, strbuf_t *sql)
 {
     const struct generic *g = m->state;
@@ -297,10 +299,11 @@ static void upsert_sql(const struct materializer *m, const bool *present, bool s
     else
         sb_printf(sql,
                   "WITH r AS (SELECT * FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)),"
-                  " u AS (UPDATE %s t SET %s FROM r WHERE t.\"%s\" = r.\"%s\" RETURNING t.\"%s\") "
+                  " u AS (UPDATE %s t SET %s FROM r WHERE t.\"%s\" = ANY ($2) AND t.\"%s\" = r.\"%s\""
+                  " RETURNING t.\"%s\") "
                   "INSERT INTO %s (%s) SELECT %s FROM r WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.\"%s\" = r.\"%s\") "
                   "ON CONFLICT (\"%s\") DO UPDATE SET %s",
-                  m->qtable, m->qtable, from_r.data, pk, pk, pk, m->qtable, cols.data, cols.data, pk, pk, pk,
+                  m->qtable, m->qtable, from_r.data, pk, pk, pk, pk, m->qtable, cols.data, cols.data, pk, pk, pk,
                   from_excluded.data);
     sb_free(&cols);
     sb_free(&from_r);
@@ -427,7 +430,9 @@ struct row_group {
     int layer;
     bool *present;
     uint64_t mask;
+    bool updates;            /* a column besides the key: the statement also takes the keys as $2 */
     strbuf_t rows;           /* JSON array being built */
+    strbuf_t keys;           /* their keys, an array literal being built */
 };
 
 static uint64_t hash_pk(const char *s)
@@ -502,12 +507,17 @@ static enum mat_plan_result generic_plan_batch(struct materializer *m, PGconn *c
             groups[gi].present = present;
             groups[gi].mask = mask;
             groups[gi].rows = (strbuf_t)STRBUF_ARENA(a);
+            groups[gi].keys = (strbuf_t)STRBUF_ARENA(a);
+            for (int col = 0; col < g->ncols; col++)
+                groups[gi].updates |= present[col] && col != g->pk;
             sb_putc(&groups[gi].rows, '[');
+            sb_putc(&groups[gi].keys, '{');
             ngroups++;
         } else {
             sb_putc(&groups[gi].rows, ',');
         }
         sb_append(&groups[gi].rows, obj.data, obj.len);
+        sb_pg_array_str(&groups[gi].keys, cs[i].pk);
     }
     /* stable enough: groups of one layer keep no order among themselves, and need none (each key
      * is in one of them at most) */
@@ -516,8 +526,10 @@ static enum mat_plan_result generic_plan_batch(struct materializer *m, PGconn *c
     for (int gi = 0; gi < ngroups; gi++) {
         struct mat_set_stmt *st = &plan->stmts[plan->nstmts++];
         sb_putc(&groups[gi].rows, ']');
-        st->nparams = 1;
+        sb_putc(&groups[gi].keys, '}');
+        st->nparams = groups[gi].updates ? 2 : 1;
         st->values[0] = sb_cstr(&groups[gi].rows);
+        st->values[1] = sb_cstr(&groups[gi].keys);
         if (!wide) {
             const char *name = prepare_upsert(m, conn, groups[gi].mask, groups[gi].present, true, err, errlen);
             if (!name)
