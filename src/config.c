@@ -285,6 +285,16 @@ const struct config_key config_keys[] = {
                      "DEFERRABLE INITIALLY DEFERRED, keeping their ON DELETE and ON UPDATE "
                      "actions, so that one upload can write a child before its parent. Turn it "
                      "off to manage the constraints yourself." },
+    { .section = "sync", .name = "set_materialization", .type = CONFIG_BOOL,
+      .store = CONFIG_STORE_BOOL, .offset = AT(set_materialization),
+      .default_value = "true", .reloadable = true,
+      .description = "Materialize set-based: per upload, the generic materializer writes each "
+                     "table with one statement for its upserts (per set of present columns) and "
+                     "one for its deletes, and sql: functions and plugins with a batch entry point "
+                     "get all changes of a table in one call. When such a statement or call fails, "
+                     "the upload's materialization is redone change by change, so that only the "
+                     "failing changes are answered materialize_error (counted by "
+                     "oversyncd_sync_materialize_fallbacks_total). Off: always change by change." },
     { .section = "sync", .name = "protocol", .type = CONFIG_ENUM,
       .store = CONFIG_STORE_ENUM, .offset = AT(protocol), .choices = protocol_choices,
       .default_value = "upload", .reloadable = false,

@@ -75,6 +75,7 @@ struct config {
     long max_payload_bytes;
     long max_body_bytes;
     bool auto_migrate_fks;
+    bool set_materialization;        /* materializers write each table once per batch */
     long download_max_wait_ms;       /* 0 = no long-poll downloads */
     enum sync_protocol protocol;
 

@@ -32,6 +32,7 @@ struct shared {
     _Atomic uint64_t changes_applied;
     _Atomic uint64_t conflicts;
     _Atomic uint64_t materialize_errors;
+    _Atomic uint64_t materialize_fallbacks;
     _Atomic uint64_t invalid[INVALID__COUNT];
     struct hist upload_duration;
     struct hist download_duration;
@@ -109,6 +110,12 @@ void metrics_upload(double seconds, unsigned long applied, unsigned long conflic
     add(&shm->materialize_errors, materialize_errors);
     for (int i = 0; i < INVALID__COUNT; i++)
         add(&shm->invalid[i], invalid[i]);
+}
+
+void metrics_materialize_fallbacks(unsigned long n)
+{
+    if (shm && n)
+        add(&shm->materialize_fallbacks, n);
 }
 
 void metrics_download(double seconds, unsigned long rows)
@@ -204,6 +211,9 @@ void metrics_render(strbuf_t *out, const char *(*route_label)(int route_slot))
             get(&shm->conflicts));
     counter(out, "oversyncd_sync_materialize_errors_total",
             "Uploaded changes answered materialize_error.", get(&shm->materialize_errors));
+    counter(out, "oversyncd_sync_materialize_fallbacks_total",
+            "Set-based materializations that failed and were redone change by change.",
+            get(&shm->materialize_fallbacks));
     sb_puts(out, "# HELP oversyncd_sync_invalid_total Uploaded changes answered invalid, by reason.\n"
                  "# TYPE oversyncd_sync_invalid_total counter\n");
     for (int i = 0; i < INVALID__COUNT; i++)

@@ -20,6 +20,8 @@ void metrics_worker_restart(void);
 void metrics_db_reconnect(unsigned long n);
 void metrics_upload(double seconds, unsigned long applied, unsigned long conflicts,
                     unsigned long materialize_errors, const unsigned long invalid[INVALID__COUNT]);
+/* Uploads whose set-based materialization failed and was redone change by change. */
+void metrics_materialize_fallbacks(unsigned long n);
 void metrics_download(double seconds, unsigned long rows);
 /* The watch process (src/watch.c): its events, and how many streams and long-polls it holds now. */
 enum metrics_watch_event {

@@ -11,12 +11,22 @@
  *                     (INSERT ... ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc)
  *   DELETE            DELETE FROM <schema>.<table> WHERE id = <pk>
  *
+ * It also has the optional batch entry point (ABI 2): apply_batch gets all upserts (or all
+ * deletes) of the table in one upload and writes them with one statement,
+ *
+ *   upserts           INSERT ... SELECT DISTINCT ON (id) ... FROM jsonb_array_elements($1)
+ *                     ORDER BY id, position DESC ON CONFLICT (id) DO UPDATE: the last payload of
+ *                     each key wins, as if the changes were applied one by one
+ *   deletes           DELETE FROM <schema>.<table> WHERE id = ANY ($1::uuid[])
+ *
  * A payload with the top-level member "plugin_fail": true is refused with the message
  *
  *     example_materializer: refusing <schema>.<table> row <pk>: the payload has "plugin_fail": true
  *
  * which oversyncd answers as a materialize_error (and records in sync.materialize_failures). The
  * oversyncd test-suite uses this to provoke a failure; your plugin would refuse for real reasons.
+ * apply_batch refuses a whole batch holding such a payload; oversyncd then applies the batch again
+ * change by change with apply_upsert and apply_delete, and only that change fails.
  *
  * Configuration
  * -------------
@@ -61,6 +71,7 @@
  * compiler checks the definitions against the names oversyncd and the tests look up). */
 const struct oversyncd_materializer *oversyncd_materializer_v1(void);
 int example_materializer_init_count(void);
+int example_materializer_batch_count(void);
 
 /* Per-table state: what init() learnt, handed back to every other call. */
 struct example_state {
@@ -68,6 +79,8 @@ struct example_state {
     char *table;
     char *upsert_sql;   /* INSERT INTO "schema"."table" ... */
     char *delete_sql;   /* DELETE FROM "schema"."table" ... */
+    char *batch_upsert_sql;
+    char *batch_delete_sql;
 };
 
 /* How many times init() ran in this process: a worker calls it once per [table] section that
@@ -77,6 +90,14 @@ static int init_calls;
 int example_materializer_init_count(void)
 {
     return init_calls;
+}
+
+/* How many batches apply_batch applied (refused ones not counted), for the tests. */
+static int batch_calls;
+
+int example_materializer_batch_count(void)
+{
+    return batch_calls;
 }
 
 /* Copies the primary error message of a failed statement into err, without the trailing newline. */
@@ -99,6 +120,8 @@ static void free_state(struct example_state *st)
     free(st->table);
     free(st->upsert_sql);
     free(st->delete_sql);
+    free(st->batch_upsert_sql);
+    free(st->batch_delete_sql);
     free(st);
 }
 
@@ -169,9 +192,17 @@ static int example_init(const char *schema, const char *table, PGconn *conn, voi
                                " (id, doc) VALUES ($1::uuid, $2::jsonb)"
                                " ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc");
         st->delete_sql = join3("DELETE FROM ", qualified, " WHERE id = $1::uuid");
+        /* $1: a JSON array of {"pk": ..., "doc": ...}; the last element of a key wins */
+        st->batch_upsert_sql = join3("INSERT INTO ", qualified,
+                                     " (id, doc) SELECT DISTINCT ON ((e ->> 'pk')::uuid) (e ->> 'pk')::uuid, e -> 'doc'"
+                                     " FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, i)"
+                                     " ORDER BY (e ->> 'pk')::uuid, i DESC"
+                                     " ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc");
+        st->batch_delete_sql = join3("DELETE FROM ", qualified, " WHERE id = ANY ($1::uuid[])");
     }
     free(qualified);
-    if (!st || !st->schema || !st->table || !st->upsert_sql || !st->delete_sql) {
+    if (!st || !st->schema || !st->table || !st->upsert_sql || !st->delete_sql || !st->batch_upsert_sql ||
+        !st->batch_delete_sql) {
         free_state(st);
         snprintf(err, errlen, "example_materializer: out of memory");
         return 1;
@@ -230,6 +261,89 @@ static int example_delete(void *state, PGconn *conn, const char *user_id, const 
     return 0;   /* deleting a row that is not there is fine: the change is still applied */
 }
 
+/* Appends text to the growing buffer *buf (length *len, capacity *cap); 0 when out of memory. */
+static int append(char **buf, size_t *len, size_t *cap, const char *text)
+{
+    size_t n = strlen(text);
+    if (*len + n + 1 > *cap) {
+        size_t c = (*cap ? *cap : 256);
+        while (*len + n + 1 > c)
+            c *= 2;
+        char *more = realloc(*buf, c);
+        if (!more)
+            return 0;
+        *buf = more;
+        *cap = c;
+    }
+    memcpy(*buf + *len, text, n + 1);
+    *len += n;
+    return 1;
+}
+
+static int example_batch(void *state, PGconn *conn, const char *user_id, const struct oversyncd_change *changes,
+                         size_t n, char *err, size_t errlen)
+{
+    struct example_state *st = state;
+    (void)user_id;
+    if (n == 0)
+        return 0;
+    /* oversyncd passes all upserts or all deletes; the first change says which */
+    int deletes = changes[0].payload_json == NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int ok = append(&buf, &len, &cap, deletes ? "{" : "[");
+    for (size_t i = 0; ok && i < n; i++) {
+        /* pk is a canonical UUID: no quoting needed, neither in JSON nor in an array literal */
+        if (deletes) {
+            ok = (i == 0 || append(&buf, &len, &cap, ",")) && append(&buf, &len, &cap, changes[i].pk);
+        } else {
+            ok = append(&buf, &len, &cap, i ? ",{\"pk\":\"" : "{\"pk\":\"") &&
+                 append(&buf, &len, &cap, changes[i].pk) && append(&buf, &len, &cap, "\",\"doc\":") &&
+                 append(&buf, &len, &cap, changes[i].payload_json) && append(&buf, &len, &cap, "}");
+        }
+    }
+    ok = ok && append(&buf, &len, &cap, deletes ? "}" : "]");
+    if (!ok) {
+        free(buf);
+        snprintf(err, errlen, "example_materializer: out of memory");
+        return 1;
+    }
+    const char *params[1] = { buf };
+    PGresult *r;
+    if (!deletes) {
+        /* the same refusal as example_upsert, for the whole batch: oversyncd then applies the
+         * changes one by one, and only the refused one fails */
+        r = PQexecParams(conn,
+                         "SELECT coalesce(bool_or(e -> 'doc' -> 'plugin_fail' = 'true'::jsonb), false)"
+                         " FROM jsonb_array_elements($1::jsonb) AS e",
+                         1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            sql_error("reading the payloads", r, conn, err, errlen);
+            PQclear(r);
+            free(buf);
+            return 1;
+        }
+        int refuse = PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        if (refuse) {
+            snprintf(err, errlen, "example_materializer: refusing a batch of %s.%s: a payload has \"plugin_fail\": true",
+                     st->schema, st->table);
+            free(buf);
+            return 1;
+        }
+    }
+    r = PQexecParams(conn, deletes ? st->batch_delete_sql : st->batch_upsert_sql, 1, NULL, params, NULL, NULL, 0);
+    free(buf);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        sql_error(deletes ? "batch delete" : "batch upsert", r, conn, err, errlen);
+        PQclear(r);
+        return 1;
+    }
+    PQclear(r);
+    batch_calls++;
+    return 0;
+}
+
 static void example_cleanup(void *state)
 {
     /* Called when the worker exits (and after the start-up check). No connection is passed: only
@@ -246,6 +360,7 @@ static const struct oversyncd_materializer example = {
      * foreign-key pre-check. */
     .convert_reference = NULL,
     .cleanup = example_cleanup,
+    .apply_batch = example_batch,
 };
 
 const struct oversyncd_materializer *oversyncd_materializer_v1(void)

@@ -1,5 +1,7 @@
 #include "pipeline.h"
+#include "../xalloc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void pipeline_begin(struct pipeline *p, PGconn *conn)
@@ -7,14 +9,25 @@ void pipeline_begin(struct pipeline *p, PGconn *conn)
     memset(p, 0, sizeof *p);
     p->conn = conn;
     p->failed = -1;
+    p->res = p->first;
+    p->cap = PIPELINE_MAX;
     PQenterPipelineMode(conn);
 }
 
 bool pipeline_add(struct pipeline *p, const char *name, const char *sql, int nparams,
                   const char *const *values)
 {
-    if (p->n >= PIPELINE_MAX)
-        return false;
+    if (p->n == p->cap) {
+        /* more statements than the first slots hold: the result slots grow, the pipeline goes on
+         * (libpq reads results while it cannot send, so a long pipeline cannot deadlock) */
+        int cap = p->cap * 2;
+        PGresult **res = xmalloc((size_t)cap * sizeof *res);
+        memcpy(res, p->res, (size_t)p->n * sizeof *res);
+        if (p->res != p->first)
+            free(p->res);
+        p->res = res;
+        p->cap = cap;
+    }
     int ok = name ? PQsendQueryPrepared(p->conn, name, nparams, values, NULL, NULL, 0)
                   : PQsendQueryParams(p->conn, sql, nparams, NULL, values, NULL, NULL, 0);
     if (!ok)
@@ -33,6 +46,7 @@ bool pipeline_run(struct pipeline *p)
             break;
         }
         p->res[i] = r;
+        p->got = i + 1;
         /* each statement's results end with a NULL */
         PGresult *extra;
         while ((extra = PQgetResult(p->conn)) != NULL)
@@ -50,7 +64,7 @@ bool pipeline_run(struct pipeline *p)
     if (!ok && PQstatus(p->conn) == CONNECTION_OK) {
         /* drain whatever is left so the connection can leave pipeline mode */
         PGresult *r;
-        for (int guard = 0; guard < 4 * PIPELINE_MAX; guard++) {
+        for (int guard = 0; guard < 4 * p->n + 16; guard++) {
             r = PQgetResult(p->conn);
             if (!r)
                 continue;
@@ -66,9 +80,13 @@ bool pipeline_run(struct pipeline *p)
 
 void pipeline_clear(struct pipeline *p)
 {
-    for (int i = 0; i < p->n; i++)
+    for (int i = 0; i < p->got; i++)
         PQclear(p->res[i]);
-    p->n = 0;
+    if (p->res != p->first)
+        free(p->res);
+    p->res = p->first;
+    p->cap = PIPELINE_MAX;
+    p->n = p->got = 0;
 }
 
 const PGresult *pipeline_error(const struct pipeline *p)

@@ -17,6 +17,13 @@ struct materializer_ops {
                                  struct mat_plan *plan, char *err, size_t errlen);
     /* Only for kinds whose plans are synchronous; else NULL. */
     bool (*apply)(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err, size_t errlen);
+    /* May be NULL: no batch entry point (then batches says false too). plan_batch's plan is zeroed. */
+    bool (*batches)(const struct materializer *m);
+    enum mat_plan_result (*plan_batch)(struct materializer *m, PGconn *conn, const struct mat_change *cs, int n,
+                                       arena_t *a, struct mat_batch_plan *plan, int *bad, char *err, size_t errlen);
+    /* Only for kinds whose batch plans are synchronous; else NULL. */
+    bool (*apply_batch)(struct materializer *m, PGconn *conn, const struct mat_change *cs, int n, char *err,
+                        size_t errlen);
     /* May be NULL: the kind converts no reference keys. */
     int (*convert_reference)(struct materializer *m, const char *column, const char *value, char *out,
                              size_t outlen, char *err, size_t errlen);

@@ -70,6 +70,30 @@ enum mat_plan_result materializer_plan(struct materializer *m, PGconn *conn, con
     return m->ops->plan(m, conn, c, a, plan, err, errlen);
 }
 
+bool materializer_batches(const struct materializer *m)
+{
+    return m && m->ops->batches && m->ops->plan_batch && m->ops->batches(m);
+}
+
+enum mat_plan_result materializer_plan_batch(struct materializer *m, PGconn *conn, const struct mat_change *cs,
+                                             int n, arena_t *a, struct mat_batch_plan *plan, int *bad, char *err,
+                                             size_t errlen)
+{
+    memset(plan, 0, sizeof *plan);
+    *bad = -1;
+    return m->ops->plan_batch(m, conn, cs, n, a, plan, bad, err, errlen);
+}
+
+bool materializer_apply_batch(struct materializer *m, PGconn *conn, const struct mat_change *cs, int n, char *err,
+                              size_t errlen)
+{
+    if (!m->ops->apply_batch) {
+        snprintf(err, errlen, "the %s materializer has no synchronous batch apply", m->ops->name);
+        return false;
+    }
+    return m->ops->apply_batch(m, conn, cs, n, err, errlen);
+}
+
 int materializer_convert_reference(struct materializer *m, const char *column, const char *value, char *out,
                                    size_t outlen, char *err, size_t errlen)
 {

@@ -53,6 +53,34 @@ enum mat_plan_result materializer_plan(struct materializer *m, PGconn *conn, con
 bool materializer_apply(struct materializer *m, PGconn *conn, const struct mat_change *c, char *err,
                         size_t errlen);
 
+/* Set-based materialization: the changes of one table and one kind (all upserts or all deletes),
+ * in apply order, applied together. A kind without a batch entry point is planned change by change
+ * (materializer_plan). */
+struct mat_set_stmt {
+    const char *stmt;          /* prepared statement name, or NULL to send sql */
+    const char *sql;
+    int nparams;
+    const char *values[4];
+};
+
+struct mat_batch_plan {
+    bool synchronous;          /* plugin: call materializer_apply_batch */
+    int nstmts;                /* statements to run in this order (none when synchronous) */
+    struct mat_set_stmt *stmts;
+};
+
+/* Whether m has a batch entry point (generic always; sql: when the batch function exists; plugin:
+ * when it exports apply_batch). */
+bool materializer_batches(const struct materializer *m);
+/* Plans the n changes cs (same table, all deletes or all upserts) as one unit. MAT_UNCONVERTIBLE:
+ * change *bad cannot be applied (err says why); MAT_DB_ERROR: preparing failed. */
+enum mat_plan_result materializer_plan_batch(struct materializer *m, PGconn *conn, const struct mat_change *cs,
+                                             int n, arena_t *a, struct mat_batch_plan *plan, int *bad, char *err,
+                                             size_t errlen);
+/* Applies the n changes cs at once on conn (plugins). false with the error text. */
+bool materializer_apply_batch(struct materializer *m, PGconn *conn, const struct mat_change *cs, int n, char *err,
+                              size_t errlen);
+
 /* A plugin's optional reference-key conversion for the FK pre-check: 1 and the parent's text form
  * in out, 0 when the materializer has none, -1 with err when the value cannot be converted. */
 int materializer_convert_reference(struct materializer *m, const char *column, const char *value, char *out,

@@ -38,9 +38,11 @@ static void *plugin_create(const struct table_conf *t, char *err, size_t errlen)
         dlclose(h);
         return NULL;
     }
-    if (api->abi_version != OVERSYNCD_MATERIALIZER_ABI || !api->apply_upsert || !api->apply_delete) {
-        snprintf(err, errlen, "%s implements ABI %d, oversyncd needs %d with apply_upsert and apply_delete", path,
-                 api->abi_version, OVERSYNCD_MATERIALIZER_ABI);
+    /* version 1 is version 2 without apply_batch (a shorter struct: the field is not read) */
+    if (api->abi_version < 1 || api->abi_version > OVERSYNCD_MATERIALIZER_ABI || !api->apply_upsert ||
+        !api->apply_delete) {
+        snprintf(err, errlen, "%s implements ABI %d, oversyncd needs 1 to %d with apply_upsert and apply_delete",
+                 path, api->abi_version, OVERSYNCD_MATERIALIZER_ABI);
         dlclose(h);
         return NULL;
     }
@@ -95,6 +97,40 @@ static bool plugin_apply(struct materializer *m, PGconn *conn, const struct mat_
     return rc == 0;
 }
 
+static bool plugin_batches(const struct materializer *m)
+{
+    const struct plugin *p = m->state;
+    return p->api->abi_version >= 2 && p->api->apply_batch;
+}
+
+/* Batches are called one by one as well, between the pipelined statements of other tables. */
+static enum mat_plan_result plugin_plan_batch(struct materializer *m, PGconn *conn, const struct mat_change *cs,
+                                              int n, arena_t *a, struct mat_batch_plan *plan, int *bad, char *err,
+                                              size_t errlen)
+{
+    (void)m; (void)conn; (void)cs; (void)n; (void)a; (void)bad; (void)err; (void)errlen;
+    plan->synchronous = true;
+    return MAT_PLANNED;
+}
+
+static bool plugin_apply_batch(struct materializer *m, PGconn *conn, const struct mat_change *cs, int n, char *err,
+                               size_t errlen)
+{
+    struct plugin *p = m->state;
+    struct oversyncd_change *changes = xcalloc((size_t)(n ? n : 1), sizeof *changes);
+    for (int i = 0; i < n; i++) {
+        changes[i].op = cs[i].op;
+        changes[i].pk = cs[i].pk;
+        changes[i].payload_json = cs[i].is_delete ? NULL : cs[i].payload;
+    }
+    err[0] = '\0';
+    int rc = p->api->apply_batch(p->state, conn, n ? cs[0].user : "", changes, (size_t)n, err, errlen);
+    free(changes);
+    if (rc != 0 && !err[0])
+        snprintf(err, errlen, "plugin failed without a message");
+    return rc == 0;
+}
+
 static int plugin_convert_reference(struct materializer *m, const char *column, const char *value, char *out,
                                     size_t outlen, char *err, size_t errlen)
 {
@@ -117,5 +153,8 @@ const struct materializer_ops plugin_materializer_ops = {
     .connect = plugin_connect,
     .plan = plugin_plan,
     .apply = plugin_apply,
+    .batches = plugin_batches,
+    .plan_batch = plugin_plan_batch,
+    .apply_batch = plugin_apply_batch,
     .convert_reference = plugin_convert_reference,
 };

@@ -125,6 +125,7 @@ struct upload_counts {
     unsigned long applied;
     unsigned long conflicts;
     unsigned long materialize_errors;
+    unsigned long materialize_fallbacks;   /* set-based materializations redone change by change */
     unsigned long invalid[INVALID__COUNT];
 };
 

@@ -105,6 +105,7 @@ struct batch {
     long long *db_scids;            /* scids of this device already in the log */
     int n_db_scids;
     long long retry_id;             /* > 0: an admin retry of this materialize_failures row */
+    int mat_fallbacks;              /* set-based materializations redone change by change */
 };
 
 /* ------------------------------------------------------------------------------ parsing */
@@ -1297,6 +1298,7 @@ static void write_answer(struct batch *b, strbuf_t *out, long long highest, stru
 {
     bool accepted = true;
     memset(counts, 0, sizeof *counts);
+    counts->materialize_fallbacks = (unsigned long)b->mat_fallbacks;
     for (int i = 0; i < b->n; i++) {
         const struct change *c = &b->changes[i];
         if (c->status == ST_INVALID && c->reason == INVALID_UNREGISTERED_TABLE)
@@ -1495,7 +1497,9 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
             sent = pipeline_add(&p, "sync_live_rows", NULL, 4, v_side);
         }
     }
-    if (!sent || !pipeline_run(&p)) {
+    /* run even when a statement could not be sent: that leaves pipeline mode */
+    bool ran = pipeline_run(&p);
+    if (!sent || !ran) {
         enum sync_outcome o = db_failure(b, pipeline_error(&p), "reading row versions", err, errlen);
         pipeline_clear(&p);
         return o;
@@ -1605,78 +1609,163 @@ static bool apply_isolated(struct batch *b, struct change *c, char *why, size_t 
     return ok;
 }
 
+/* One step of a materialization pass: a statement (pipelined), or a synchronous plugin call. */
+struct mat_step {
+    int oi;                         /* order position of the (first) change */
+    int n;                          /* changes it applies: 1, or a set's size */
+    bool set;                       /* a batch entry point: a failure names no single change */
+    bool synchronous;
+    const char *stmt, *sql;
+    int nparams;
+    const char *const *values;
+    const struct mat_change *cs;    /* a synchronous set: its n changes */
+};
+
+/* The last order position (exclusive) of the set starting at oi: the following applied changes of
+ * the same table and kind. The apply order keeps them together (upserts by table rank, then
+ * deletes by reverse rank, each table's changes in request order). */
+static int set_end(const struct batch *b, const bool *todo, int oi)
+{
+    const struct change *c = &b->changes[b->order[oi]];
+    int end = oi + 1;
+    for (int j = oi + 1; j < b->norder; j++) {
+        const struct change *d = &b->changes[b->order[j]];
+        if (d->tbl != c->tbl || (d->op == OP_DELETE) != (c->op == OP_DELETE))
+            break;
+        if (todo[j])
+            end = j + 1;
+    }
+    return end;
+}
+
+#define SET_FAILED (-3)              /* materialize_all: a set statement or batch call failed */
+
 /* One optimistic pass: every applied change of a materialized table, in apply order, pipelined
- * without savepoints. Everything is planned (converted, statements prepared) before the first
- * pipeline, because preparing cannot happen inside one. true when all applied; otherwise
- * *failed_at is the first failing change's order position (-1 when the connection broke). */
-static bool materialize_all(struct batch *b, int *failed_at, char *why, size_t whylen)
+ * without savepoints. With set, the changes of one table and kind go through the materializer's
+ * batch entry point when it has one (one statement per table for the generic one). Everything is
+ * planned (converted, statements prepared) before the first pipeline, because preparing cannot
+ * happen inside one. The deferred constraints are checked at the end, in the last pipeline.
+ * true when all applied; otherwise *failed_at is the first failing change's order position,
+ * DEFERRED_CHECK_FAILED, SET_FAILED, or -1 when the connection broke. */
+static bool materialize_all(struct batch *b, bool set, int *failed_at, char *why, size_t whylen)
 {
     PGconn *conn = b->rq->conn;
     arena_t *a = b->rq->arena;
-    struct mat_plan *plans = arena_calloc(a, (size_t)(b->norder ? b->norder : 1), sizeof *plans);
-    struct mat_change *mcs = arena_calloc(a, (size_t)(b->norder ? b->norder : 1), sizeof *mcs);
-    bool *todo = arena_calloc(a, (size_t)(b->norder ? b->norder : 1), sizeof *todo);
+    size_t n = (size_t)(b->norder ? b->norder : 1);
+    struct mat_change *mcs = arena_calloc(a, n, sizeof *mcs);
+    bool *todo = arena_calloc(a, n, sizeof *todo);
+    struct mat_step *steps = arena_calloc(a, n, sizeof *steps);
+    int nsteps = 0, cap = (int)n;
     for (int oi = 0; oi < b->norder; oi++) {
         struct change *c = &b->changes[b->order[oi]];
         if (c->status != ST_APPLIED || !mat_of(c))
             continue;
         mat_change_of(b, c, &mcs[oi]);
-        if (materializer_plan(mat_of(c), conn, &mcs[oi], a, &plans[oi], why, whylen) != MAT_PLANNED) {
-            *failed_at = oi;
-            return false;
-        }
         todo[oi] = true;
     }
-    int owner[PIPELINE_MAX];
     for (int oi = 0; oi < b->norder;) {
         if (!todo[oi]) {
             oi++;
             continue;
         }
-        struct change *c = &b->changes[b->order[oi]];
-        if (plans[oi].synchronous) {
-            if (!materializer_apply(mat_of(c), conn, &mcs[oi], why, whylen)) {
-                *failed_at = oi;
+        struct materializer *m = mat_of(&b->changes[b->order[oi]]);
+        if (set && materializer_batches(m)) {
+            int end = set_end(b, todo, oi), k = 0;
+            struct mat_change *cs = arena_calloc(a, (size_t)(end - oi), sizeof *cs);
+            int *pos = arena_calloc(a, (size_t)(end - oi), sizeof *pos);
+            for (int j = oi; j < end; j++)
+                if (todo[j]) {
+                    pos[k] = j;
+                    cs[k++] = mcs[j];
+                }
+            struct mat_batch_plan bp;
+            int bad = -1;
+            enum mat_plan_result pr = materializer_plan_batch(m, conn, cs, k, a, &bp, &bad, why, whylen);
+            if (pr != MAT_PLANNED) {
+                *failed_at = pr == MAT_UNCONVERTIBLE && bad >= 0 ? pos[bad] : -1;
                 return false;
             }
-            oi++;
+            if (nsteps + bp.nstmts + 1 > cap) {
+                int more = cap * 2 + bp.nstmts + 1;
+                struct mat_step *bigger = arena_calloc(a, (size_t)more, sizeof *bigger);
+                memcpy(bigger, steps, (size_t)nsteps * sizeof *steps);
+                steps = bigger;
+                cap = more;
+            }
+            if (bp.synchronous) {
+                steps[nsteps++] = (struct mat_step){ .oi = oi, .n = k, .set = true, .synchronous = true, .cs = cs };
+            } else {
+                for (int i = 0; i < bp.nstmts; i++)
+                    steps[nsteps++] = (struct mat_step){ .oi = oi, .n = k, .set = true, .stmt = bp.stmts[i].stmt,
+                                                         .sql = bp.stmts[i].sql, .nparams = bp.stmts[i].nparams,
+                                                         .values = bp.stmts[i].values };
+            }
+            oi = end;
             continue;
         }
+        struct mat_plan *plan = arena_calloc(a, 1, sizeof *plan);
+        if (materializer_plan(m, conn, &mcs[oi], a, plan, why, whylen) != MAT_PLANNED) {
+            *failed_at = oi;
+            return false;
+        }
+        if (nsteps + 1 > cap) {
+            struct mat_step *bigger = arena_calloc(a, (size_t)cap * 2, sizeof *bigger);
+            memcpy(bigger, steps, (size_t)nsteps * sizeof *steps);
+            steps = bigger;
+            cap *= 2;
+        }
+        steps[nsteps++] = (struct mat_step){ .oi = oi, .n = 1, .synchronous = plan->synchronous,
+                                             .stmt = plan->stmt, .sql = plan->sql, .nparams = plan->nparams,
+                                             .values = plan->values };
+        oi++;
+    }
+    int owner[PIPELINE_MAX];
+    for (int si = 0;;) {
+        if (si < nsteps && steps[si].synchronous) {
+            const struct mat_step *st = &steps[si++];
+            struct materializer *m = mat_of(&b->changes[b->order[st->oi]]);
+            bool ok = st->set ? materializer_apply_batch(m, conn, st->cs, st->n, why, whylen)
+                              : materializer_apply(m, conn, &mcs[st->oi], why, whylen);
+            if (!ok) {
+                *failed_at = PQstatus(conn) != CONNECTION_OK ? -1 : st->set ? SET_FAILED : st->oi;
+                return false;
+            }
+            continue;
+        }
+        /* the statements up to the next synchronous step; the deferred check after the last one
+         * (deferred foreign keys would otherwise be checked only at COMMIT, where a violation
+         * fails the whole upload: checked now, the culprit can still be found and undone alone) */
         struct pipeline p;
         pipeline_begin(&p, conn);
-        for (; oi < b->norder && p.n < PIPELINE_MAX; oi++) {
-            if (!todo[oi])
-                continue;
-            if (plans[oi].synchronous)
-                break;
-            owner[p.n] = oi;
-            if (!pipeline_add(&p, plans[oi].stmt, plans[oi].sql, plans[oi].nparams, plans[oi].values))
-                break;
+        bool sent = true;
+        for (; sent && si < nsteps && !steps[si].synchronous && p.n < PIPELINE_MAX - 2; si++) {
+            owner[p.n] = si;
+            sent = pipeline_add(&p, steps[si].stmt, steps[si].sql, steps[si].nparams, steps[si].values);
         }
-        bool ok = pipeline_run(&p);
+        bool last = si == nsteps;
+        int check = -1;
+        if (sent && last) {
+            check = p.n;
+            sent = pipeline_add(&p, NULL, "SET CONSTRAINTS ALL IMMEDIATE", 0, NULL) &&
+                   pipeline_add(&p, NULL, "SET CONSTRAINTS ALL DEFERRED", 0, NULL);
+        }
+        bool ok = pipeline_run(&p) && sent;
         if (!ok) {
-            *failed_at = p.failed >= 0 ? owner[p.failed] : -1;
             if (p.failed >= 0)
                 materializer_error_text(pipeline_error(&p), conn, why, whylen);
+            if (PQstatus(conn) != CONNECTION_OK || p.failed < 0 || (check >= 0 && p.failed > check))
+                *failed_at = -1;
+            else if (p.failed == check)
+                *failed_at = DEFERRED_CHECK_FAILED;
+            else
+                *failed_at = steps[owner[p.failed]].set ? SET_FAILED : steps[owner[p.failed]].oi;
             pipeline_clear(&p);
             return false;
         }
         pipeline_clear(&p);
+        if (last)
+            return true;
     }
-    /* Deferred foreign keys would otherwise be checked only at COMMIT, where a violation fails
-     * the whole upload: check them now, while the culprit can still be found and undone alone. */
-    PGresult *r = PQexec(conn, "SET CONSTRAINTS ALL IMMEDIATE");
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) {
-        materializer_error_text(r, conn, why, whylen);
-        *failed_at = PQstatus(conn) == CONNECTION_OK ? DEFERRED_CHECK_FAILED : -1;
-    }
-    PQclear(r);
-    if (ok) {
-        r = PQexec(conn, "SET CONSTRAINTS ALL DEFERRED");
-        PQclear(r);
-    }
-    return ok;
 }
 
 static enum sync_outcome materialize(struct batch *b, char *err, size_t errlen)
@@ -1692,10 +1781,11 @@ static enum sync_outcome materialize(struct batch *b, char *err, size_t errlen)
     PQclear(r);
     if (!ok)
         return db_failure(b, NULL, "starting materialization", err, errlen);
-    for (int round = 0;; round++) {
+    bool set = b->rq->cfg->set_materialization;
+    for (int round = 0;;) {
         int failed_at = -1;
         char why[1024];
-        if (materialize_all(b, &failed_at, why, sizeof why))
+        if (materialize_all(b, set, &failed_at, why, sizeof why))
             return SYNC_OK;
         if (PQstatus(conn) != CONNECTION_OK || failed_at == -1)
             return db_failure(b, NULL, "materializing", err, errlen);
@@ -1704,7 +1794,14 @@ static enum sync_outcome materialize(struct batch *b, char *err, size_t errlen)
         PQclear(r);
         if (!ok)
             return db_failure(b, NULL, "undoing a failed materialization", err, errlen);
-        if (round < OPTIMISTIC_ROUNDS && failed_at >= 0) {
+        if (failed_at == SET_FAILED) {
+            /* a set statement does not say which of its changes failed: the batch again, change by
+             * change, which finds each failing change and keeps the others */
+            b->mat_fallbacks++;
+            set = false;
+            continue;
+        }
+        if (round++ < OPTIMISTIC_ROUNDS && failed_at >= 0) {
             mat_failed(b, &b->changes[b->order[failed_at]], why);
         } else {
             /* Many failures: find them all in one pass, each change in a savepoint of its own. */
@@ -1883,7 +1980,7 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
         sent = pipeline_add(&p, "sync_unclaim_rows", NULL, 4, uv);
     }
     sent = sent && pipeline_add(&p, NULL, "COMMIT", 0, NULL);
-    bool ok = sent && pipeline_run(&p);
+    bool ok = pipeline_run(&p) && sent;   /* run whatever was sent: that leaves pipeline mode */
     if (!ok) {
         enum sync_outcome out = db_failure(b, pipeline_error(&p), "writing the batch", err, errlen);
         pipeline_clear(&p);

@@ -655,6 +655,33 @@ START_TEST(test_materializes_business_tables)
     q = e2e_strf("SELECT count(*) FROM business.files WHERE id = '%s'", pf);
     rows = e2e_psql(q);
     ck_assert_msg(rows && strcmp(rows, "0") == 0, "the deleted file is still in business.files (%s)", rows ? rows : "?");
+    free(q), free(rows), free(body);
+
+    /* A user without its NOT NULL email fails the set-based statement of business.users: the
+     * upload is materialized again change by change, that change alone is answered
+     * materialize_error, and the fallback is counted. */
+    char pu2[40], pu3[40];
+    snprintf(pu2, sizeof pu2, "%08x-0000-4000-8000-0000000000a5", tag);
+    snprintf(pu3, sizeof pu3, "%08x-0000-4000-8000-0000000000a6", tag);
+    body = e2e_strf("{\"changes\":["
+                    "{\"source_change_id\":7,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\",\"pk\":\"%s\","
+                    "\"server_version\":0,\"payload\":{\"name\":\"no email\"}},"
+                    "{\"source_change_id\":8,\"schema\":\"business\",\"table\":\"users\",\"op\":\"INSERT\",\"pk\":\"%s\","
+                    "\"server_version\":0,\"payload\":{\"name\":\"Bo\",\"email\":\"bo@example.com\"}}]}",
+                    pu2, pu3);
+    e2e_request(s, "POST", "/sync/upload", tok, body, &r);
+    e2e_assert_status(&r, 200);
+    e2e_assert_body_has(&r, "{\"source_change_id\":7,\"status\":\"materialize_error\",\"new_server_version\":1,"
+                            "\"message\":\"null value in column \\\"email\\\"");
+    e2e_assert_body_has(&r, "{\"source_change_id\":8,\"status\":\"applied\",\"new_server_version\":1}");
+    e2e_response_free(&r);
+    ck_assert(e2e_wait_metric(s, "oversyncd_sync_materialize_fallbacks_total", 1, 2000));
+    ck_assert(e2e_wait_metric(s, "oversyncd_sync_materialize_errors_total", 1, 2000));
+    ck_assert_msg(e2e_fetch_metric(s, "oversyncd_sync_materialize_fallbacks_total") == 1,
+                  "oversyncd_sync_materialize_fallbacks_total is not 1");
+    q = e2e_strf("SELECT count(*) FROM business.users WHERE id IN ('%s', '%s')", pu2, pu3);
+    rows = e2e_psql(q);
+    ck_assert_msg(rows && strcmp(rows, "1") == 0, "business.users holds %s of the two users, not 1", rows ? rows : "?");
     free(q), free(rows), free(body), free(file_b64), free(tok);
     e2e_stop(s);
 }

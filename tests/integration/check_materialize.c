@@ -778,6 +778,352 @@ START_TEST(test_chain_delete_parent_deferred_fk)
 }
 END_TEST
 
+/* ========================================================== set-based materialization */
+
+/* users and posts with statement-level triggers counting the statements that write each table:
+ * the set path writes a table with one statement per kind where the per-change path needs one
+ * per change. fk_timing is the posts → users foreign key's timing. */
+static void open_set_db(const char *fk_timing)
+{
+    char ddl[2048];   /* T has no arena before open_db */
+    snprintf(ddl, sizeof ddl,
+             "CREATE SCHEMA business;"
+             "CREATE TABLE business.users (id uuid PRIMARY KEY, name text NOT NULL, email text, age int DEFAULT 7);"
+             "CREATE TABLE business.posts (id uuid PRIMARY KEY,"
+             "  author_id uuid NOT NULL REFERENCES business.users (id) %s, title text NOT NULL);"
+             "CREATE TABLE business.stmts (tbl text, op text, n int DEFAULT 0, PRIMARY KEY (tbl, op));"
+             "CREATE FUNCTION business.count_stmt() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+             "  INSERT INTO business.stmts VALUES (TG_TABLE_NAME, TG_OP, 1)"
+             "  ON CONFLICT (tbl, op) DO UPDATE SET n = business.stmts.n + 1; RETURN NULL; END $f$;"
+             "CREATE TRIGGER s AFTER INSERT OR UPDATE OR DELETE ON business.users"
+             "  FOR EACH STATEMENT EXECUTE FUNCTION business.count_stmt();"
+             "CREATE TRIGGER s AFTER INSERT OR UPDATE OR DELETE ON business.posts"
+             "  FOR EACH STATEMENT EXECUTE FUNCTION business.count_stmt();",
+             fk_timing);
+    open_db(ddl, chain_regs);
+}
+
+/* How many statements wrote tbl with op since the counts were last reset, and reset them. */
+static long long stmts(const char *tbl, const char *op)
+{
+    long long n = tdb_query_ll(&T, "SELECT coalesce(sum(n), 0) FROM business.stmts WHERE tbl = '%s' AND op = '%s'",
+                               tbl, op);
+    tdb_exec(&T, "DELETE FROM business.stmts WHERE tbl = '%s' AND op = '%s'", tbl, op);
+    return n;
+}
+
+static char *user_row(const char *pk)
+{
+    return tdb_query(&T, "SELECT coalesce((SELECT concat_ws('|', name, coalesce(email, '-'), coalesce(age::text, '-'))"
+                         " FROM business.users WHERE id = '%s'), '<none>')", pk);
+}
+
+/* One statement per table and kind; parents before children; the per-change path as the control. */
+START_TEST(test_set_one_statement_per_table)
+{
+    for (int on = 1; on >= 0; on--) {
+        open_set_db("");   /* not deferrable: the posts only go in after their users */
+        T.cfg.set_materialization = on;
+        struct tdb_answer *a = tdb_upload_ok(
+            &T, U, D,
+            batch(ins(1, "posts", ROW_D, "{\"author_id\":\"" ROW_A "\",\"title\":\"d\"}"),
+                  ins(2, "users", ROW_A, "{\"name\":\"a\"}"), ins(3, "users", ROW_B, "{\"name\":\"b\"}"),
+                  ins(4, "posts", ROW_E, "{\"author_id\":\"" ROW_B "\",\"title\":\"e\"}"),
+                  ins(5, "users", ROW_C, "{\"name\":\"c\"}"), NULL));
+        for (int i = 0; i < 5; i++)
+            assert_applied(a, i, i + 1, 1);
+        ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+        tdb_answer_free(a);
+        /* the update that finds no row and the insert: one each per table */
+        ck_assert_int_eq(stmts("users", "UPDATE"), on ? 1 : 3);
+        ck_assert_int_eq(stmts("users", "INSERT"), on ? 1 : 3);
+        ck_assert_int_eq(stmts("posts", "INSERT"), on ? 1 : 2);
+        ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts"), 2);
+
+        /* children first: the posts go before their users, with a foreign key checked at once */
+        a = tdb_upload_ok(&T, U, D,
+                          batch(del(6, "users", ROW_A, 1), del(7, "posts", ROW_D, 1), del(8, "users", ROW_B, 1),
+                                del(9, "posts", ROW_E, 1), NULL));
+        for (int i = 0; i < 4; i++)
+            assert_applied(a, i, i + 6, 2);
+        ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+        tdb_answer_free(a);
+        ck_assert_int_eq(stmts("users", "DELETE"), on ? 1 : 2);
+        ck_assert_int_eq(stmts("posts", "DELETE"), on ? 1 : 2);
+        ck_assert_str_eq(tdb_query(&T, "SELECT string_agg(name, ',') FROM business.users"), "c");
+        ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts"), 0);
+        tdb_close(&T);
+    }
+}
+END_TEST
+
+/* Only the columns in a payload are set, whatever the other rows of the statement carry; a row
+ * written twice in one batch gets both changes, in order. */
+START_TEST(test_set_absent_columns_untouched)
+{
+    open_set_db("DEFERRABLE INITIALLY DEFERRED");
+    struct tdb_answer *a = tdb_upload_ok(
+        &T, U, D,
+        batch(ins(1, "users", ROW_A, "{\"name\":\"a\",\"email\":\"a@x\",\"age\":30}"),
+              ins(2, "users", ROW_B, "{\"name\":\"b\",\"email\":\"b@x\",\"age\":40}"), NULL));
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U, D,
+                      batch(upd(3, "users", ROW_A, 1, "{\"name\":\"a2\"}"),
+                            upd(4, "users", ROW_B, 1, "{\"email\":null,\"name\":\"b2\"}"),
+                            ins(5, "users", ROW_C, "{\"name\":\"c\"}"),
+                            upd(6, "users", ROW_A, 2, "{\"age\":31,\"unknown\":1}"),
+                            upd(7, "users", ROW_A, 3, "{\"email\":\"a3@x\"}"),
+                            ins(8, "users", ROW_D, "{\"name\":\"d\",\"age\":null}"), NULL));
+    assert_applied(a, 0, 3, 2);
+    assert_applied(a, 1, 4, 2);
+    assert_applied(a, 2, 5, 1);
+    assert_applied(a, 3, 6, 3);
+    assert_applied(a, 4, 7, 4);
+    assert_applied(a, 5, 8, 1);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+    tdb_answer_free(a);
+    ck_assert_str_eq(user_row(ROW_A), "a2|a3@x|31");
+    ck_assert_str_eq(user_row(ROW_B), "b2|-|40");
+    ck_assert_str_eq(user_row(ROW_C), "c|-|7");   /* absent on insert: the default */
+    ck_assert_str_eq(user_row(ROW_D), "d|-|-");
+}
+END_TEST
+
+/* A set statement that fails is redone change by change: the failing change alone is answered
+ * materialize_error with PostgreSQL's message, the rest of the batch (the same table included)
+ * applies, and the fallback is counted. With set_materialization off nothing is counted, and the
+ * answers and the tables are the same. */
+START_TEST(test_set_failing_row_isolated)
+{
+    char *body[2], *users[2], *failures[2];
+    for (int on = 1; on >= 0; on--) {
+        open_set_db("");
+        T.cfg.set_materialization = on;
+        struct tdb_answer *a = tdb_upload_ok(
+            &T, U, D,
+            batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), ins(2, "users", ROW_B, "{\"email\":\"no name\"}"),
+                  ins(3, "users", ROW_C, "{\"name\":\"c\"}"),
+                  ins(4, "posts", ROW_D, "{\"author_id\":\"" ROW_C "\",\"title\":\"d\"}"),
+                  ins(5, "posts", ROW_E, "{\"author_id\":\"" ROW_B "\",\"title\":\"e\"}"),
+                  ins(6, "users", ROW_F, "{\"name\":\"f\",\"age\":\"old\"}"), NULL));
+        assert_applied(a, 0, 1, 1);
+        assert_mat_error(a, 1, 2, 1,
+                         "null value in column \"name\" of relation \"users\" violates not-null constraint");
+        assert_applied(a, 2, 3, 1);
+        assert_applied(a, 3, 4, 1);
+        /* its parent failed to materialize: the child is judged again without it */
+        ck_assert_str_eq(tdb_str(status_at(a, 4, 5), "status"), "invalid");
+        assert_mat_error(a, 5, 6, 1, "invalid input syntax for type integer: \"old\"");
+        ck_assert_int_eq(a->counts.materialize_errors, 2);
+        ck_assert_int_eq(a->counts.materialize_fallbacks, on ? 1 : 0);
+        body[on] = tdb_printf(&T, "%s", a->body);
+        tdb_answer_free(a);
+        assert_failure(U, "business.users", ROW_B, 1, "INSERT", "{\"email\":\"no name\"}", NULL, 0);
+        users[on] = tdb_query(&T, "SELECT string_agg(name, ',' ORDER BY name) FROM business.users");
+        ck_assert_str_eq(users[on], "a,c");
+        ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts"), 1);
+        failures[on] = tdb_query(&T, "SELECT string_agg(pk_uuid || ':' || error, ';' ORDER BY pk_uuid)"
+                                     " FROM sync.materialize_failures");
+        /* what stays of a failed set attempt is undone: then the change by change path */
+        ck_assert_int_eq(stmts("users", "INSERT"), 2);
+        /* copied out of the database's arena before it closes */
+        body[on] = strdup(body[on]);
+        users[on] = strdup(users[on]);
+        failures[on] = strdup(failures[on]);
+        tdb_close(&T);
+    }
+    ck_assert_str_eq(body[1], body[0]);
+    ck_assert_str_eq(users[1], users[0]);
+    ck_assert_str_eq(failures[1], failures[0]);
+    for (int i = 0; i < 2; i++) {
+        free(body[i]);
+        free(users[i]);
+        free(failures[i]);
+    }
+}
+END_TEST
+
+/* A delete that breaks a foreign key: checked at once it fails the set statement (a fallback),
+ * deferred it fails the check before commit (no fallback: each change is then tried alone). Either
+ * way the delete alone is answered materialize_error and the batch's other deletes apply. */
+static void set_delete_breaks_fk(const char *fk_timing, unsigned long fallbacks)
+{
+    open_set_db(fk_timing);
+    struct tdb_answer *a = tdb_upload_ok(
+        &T, U, D,
+        batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), ins(2, "users", ROW_B, "{\"name\":\"b\"}"),
+              ins(3, "users", ROW_C, "{\"name\":\"c\"}"),
+              ins(4, "posts", ROW_D, "{\"author_id\":\"" ROW_A "\",\"title\":\"d\"}"), NULL));
+    tdb_answer_free(a);
+    a = tdb_upload(&T, U, D, batch(del(5, "users", ROW_B, 1), del(6, "users", ROW_A, 1), del(7, "users", ROW_C, 1),
+                                   NULL));
+    ck_assert_msg(a->outcome == SYNC_OK, "upload failed as a whole: %s", a->err);
+    assert_applied(a, 0, 5, 2);
+    assert_mat_error_has(a, 1, 6, 2, "violates foreign key constraint", NULL);
+    assert_applied(a, 2, 7, 2);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, fallbacks);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_query(&T, "SELECT string_agg(name, ',') FROM business.users"), "a");
+    ck_assert_int_eq(meta_version(U, NULL, NULL, ROW_A), 1);
+}
+
+START_TEST(test_set_delete_breaks_immediate_fk)
+{
+    set_delete_breaks_fk("", 1);
+}
+END_TEST
+
+START_TEST(test_set_delete_breaks_deferred_fk)
+{
+    set_delete_breaks_fk("DEFERRABLE INITIALLY DEFERRED", 0);
+}
+END_TEST
+
+/* A child inserted with its parent in the same batch, and with a parent that is only deleted in
+ * the same batch: the deferred foreign key is checked before commit, and only the child that
+ * breaks it fails. */
+START_TEST(test_set_parent_child_same_batch)
+{
+    open_set_db("DEFERRABLE INITIALLY DEFERRED");
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), NULL));
+    tdb_answer_free(a);
+    a = tdb_upload(&T, U, D,
+                   batch(ins(2, "posts", ROW_D, "{\"author_id\":\"" ROW_B "\",\"title\":\"d\"}"),
+                         ins(3, "users", ROW_B, "{\"name\":\"b\"}"),
+                         ins(4, "posts", ROW_E, "{\"author_id\":\"" ROW_A "\",\"title\":\"e\"}"),
+                         del(5, "users", ROW_A, 1), NULL));
+    ck_assert_msg(a->outcome == SYNC_OK, "upload failed as a whole: %s", a->err);
+    assert_applied(a, 0, 2, 1);
+    assert_applied(a, 1, 3, 1);
+    /* the post of a user deleted in the same batch: one of the two breaks the key at commit */
+    int bad = strcmp(tdb_str(status_at(a, 2, 4), "status"), "materialize_error") == 0 ? 2 : 3;
+    assert_mat_error_has(a, bad, bad == 2 ? 4 : 5, bad == 2 ? 1 : 2, "violates foreign key constraint", NULL);
+    ck_assert_str_eq(tdb_str(status_at(a, 5 - bad, bad == 2 ? 5 : 4), "status"), "applied");
+    tdb_answer_free(a);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts p JOIN business.users u"
+                                      " ON u.id = p.author_id"),
+                     tdb_query_ll(&T, "SELECT count(*) FROM business.posts"));
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.posts WHERE id = '%s'", ROW_D), 1);
+}
+END_TEST
+
+/* The batch form of a sql: function: the per-change form of sql_ddl plus an overload taking all
+ * changes of the table at once, counting its calls. It refuses a whole batch holding a forced
+ * failure; the per-change form then names the change. */
+static const char sql_batch_fn[] =
+    "CREATE TABLE business.batch_calls (n int NOT NULL); INSERT INTO business.batch_calls VALUES (0);"
+    "CREATE FUNCTION business.%s(schema text, tbl text, changes jsonb, user_id text)"
+    " RETURNS void LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    "   UPDATE business.batch_calls SET n = n + 1;"
+    "   IF EXISTS (SELECT 1 FROM jsonb_array_elements(changes) c WHERE c -> 'payload' ->> 'force_fail' = 'true') THEN"
+    "     RAISE EXCEPTION 'a batch of %%.%% holds a forced failure', schema, tbl;"
+    "   END IF;"
+    "   DELETE FROM business.notes_copy n USING jsonb_array_elements(changes) c"
+    "    WHERE c ->> 'op' = 'DELETE' AND n.id = (c ->> 'pk')::uuid;"
+    "   INSERT INTO business.notes_copy (id, op, body, src)"
+    "   SELECT DISTINCT ON ((c ->> 'pk')::uuid) (c ->> 'pk')::uuid, c ->> 'op', c -> 'payload' ->> 'body',"
+    "          schema || '.' || tbl || ':' || user_id"
+    "     FROM jsonb_array_elements(changes) WITH ORDINALITY AS x(c, i)"
+    "    WHERE c ->> 'op' <> 'DELETE'"
+    "    ORDER BY (c ->> 'pk')::uuid, i DESC"
+    "   ON CONFLICT (id) DO UPDATE SET op = EXCLUDED.op, body = EXCLUDED.body, src = EXCLUDED.src;"
+    " END $$;";
+
+static long long batch_calls(void)
+{
+    return tdb_query_ll(&T, "SELECT n FROM business.batch_calls");
+}
+
+static char *note_copy(const char *pk)
+{
+    return tdb_query(&T, "SELECT coalesce((SELECT concat_ws('|', op, body, src) FROM business.notes_copy"
+                         " WHERE id = '%s'), '<none>')", pk);
+}
+
+START_TEST(test_sql_batch_function)
+{
+    char ddl[4096];
+    snprintf(ddl, sizeof ddl, "%s", sql_ddl);
+    snprintf(ddl + strlen(ddl), sizeof ddl - strlen(ddl), sql_batch_fn, "apply_notes");
+    open_db(ddl, sql_regs);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
+                                         batch(ins(1, "notes", ROW_A, "{\"body\":\"a\"}"),
+                                               ins(2, "notes", ROW_B, "{\"body\":\"b\"}"),
+                                               upd(3, "notes", ROW_A, 1, "{\"body\":\"a2\"}"), NULL));
+    assert_applied(a, 0, 1, 1);
+    assert_applied(a, 1, 2, 1);
+    assert_applied(a, 2, 3, 2);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 1);
+    ck_assert_str_eq(note_copy(ROW_A), "UPDATE|a2|business.notes:" U);
+    ck_assert_str_eq(note_copy(ROW_B), "INSERT|b|business.notes:" U);
+
+    /* upserts and deletes: one call each */
+    a = tdb_upload_ok(&T, U, D, batch(del(4, "notes", ROW_B, 1), ins(5, "notes", ROW_C, "{\"body\":\"c\"}"), NULL));
+    assert_applied(a, 0, 4, 2);
+    assert_applied(a, 1, 5, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 3);
+    ck_assert_str_eq(note_copy(ROW_B), "<none>");
+
+    /* the batch raises: the upload is redone change by change with the per-change form */
+    a = tdb_upload_ok(&T, U, D,
+                      batch(ins(6, "notes", ROW_D, "{\"body\":\"d\",\"force_fail\":\"true\"}"),
+                            ins(7, "notes", ROW_E, "{\"body\":\"e\"}"), NULL));
+    assert_mat_error(a, 0, 6, 1, "forced failure for " ROW_D);
+    assert_applied(a, 1, 7, 1);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 3);   /* the failed call was undone */
+    ck_assert_str_eq(note_copy(ROW_D), "<none>");
+    ck_assert_str_eq(note_copy(ROW_E), "INSERT|e|business.notes");   /* the five-argument form: no user */
+
+    /* set_materialization off: the per-change form only */
+    T.cfg.set_materialization = false;
+    a = tdb_upload_ok(&T, U, D, batch(ins(8, "notes", ROW_F, "{\"body\":\"f\"}"), NULL));
+    assert_applied(a, 0, 8, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 3);
+    ck_assert_str_eq(note_copy(ROW_F), "INSERT|f|business.notes");
+}
+END_TEST
+
+/* A function with the batch form only: a change alone (the fallback) is a batch of one. */
+START_TEST(test_sql_batch_only_function)
+{
+    char ddl[4096];
+    snprintf(ddl, sizeof ddl,
+             "CREATE SCHEMA business;"
+             "CREATE TABLE business.notes (id uuid PRIMARY KEY, body text);"
+             "CREATE TABLE business.notes_copy (id uuid PRIMARY KEY, op text, body text, src text);");
+    snprintf(ddl + strlen(ddl), sizeof ddl - strlen(ddl), sql_batch_fn, "only_batch");
+    const struct reg regs[] = { { "business.notes", MATERIALIZER_SQL, "business.only_batch" },
+                                { NULL, MATERIALIZER_NONE, NULL } };
+    open_db(ddl, regs);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
+                                         batch(ins(1, "notes", ROW_A, "{\"body\":\"a\"}"),
+                                               ins(2, "notes", ROW_B, "{\"body\":\"b\",\"force_fail\":\"true\"}"),
+                                               ins(3, "notes", ROW_C, "{\"body\":\"c\"}"), NULL));
+    assert_applied(a, 0, 1, 1);
+    assert_mat_error(a, 1, 2, 1, "a batch of business.notes holds a forced failure");
+    assert_applied(a, 2, 3, 1);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 2);   /* A and C, one by one */
+    ck_assert_str_eq(note_copy(ROW_A), "INSERT|a|business.notes:" U);
+    ck_assert_str_eq(note_copy(ROW_B), "<none>");
+
+    a = tdb_upload_ok(&T, U, D, batch(del(4, "notes", ROW_A, 1), del(5, "notes", ROW_C, 1), NULL));
+    assert_applied(a, 0, 4, 2);
+    assert_applied(a, 1, 5, 2);
+    tdb_answer_free(a);
+    ck_assert_int_eq(batch_calls(), 3);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.notes_copy"), 0);
+}
+END_TEST
+
 /* ======================================================================== the C plugin */
 
 static const char plugin_ddl[] =
@@ -868,6 +1214,70 @@ START_TEST(test_plugin_applied_and_failing)
     assert_applied(a, 0, 16, 3);
     tdb_answer_free(a);
     ck_assert_int_eq(plugin_init_count(path), 1);
+}
+END_TEST
+
+/* How many batches the loaded example plugin applied in this process. */
+static int plugin_batch_count(const char *path)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(h != NULL, "dlopen %s: %s", path, dlerror());
+    union {
+        void *obj;
+        int (*fn)(void);
+    } sym = { .obj = dlsym(h, "example_materializer_batch_count") };
+    ck_assert_msg(sym.obj != NULL, "example_materializer_batch_count is not exported");
+    int n = sym.fn();
+    dlclose(h);
+    return n;
+}
+
+/* The plugin's apply_batch gets the table's upserts, then its deletes, one call each; a batch it
+ * refuses is redone change by change, where apply_upsert names the failing change. */
+START_TEST(test_plugin_batch)
+{
+    const char *path = plugin_path();
+    const struct reg regs[] = {
+        { "business.docs", MATERIALIZER_PLUGIN, path },
+        { "business.users", MATERIALIZER_GENERIC, NULL },
+        { NULL, MATERIALIZER_NONE, NULL },
+    };
+    open_db(plugin_ddl, regs);
+    int base = plugin_batch_count(path);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
+                                         batch(ins(1, "docs", ROW_A, "{\"title\":\"a\"}"),
+                                               ins(2, "docs", ROW_B, "{\"title\":\"b\"}"),
+                                               upd(3, "docs", ROW_A, 1, "{\"title\":\"a2\"}"),
+                                               ins(4, "users", ROW_D, "{\"name\":\"d\"}"), NULL));
+    for (int i = 0; i < 4; i++)
+        assert_applied(a, i, i + 1, i == 2 ? 2 : 1);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 0);
+    tdb_answer_free(a);
+    ck_assert_int_eq(plugin_batch_count(path) - base, 1);
+    ck_assert_str_eq(doc_of(ROW_A), "{\"title\": \"a2\"}");   /* the last change of the key wins */
+    ck_assert_str_eq(doc_of(ROW_B), "{\"title\": \"b\"}");
+
+    const char *fail_c = "{\"title\":\"c\",\"plugin_fail\":true}";
+    a = tdb_upload_ok(&T, U, D,
+                      batch(ins(5, "docs", ROW_C, fail_c), ins(6, "docs", ROW_E, "{\"title\":\"e\"}"),
+                            del(7, "docs", ROW_B, 1), NULL));
+    assert_mat_error(a, 0, 5, 1,
+                     "example_materializer: refusing business.docs row " ROW_C ": the payload has \"plugin_fail\": true");
+    assert_applied(a, 1, 6, 1);
+    assert_applied(a, 2, 7, 2);
+    ck_assert_int_eq(a->counts.materialize_fallbacks, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(plugin_batch_count(path) - base, 1);   /* the refused batch stopped the first attempt */
+    ck_assert_str_eq(doc_of(ROW_C), "<none>");
+    ck_assert_str_eq(doc_of(ROW_E), "{\"title\": \"e\"}");
+    ck_assert_str_eq(doc_of(ROW_B), "<none>");
+
+    a = tdb_upload_ok(&T, U, D, batch(del(8, "docs", ROW_A, 2), del(9, "docs", ROW_E, 1), NULL));
+    assert_applied(a, 0, 8, 3);
+    assert_applied(a, 1, 9, 2);
+    tdb_answer_free(a);
+    ck_assert_int_eq(plugin_batch_count(path) - base, 2);
+    ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.docs"), 0);
 }
 END_TEST
 
@@ -1264,13 +1674,13 @@ START_TEST(test_verify)
     const struct reg nofn[] = { { "business.notes", MATERIALIZER_SQL, "business.nope" },
                                 { NULL, MATERIALIZER_NONE, NULL } };
     verify_fails(nofn, "[table business.notes] materializer: no function business.nope(op text, schema text, tbl text,"
-                       " pk uuid, payload jsonb, user_id text) or business.nope(op text, schema text, tbl text,"
-                       " pk uuid, payload jsonb)");
+                       " pk uuid, payload jsonb, user_id text), business.nope(op text, schema text, tbl text,"
+                       " pk uuid, payload jsonb) or business.nope(schema text, tbl text, changes jsonb, user_id text)");
     const struct reg four[] = { { "business.notes", MATERIALIZER_SQL, "business.four" },
                                 { NULL, MATERIALIZER_NONE, NULL } };
     verify_fails(four, "[table business.notes] materializer: no function business.four(op text, schema text, tbl text,"
-                       " pk uuid, payload jsonb, user_id text) or business.four(op text, schema text, tbl text,"
-                       " pk uuid, payload jsonb)");
+                       " pk uuid, payload jsonb, user_id text), business.four(op text, schema text, tbl text,"
+                       " pk uuid, payload jsonb) or business.four(schema text, tbl text, changes jsonb, user_id text)");
 
     /* plugin: a path that does not exist, with and without a connection */
     const struct reg noso[] = { { "business.docs", MATERIALIZER_PLUGIN, "/nonexistent/oversyncd/nope.so" },
@@ -1580,6 +1990,8 @@ static Suite *materialize_suite(void)
     tc = tcase("sql", TDB_OWN_DB);
     tcase_add_test(tc, test_sql_function_failure_and_client_retry);
     tcase_add_test(tc, test_sql_function_update_delete);
+    tcase_add_test(tc, test_sql_batch_function);
+    tcase_add_test(tc, test_sql_batch_only_function);
     suite_add_tcase(s, tc);
 
     tc = tcase("batch", TDB_OWN_DB);
@@ -1590,8 +2002,18 @@ static Suite *materialize_suite(void)
     tcase_add_test(tc, test_chain_delete_parent_deferred_fk);
     suite_add_tcase(s, tc);
 
+    tc = tcase("set", TDB_OWN_DB);
+    tcase_add_test(tc, test_set_one_statement_per_table);
+    tcase_add_test(tc, test_set_absent_columns_untouched);
+    tcase_add_test(tc, test_set_failing_row_isolated);
+    tcase_add_test(tc, test_set_delete_breaks_immediate_fk);
+    tcase_add_test(tc, test_set_delete_breaks_deferred_fk);
+    tcase_add_test(tc, test_set_parent_child_same_batch);
+    suite_add_tcase(s, tc);
+
     tc = tcase("plugin", TDB_OWN_DB);
     tcase_add_test(tc, test_plugin_applied_and_failing);
+    tcase_add_test(tc, test_plugin_batch);
     suite_add_tcase(s, tc);
 
     tc = tcase("verify", TDB_OWN_DB);

@@ -172,6 +172,8 @@ void tdb_open_tables(struct testdb *t, const char *const *tables)
     t->cfg.lock_timeout_ms = 5000;
     t->cfg.statement_timeout_ms = 30000;
     t->cfg.schema_version = 1;
+    t->cfg.set_materialization = getenv("OVERSYNCD_TEST_SET_MATERIALIZATION") == NULL ||
+                                 strcmp(getenv("OVERSYNCD_TEST_SET_MATERIALIZATION"), "off") != 0;
     fill_tables(t, tables);
     init_schema(t);
 }
