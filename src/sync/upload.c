@@ -1440,6 +1440,18 @@ static bool sidecar_parent(const struct sync_schema *sch, const struct sync_fk *
            sch->tables[fk->parent].conf->materializer == MATERIALIZER_NONE;
 }
 
+/* Whether some change of the batch is of a materialized table (applied_only: and is applied, i.e.
+ * has something to materialize). */
+static bool batch_materializes(const struct batch *b, bool applied_only)
+{
+    for (int oi = 0; oi < b->norder; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        if (c->tbl->mat && (!applied_only || c->status == ST_APPLIED))
+            return true;
+    }
+    return false;
+}
+
 static enum sync_outcome read_state(struct batch *b, long long *prev_highest, char *err, size_t errlen)
 {
     const struct sync_request *rq = b->rq;
@@ -1455,6 +1467,9 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
     bool guarded = false;
     for (int k = 0; k < b->nkeys && !guarded; k++)
         guarded = b->keys[k].guarded;
+    /* deferred constraints are the business tables' (the sidecar has none): a batch that
+     * materializes nothing writes none of them */
+    bool deferred = batch_materializes(b, false);
     char lock_timeout[32];
     snprintf(lock_timeout, sizeof lock_timeout, "%ldms", rq->cfg->lock_timeout_ms);
 
@@ -1466,7 +1481,7 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
     const char *v_rows[4] = { rq->who->user, ks, kt, kp };
     bool sent = pipeline_add(&p, NULL, "BEGIN", 0, NULL) &&
                 pipeline_add(&p, NULL, "SELECT set_config('lock_timeout', $1, true)", 1, v_lt) &&
-                pipeline_add(&p, NULL, "SET CONSTRAINTS ALL DEFERRED", 0, NULL) &&
+                (!deferred || pipeline_add(&p, NULL, "SET CONSTRAINTS ALL DEFERRED", 0, NULL)) &&
                 pipeline_add(&p, "sync_user_lock", NULL, 1, v_user) &&
                 pipeline_add(&p, "sync_seen_scids", NULL, 3, v_seen) &&
                 pipeline_add(&p, "sync_row_versions", NULL, 4, v_rows) &&
@@ -1500,7 +1515,8 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
         pipeline_clear(&p);
         return o;
     }
-    PGresult *seen = p.res[4], *rows = p.res[5], *hi = p.res[6];
+    int r0 = deferred ? 4 : 3;
+    PGresult *seen = p.res[r0], *rows = p.res[r0 + 1], *hi = p.res[r0 + 2];
     b->n_db_scids = PQntuples(seen);
     b->db_scids = arena_calloc(rq->arena, (size_t)(b->n_db_scids ? b->n_db_scids : 1), sizeof *b->db_scids);
     for (int i = 0; i < b->n_db_scids; i++)
@@ -1936,7 +1952,9 @@ static enum sync_outcome run_batch(struct batch *b, long long *highest, char *er
         o = read_state(b, highest, err, errlen);
         if (o == SYNC_OK) {
             classify(b);
-            o = materialize(b, err, errlen);
+            /* no savepoint and no constraint round trips for a batch with nothing to materialize */
+            if (batch_materializes(b, true))
+                o = materialize(b, err, errlen);
         }
         if (o == SYNC_OK) {
             o = read_conflict_images(b, err, errlen);
