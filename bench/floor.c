@@ -17,9 +17,10 @@
  * unnest(...); COMMIT. Run it after a plain run.
  *
  * oversyncd-sql (a diagnostic, not a floor): the two pipelines oversyncd sends for an upload of
- * new rows, statement for statement (copied from src/sync/upload.c: BEGIN, lock_timeout,
- * SET CONSTRAINTS, the per-user advisory lock, the seen-scids, row-version and highest-id reads;
- * then sync_write and COMMIT), without HTTP and without oversyncd's C code in between.
+ * new rows, statement for statement (copied from src/sync/upload.c: BEGIN, lock_timeout, the
+ * per-user advisory lock, the seen-scids, row-version and highest-id reads; then sync_write_fresh
+ * and COMMIT; no SET CONSTRAINTS, bench.items being unmaterialized), without HTTP and without
+ * oversyncd's C code in between.
  *
  * Rows per second are printed as key=value lines. */
 #define _GNU_SOURCE
@@ -86,12 +87,14 @@ static const char *const sql_versions =
     "AND m.pk_uuid = k.p";
 static const char *const sql_highest =
     "SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1";
+/* sync_write_fresh: every key of an upload of new rows to an unmaterialized table is absent */
 static const char *const sql_write =
     "WITH input AS ("
     "  SELECT x.n, x.s, x.t, x.op, x.pk, x.scid, x.v, x.fin, x.del,"
     "         CASE WHEN x.op = 'DELETE' THEN NULL ELSE $11::jsonb -> (x.n::int - 1) END AS payload"
     "  FROM unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[],"
-    "              $9::bool[], $10::bool[]) WITH ORDINALITY AS x(s, t, op, pk, scid, v, fin, del, n)),"
+    "              $9::bool[], $10::bool[])"
+    "       WITH ORDINALITY AS x(s, t, op, pk, scid, v, fin, del, n)),"
     " log AS ("
     "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
     "                                      source_id, source_change_id, server_version)"
@@ -100,18 +103,10 @@ static const char *const sql_write =
     " meta AS ("
     "  INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version,"
     "                                  deleted, updated_at)"
-    "  SELECT $1, s, t, pk, v, del, now() FROM input WHERE fin"
-    "  ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE"
-    "  SET server_version = EXCLUDED.server_version, deleted = EXCLUDED.deleted,"
-    "      updated_at = EXCLUDED.updated_at),"
+    "  SELECT $1, s, t, pk, v, del, now() FROM input WHERE fin),"
     " state AS ("
     "  INSERT INTO sync.sync_state (user_id, schema_name, table_name, pk_uuid, payload)"
-    "  SELECT $1, s, t, pk, payload FROM input WHERE fin AND NOT del"
-    "  ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE SET payload = EXCLUDED.payload),"
-    " gone AS ("
-    "  DELETE FROM sync.sync_state st USING input i"
-    "  WHERE i.fin AND i.del AND st.user_id = $1 AND st.schema_name = i.s AND st.table_name = i.t"
-    "    AND st.pk_uuid = i.pk)"
+    "  SELECT $1, s, t, pk, payload FROM input WHERE fin AND NOT del)"
     "SELECT coalesce(max(server_id), 0) FROM log";
 
 /* Runs the queued statements of one pipeline and checks that each succeeded. */
@@ -248,13 +243,13 @@ static void *worker(void *arg)
             const char *v_rows[4] = { user, sa.p, ta.p, qpk.p };
             if (!PQenterPipelineMode(c) || !PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
                 !PQsendQueryParams(c, "SELECT set_config('lock_timeout', $1, true)", 1, NULL, v_lt, NULL, NULL, 0) ||
-                !PQsendQueryParams(c, "SET CONSTRAINTS ALL DEFERRED", 0, NULL, NULL, NULL, NULL, 0) ||
                 !PQsendQueryPrepared(c, "lock", 1, v_user, NULL, NULL, 0) ||
                 !PQsendQueryPrepared(c, "seen", 3, v_seen, NULL, NULL, 0) ||
                 !PQsendQueryPrepared(c, "versions", 4, v_rows, NULL, NULL, 0) ||
-                !PQsendQueryPrepared(c, "highest", 1, v_user, NULL, NULL, 0))
+                /* sent unnamed, as oversyncd does (src/sync/statements.c) */
+                !PQsendQueryParams(c, sql_highest, 1, NULL, v_user, NULL, NULL, 0))
                 die(c, "send 1", NULL);
-            pipeline_finish(c, 7, "round trip 1");
+            pipeline_finish(c, 6, "round trip 1");
             PQexitPipelineMode(c);
             const char *v_write[11] = { user, device, sa.p, ta.p, oa.p, qpk.p, scids.p, va.p, fa.p, da.p, pay.p };
             if (!PQenterPipelineMode(c) || !PQsendQueryPrepared(c, "write", 11, v_write, NULL, NULL, 0) ||
