@@ -1,7 +1,7 @@
 /* The PostgreSQL floor of the upload-new scenario (bench/run floor): the same rows written
  * straight into the sidecar tables, without HTTP and without oversyncd.
  *
- *   floor CONNINFO THREADS WARMUP BATCHES BATCHSIZE [plain|oversyncd-sql]
+ *   floor CONNINFO THREADS WARMUP BATCHES BATCHSIZE [plain|update|oversyncd-sql]
  *
  * Each thread has its own connection, user and device.
  *
@@ -11,10 +11,16 @@
  * array parameter, as oversyncd sends them; the statements for the change log and for
  * sync_state each take it (PostgreSQL parses it twice, oversyncd once).
  *
+ * update (the floor of upload-update): the rows a plain run wrote (same users, same keys) written
+ * again at version 2, as set-based SQL in one round trip: BEGIN; INSERT INTO the change log ...
+ * SELECT FROM unnest(...); UPDATE sync_row_meta ... FROM unnest(...); UPDATE sync_state ... FROM
+ * unnest(...); COMMIT. Run it after a plain run.
+ *
  * oversyncd-sql (a diagnostic, not a floor): the two pipelines oversyncd sends for an upload of
- * new rows, statement for statement (copied from src/sync/upload.c: BEGIN, lock_timeout,
- * SET CONSTRAINTS, the per-user advisory lock, the seen-scids, row-version and highest-id reads;
- * then sync_write and COMMIT), without HTTP and without oversyncd's C code in between.
+ * new rows, statement for statement (copied from src/sync/upload.c: BEGIN, lock_timeout, the
+ * per-user advisory lock, the seen-scids, row-version and highest-id reads; then sync_write_fresh
+ * and COMMIT; no SET CONSTRAINTS, bench.items being unmaterialized), without HTTP and without
+ * oversyncd's C code in between.
  *
  * Rows per second are printed as key=value lines. */
 #define _GNU_SOURCE
@@ -30,7 +36,7 @@
 #include "bench_util.h"
 
 static const char *conninfo;
-static int oversyncd_sql;
+static int oversyncd_sql, update_mode;
 static int warmup, batches, batch_size;
 static pthread_barrier_t start;
 
@@ -54,6 +60,21 @@ static const char *const sql_state =
     " SELECT $1, 'bench', 'items', x.pk, $3::jsonb -> (x.n::int - 1)"
     "   FROM unnest($2::uuid[]) WITH ORDINALITY AS x(pk, n)";
 
+/* update mode: the same rows again, version 2 */
+static const char *const sql_ulog =
+    "INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
+    "                                    source_id, source_change_id, server_version)"
+    " SELECT $1, 'bench', 'items', 'UPDATE', x.pk, $5::jsonb -> (x.n::int - 1), $2, x.scid, 2"
+    "   FROM unnest($3::uuid[], $4::bigint[]) WITH ORDINALITY AS x(pk, scid, n) ORDER BY x.n";
+static const char *const sql_umeta =
+    "UPDATE sync.sync_row_meta m SET server_version = 2, deleted = false, updated_at = now()"
+    "  FROM unnest($2::uuid[]) AS k(pk)"
+    " WHERE m.user_id = $1 AND m.schema_name = 'bench' AND m.table_name = 'items' AND m.pk_uuid = k.pk";
+static const char *const sql_ustate =
+    "UPDATE sync.sync_state s SET payload = $3::jsonb -> (x.n::int - 1)"
+    "  FROM unnest($2::uuid[]) WITH ORDINALITY AS x(pk, n)"
+    " WHERE s.user_id = $1 AND s.schema_name = 'bench' AND s.table_name = 'items' AND s.pk_uuid = x.pk";
+
 /* src/sync/upload.c, upload_statements[] (as of the commit bench/run reports) */
 static const char *const sql_lock = "SELECT pg_advisory_xact_lock(1870030713, hashtext($1))";
 static const char *const sql_seen =
@@ -66,12 +87,14 @@ static const char *const sql_versions =
     "AND m.pk_uuid = k.p";
 static const char *const sql_highest =
     "SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1";
+/* sync_write_fresh: every key of an upload of new rows to an unmaterialized table is absent */
 static const char *const sql_write =
     "WITH input AS ("
     "  SELECT x.n, x.s, x.t, x.op, x.pk, x.scid, x.v, x.fin, x.del,"
     "         CASE WHEN x.op = 'DELETE' THEN NULL ELSE $11::jsonb -> (x.n::int - 1) END AS payload"
     "  FROM unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[],"
-    "              $9::bool[], $10::bool[]) WITH ORDINALITY AS x(s, t, op, pk, scid, v, fin, del, n)),"
+    "              $9::bool[], $10::bool[])"
+    "       WITH ORDINALITY AS x(s, t, op, pk, scid, v, fin, del, n)),"
     " log AS ("
     "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
     "                                      source_id, source_change_id, server_version)"
@@ -80,18 +103,10 @@ static const char *const sql_write =
     " meta AS ("
     "  INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version,"
     "                                  deleted, updated_at)"
-    "  SELECT $1, s, t, pk, v, del, now() FROM input WHERE fin"
-    "  ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE"
-    "  SET server_version = EXCLUDED.server_version, deleted = EXCLUDED.deleted,"
-    "      updated_at = EXCLUDED.updated_at),"
+    "  SELECT $1, s, t, pk, v, del, now() FROM input WHERE fin),"
     " state AS ("
     "  INSERT INTO sync.sync_state (user_id, schema_name, table_name, pk_uuid, payload)"
-    "  SELECT $1, s, t, pk, payload FROM input WHERE fin AND NOT del"
-    "  ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE SET payload = EXCLUDED.payload),"
-    " gone AS ("
-    "  DELETE FROM sync.sync_state st USING input i"
-    "  WHERE i.fin AND i.del AND st.user_id = $1 AND st.schema_name = i.s AND st.table_name = i.t"
-    "    AND st.pk_uuid = i.pk)"
+    "  SELECT $1, s, t, pk, payload FROM input WHERE fin AND NOT del)"
     "SELECT coalesce(max(server_id), 0) FROM log";
 
 /* Runs the queued statements of one pipeline and checks that each succeeded. */
@@ -139,6 +154,11 @@ static void *worker(void *arg)
     PGresult *r;
     const char *names[8] = { "log", "meta", "state", "lock", "seen", "versions", "highest", "write" };
     const char *sqls[8] = { sql_log, sql_meta, sql_state, sql_lock, sql_seen, sql_versions, sql_highest, sql_write };
+    if (update_mode) {
+        sqls[0] = sql_ulog;
+        sqls[1] = sql_umeta;
+        sqls[2] = sql_ustate;
+    }
     for (int i = 0; i < 8; i++) {
         r = PQprepare(c, names[i], sqls[i], 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -169,7 +189,8 @@ static void *worker(void *arg)
                 buf_add(&pay, ",", 1);
             }
             buf_add(&pks, pk, 36);
-            buf_printf(&scids, "%lld", (long long)batch * batch_size + i + 1);
+            /* update mode: source change ids after those of the plain run */
+            buf_printf(&scids, "%lld", (update_mode ? 1000000000LL : 0) + (long long)batch * batch_size + i + 1);
             buf_printf(&pay, "{\"id\":\"%s\",\"name\":\"item %d-%d-%d\",\"body\":\"", pk, t->idx, batch, i);
             size_t s0 = pay.len;
             while (pay.len - s0 < 1000) {
@@ -222,13 +243,13 @@ static void *worker(void *arg)
             const char *v_rows[4] = { user, sa.p, ta.p, qpk.p };
             if (!PQenterPipelineMode(c) || !PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
                 !PQsendQueryParams(c, "SELECT set_config('lock_timeout', $1, true)", 1, NULL, v_lt, NULL, NULL, 0) ||
-                !PQsendQueryParams(c, "SET CONSTRAINTS ALL DEFERRED", 0, NULL, NULL, NULL, NULL, 0) ||
                 !PQsendQueryPrepared(c, "lock", 1, v_user, NULL, NULL, 0) ||
                 !PQsendQueryPrepared(c, "seen", 3, v_seen, NULL, NULL, 0) ||
                 !PQsendQueryPrepared(c, "versions", 4, v_rows, NULL, NULL, 0) ||
-                !PQsendQueryPrepared(c, "highest", 1, v_user, NULL, NULL, 0))
+                /* sent unnamed, as oversyncd does (src/sync/statements.c) */
+                !PQsendQueryParams(c, sql_highest, 1, NULL, v_user, NULL, NULL, 0))
                 die(c, "send 1", NULL);
-            pipeline_finish(c, 7, "round trip 1");
+            pipeline_finish(c, 6, "round trip 1");
             PQexitPipelineMode(c);
             const char *v_write[11] = { user, device, sa.p, ta.p, oa.p, qpk.p, scids.p, va.p, fa.p, da.p, pay.p };
             if (!PQenterPipelineMode(c) || !PQsendQueryPrepared(c, "write", 11, v_write, NULL, NULL, 0) ||
@@ -293,10 +314,11 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: floor CONNINFO THREADS WARMUP BATCHES BATCHSIZE [plain|oversyncd-sql]\n");
+        fprintf(stderr, "usage: floor CONNINFO THREADS WARMUP BATCHES BATCHSIZE [plain|update|oversyncd-sql]\n");
         return 2;
     }
     oversyncd_sql = argc == 7 && strcmp(argv[6], "oversyncd-sql") == 0;
+    update_mode = argc == 7 && strcmp(argv[6], "update") == 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     conninfo = argv[1];
     int threads = atoi(argv[2]);
@@ -325,7 +347,7 @@ int main(int argc, char **argv)
         memcpy(all + (size_t)i * batches, t[i].lat, (size_t)batches * sizeof(double));
     qsort(all, n, sizeof *all, cmp_double);
     double secs = t_end - t0;
-    printf("mode=%s\n", oversyncd_sql ? "oversyncd-sql" : "plain");
+    printf("mode=%s\n", oversyncd_sql ? "oversyncd-sql" : update_mode ? "update" : "plain");
     printf("threads=%d\nbatches_per_thread=%d\nbatch_size=%d\nwarmup_batches=%d\n", threads, batches, batch_size,
            warmup);
     printf("rows=%ld\nseconds=%.3f\nrows_per_s=%.0f\n", rows, secs, (double)rows / secs);

@@ -1124,6 +1124,56 @@ START_TEST(test_sql_batch_only_function)
 }
 END_TEST
 
+/* A batch that has nothing to materialize (no change of a materialized table, or none of them
+ * applied) skips the savepoint and the deferred-constraint round trips; one that has still isolates
+ * each failing change. */
+static const struct reg mixed_regs[] = {
+    { "business.users", MATERIALIZER_GENERIC, NULL },
+    { "business.notes", MATERIALIZER_NONE, NULL },
+    { NULL, MATERIALIZER_NONE, NULL },
+};
+
+START_TEST(test_batch_nothing_to_materialize)
+{
+    open_db("CREATE SCHEMA business;"
+            "CREATE TABLE business.users (id uuid PRIMARY KEY, name text NOT NULL);"
+            "CREATE TABLE business.notes (id uuid PRIMARY KEY, body text);",
+            mixed_regs);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), NULL));
+    assert_applied(a, 0, 1, 1);
+    tdb_answer_free(a);
+
+    /* only unmaterialized changes */
+    a = tdb_upload_ok(&T, U, D, batch(ins(2, "notes", ROW_B, "{\"body\":\"x\"}"), ins(3, "notes", ROW_C, "{}"), NULL));
+    assert_applied(a, 0, 2, 1);
+    assert_applied(a, 1, 3, 1);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_query(&T, "SELECT count(*) FROM business.notes"), "0");
+
+    /* the materialized change is a conflict: nothing to materialize, the rest applies */
+    a = tdb_upload_ok(&T, U, D, batch(upd(4, "users", ROW_A, 5, "{\"name\":\"stale\"}"),
+                                      upd(5, "notes", ROW_B, 1, "{\"body\":\"y\"}"), NULL));
+    assert_conflict(a, 0, 4, NULL, NULL, NULL, 1, false, "{\"name\":\"a\"}");
+    assert_applied(a, 1, 5, 2);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_query(&T, "SELECT name FROM business.users WHERE id = '%s'", ROW_A), "a");
+    ck_assert_int_eq(failure_count(U), 0);
+    /* the transaction ended: no savepoint or constraint mode left behind */
+    ck_assert_int_eq(PQtransactionStatus(T.conn), PQTRANS_IDLE);
+
+    /* a failing materialized change beside unmaterialized ones is still undone alone */
+    a = tdb_upload_ok(&T, U, D, batch(ins(6, "users", ROW_D, "{}"), upd(7, "notes", ROW_B, 2, "{\"body\":\"z\"}"),
+                                      upd(8, "users", ROW_A, 1, "{\"name\":\"b\"}"), NULL));
+    assert_mat_error_has(a, 0, 6, 1, "null value in column \"name\"", NULL);
+    assert_applied(a, 1, 7, 3);
+    assert_applied(a, 2, 8, 2);
+    tdb_answer_free(a);
+    assert_no_sidecar(U, ROW_D);
+    ck_assert_str_eq(tdb_query(&T, "SELECT name FROM business.users WHERE id = '%s'", ROW_A), "b");
+    ck_assert_int_eq(failure_count(U), 1);
+}
+END_TEST
+
 /* ======================================================================== the C plugin */
 
 static const char plugin_ddl[] =
@@ -2000,6 +2050,7 @@ static Suite *materialize_suite(void)
     tcase_add_test(tc, test_chain_same_version_twice);
     tcase_add_test(tc, test_chain_delete_parent_immediate_fk);
     tcase_add_test(tc, test_chain_delete_parent_deferred_fk);
+    tcase_add_test(tc, test_batch_nothing_to_materialize);
     suite_add_tcase(s, tc);
 
     tc = tcase("set", TDB_OWN_DB);

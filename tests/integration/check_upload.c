@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define U "alice"
@@ -1965,6 +1966,89 @@ START_TEST(test_race_many_writers)
 }
 END_TEST
 
+/* A batch of keys round trip 1 found absent writes them with plain INSERTs (sync_write_fresh).
+ * Every upload of the user waits for the user's lock, so only a writer outside oversyncd can
+ * create such a key meanwhile: the upload then fails as a whole, unavailable, nothing written. */
+static PGconn *outside_writer_inserts_meta(const char *pk, int version)
+{
+    PGconn *other = PQconnectdb(tdb_printf(&T, "%s dbname=%s", getenv("DATABASE_URL") ? getenv("DATABASE_URL") : "",
+                                           T.dbname));
+    ck_assert_msg(PQstatus(other) == CONNECTION_OK, "%s", PQerrorMessage(other));
+    PGresult *r = PQexec(other, tdb_printf(&T, "BEGIN; INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name,"
+                                               " pk_uuid, server_version, deleted, updated_at)"
+                                               " VALUES ('" U "', 'business', 'users', '%s', %d, false, now())",
+                                           pk, version));
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(other));
+    PQclear(r);
+    return other;
+}
+
+static void outside_writer_ends(PGconn *other, const char *how)
+{
+    PGresult *r = PQexec(other, how);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(other));
+    PQclear(r);
+    PQfinish(other);
+}
+
+START_TEST(test_fresh_key_taken_meanwhile_times_out)
+{
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK3, "{}"), NULL));
+    tdb_answer_free(a);
+    char *before = tdb_snapshot(&T);
+    PGconn *other = outside_writer_inserts_meta(PK1, 7);
+    T.cfg.lock_timeout_ms = 200;
+    a = tdb_upload(&T, U, D, batch(ins(2, "users", PK1, "{}"), ins(3, "users", PK2, "{}"), NULL));
+    ck_assert_msg(a->outcome == SYNC_UNAVAILABLE, "outcome %d, %s", (int)a->outcome, a->body ? a->body : a->err);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_snapshot(&T), before);
+    outside_writer_ends(other, "ROLLBACK");
+    a = tdb_upload_ok(&T, U, D, batch(ins(2, "users", PK1, "{}"), ins(3, "users", PK2, "{}"), NULL));
+    assert_applied(a, 0, 2, 1);
+    assert_applied(a, 1, 3, 1);
+    tdb_answer_free(a);
+}
+END_TEST
+
+static int fresh_racer(int i)
+{
+    (void)i;
+    return race_code(tdb_upload(&T, U, D, batch(ins(1, "users", PK1, "{\"who\":\"racer\"}"),
+                                                ins(2, "users", PK2, "{}"), NULL)));
+}
+
+START_TEST(test_fresh_key_taken_meanwhile_unique_violation)
+{
+    PGconn *other = outside_writer_inserts_meta(PK1, 7);
+    T.cfg.lock_timeout_ms = 20000;
+    pid_t pid;
+    race_start(1, fresh_racer, &pid);
+    /* the upload read PK1 as absent and now waits for the outside writer's insert of it */
+    int waited = 0;
+    while (tdb_query_ll(&T, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND wait_event_type = 'Lock' AND query LIKE '%%sync.sync_row_meta%%'") == 0) {
+        ck_assert_msg(waited++ < 2000, "the upload never waited for the outside writer");
+        usleep(10000);
+    }
+    outside_writer_ends(other, "COMMIT");
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 10 + SYNC_UNAVAILABLE, "the racer got code %d",
+                  WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st));
+    /* nothing of the batch was written; the outside row stands */
+    ck_assert_int_eq(tdb_log_count(&T, U), 0);
+    ck_assert_int_eq(tdb_state_count(&T, U), 0);
+    ck_assert_int_eq(meta_version(U, "business", "users", PK1), 7);
+    ck_assert_int_eq(tdb_meta_count(&T, U), 1);
+    /* the client's retry finds the row: a conflict, and the other change applies */
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"who\":\"racer\"}"),
+                                                         ins(2, "users", PK2, "{}"), NULL));
+    assert_conflict(a, 0, 1, NULL, NULL, NULL, 7, false, NULL);
+    assert_applied(a, 1, 2, 1);
+    tdb_answer_free(a);
+}
+END_TEST
+
 /* ==================================================================== runner */
 
 static Suite *validation_suite(void)
@@ -2076,6 +2160,8 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_race_same_scid);
     tcase_add_test(tc, test_race_same_row);
     tcase_add_test(tc, test_race_many_writers);
+    tcase_add_test(tc, test_fresh_key_taken_meanwhile_times_out);
+    tcase_add_test(tc, test_fresh_key_taken_meanwhile_unique_violation);
     suite_add_tcase(s, tc);
     return s;
 }
