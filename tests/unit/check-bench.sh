@@ -22,6 +22,8 @@ done
 check "bench/compare --help prints the scenarios" sh -c "'$root/bench/compare' --help | grep -q upload-materialize"
 out=$("$root/bench/compare" --servers "oversyncd nginx" 2>&1)
 check "bench/compare refuses an unknown server" test "$?" = 1 -a "$out" = "bench/compare: unknown server nginx"
+out=$("$root/bench/compare" --scenarios "upload-new upload-fast" 2>&1)
+check "bench/compare refuses an unknown scenario" test "$out" = "bench/compare: unknown scenario: upload-fast (see bench/compare --help)"
 out=$("$root/bench/compare" --rounds x 2>&1)
 check "bench/compare refuses a round count that is not a number" test "$out" = 'bench/compare: not a number: "x"'
 
