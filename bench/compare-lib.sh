@@ -204,16 +204,16 @@ cmp_table() {
         done
     done
     echo
-    echo "every round (figure; cores used by programs not of this run, > 0.2 = left out of the median; 1-minute load average before -> after):"
+    echo "every round (figure; cores used by programs not of this run, > 0.2 = left out of the median; 1-minute load average before -> highest during -> after):"
     for s in "${SCENARIOS[@]}"; do
         k=$(cmp_key "$s")
         for srv in $(cmp_servers_for "$s"); do
             printf '  %-20s %-10s' "$s" "$srv"
             ls "$RESULTS/$s.$srv".r*.txt >/dev/null 2>&1 || printf ' (no round)'
             for f in $(ls "$RESULTS/$s.$srv".r*.txt 2>/dev/null | sort -V); do
-                printf ' r%s %s (others %s; load %s -> %s);' "$(cmp_get "$f" round)" "$(cmp_get "$f" "$k")" \
+                printf ' r%s %s (others %s; load %s -> %s -> %s);' "$(cmp_get "$f" round)" "$(cmp_get "$f" "$k")" \
                     "$(cmp_get "$f" cpu_not_this_run_cores)" "$(cmp_get "$f" loadavg_before | cut -d' ' -f1)" \
-                    "$(cmp_get "$f" loadavg_after | cut -d' ' -f1)"
+                    "$(v=$(cmp_get "$f" loadavg_max_during); echo "${v:-?}")" "$(cmp_get "$f" loadavg_after | cut -d' ' -f1)"
             done
             echo
         done

@@ -22,6 +22,8 @@ done
 check "bench/compare --help prints the scenarios" sh -c "'$root/bench/compare' --help | grep -q upload-materialize"
 out=$("$root/bench/compare" --servers "oversyncd nginx" 2>&1)
 check "bench/compare refuses an unknown server" test "$?" = 1 -a "$out" = "bench/compare: unknown server nginx"
+out=$("$root/bench/compare" --scenarios "upload-new upload-fast" 2>&1)
+check "bench/compare refuses an unknown scenario" test "$out" = "bench/compare: unknown scenario: upload-fast (see bench/compare --help)"
 out=$("$root/bench/compare" --rounds x 2>&1)
 check "bench/compare refuses a round count that is not a number" test "$out" = 'bench/compare: not a number: "x"'
 
@@ -36,7 +38,7 @@ put() {
     k=$(cmp_key "$sc")
     { echo "scenario=$sc"; echo "server=$srv"; echo "round=$r"; echo "$k=$v"
       echo "machine_busy_cores=1.90"; echo "cpu_not_this_run_cores=$o"
-      echo "loadavg_before=1.$r 0.5 0.2"; echo "loadavg_after=2.$r 0.6 0.3"
+      echo "loadavg_before=1.$r 0.5 0.2"; echo "loadavg_max_during=3.$r"; echo "loadavg_after=2.$r 0.6 0.3"
       for kv in "$@"; do echo "$kv"; done; } >"$RESULTS/$sc.$srv.r$r.txt"
 }
 SERVERS="oversyncd 78e1be6 b26b5a4 floor trivial"
@@ -118,7 +120,7 @@ check "target: PostgreSQL CPU per 1000 downloaded changes" \
 check "CPU split line of the median round" \
     test "$(line '^  upload-new +oversyncd ')" = " upload-new oversyncd 0.6000 0.1500 0.0250 0.0000 1.90 cores 40.1 MiB (5 processes)"
 check "every round with its load average" \
-    grep -q "upload-new           b26b5a4    r1 100 (others 0.05; load 1.1 -> 2.1); r2 500 (others 0.90; load 1.2 -> 2.2);" "$tmp/table"
+    grep -q "upload-new           b26b5a4    r1 100 (others 0.05; load 1.1 -> 3.1 -> 2.1); r2 500 (others 0.90; load 1.2 -> 3.2 -> 2.2);" "$tmp/table"
 check "last line: targets: 5 of 7 met" test "$(tail -1 "$tmp/table")" = "targets: 5 of 7 met"
 check "a server without rounds" grep -q "upload-update        78e1be6    (no round)" "$tmp/table"
 
