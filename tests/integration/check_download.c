@@ -2,6 +2,7 @@
  * the download side of §8 (consistent windows, isolation). Rows are written through sync_upload,
  * exactly as clients write them. Every test works in a fresh database of its own (testdb.c). */
 #include "testdb.h"
+#include "db/bootstrap.h"
 #include "../run_suites.h"
 
 #include "strbuf.h"
@@ -310,7 +311,8 @@ static const char *const wire_expected[] = {
     "{\"changes\":[],\"has_more\":false,\"next_after\":9007199254740993,\"window_until\":9007199254740993}",
 };
 
-START_TEST(test_wire_bytes)
+/* The rows of test_wire_bytes: through the upload, and one by hand; fixed ts. */
+static void wire_rows(void)
 {
     const char *A = "11111111-1111-4111-8111-111111111111", *B = "22222222-2222-4222-8222-222222222222",
                *C = "33333333-3333-4333-8333-333333333333";
@@ -341,6 +343,10 @@ START_TEST(test_wire_bytes)
     for (int i = 0; i < n; i++)
         tdb_exec(&T, "UPDATE sync.server_change_log SET ts = '%s' WHERE server_id = (SELECT server_id"
                      " FROM sync.server_change_log ORDER BY server_id OFFSET %d LIMIT 1)", wire_ts[i], i);
+}
+
+static void assert_wire(const char *when)
+{
     static const char *const queries[] = { "", "limit=3", "after=3&limit=3&include_self=true",
                                            "schema=public&include_self=true", "after=4&until=8",
                                            "after=9007199254740993" };
@@ -349,10 +355,49 @@ START_TEST(test_wire_bytes)
         if (getenv("WIRE_PRINT"))
             printf("WIRE %zu %s\n", q, a->body);
         else
-            ck_assert_msg(strcmp(a->body, wire_expected[q]) == 0, "download?%s changed on the wire:\n%s\nexpected\n%s",
-                          queries[q], a->body, wire_expected[q]);
+            ck_assert_msg(strcmp(a->body, wire_expected[q]) == 0, "%s: download?%s changed on the wire:\n%s\nexpected\n%s",
+                          when, queries[q], a->body, wire_expected[q]);
         tdb_answer_free(a);
     }
+}
+
+START_TEST(test_wire_bytes)
+{
+    wire_rows();
+    assert_wire("json change log");
+}
+END_TEST
+
+/* Migration 0005 turns the change log's jsonb payloads into json: a sidecar upgraded with rows
+ * in it answers with the same bytes before and after, each row's text being what jsonb printed. */
+START_TEST(test_wire_bytes_across_migration_0005)
+{
+    tdb_exec(&T, "ALTER TABLE sync.server_change_log ALTER COLUMN payload TYPE jsonb USING payload::jsonb");
+    tdb_exec(&T, "DELETE FROM sync.schema_migrations WHERE version = 5");
+    wire_rows();
+    ck_assert_str_eq(tdb_query(&T, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                                   " WHERE attrelid = 'sync.server_change_log'::regclass AND attname = 'payload'"),
+                     "jsonb");
+    assert_wire("jsonb change log, before 0005");
+    char *before = tdb_query(&T, "SELECT string_agg(server_id || ' ' || coalesce(payload::text, '-'), E'\\n'"
+                                 " ORDER BY server_id) FROM sync.server_change_log");
+    char err[1024] = "";
+    int applied = -1;
+    ck_assert_msg(bootstrap_sidecar(T.conn, &applied, err, sizeof err), "bootstrap: %s", err);
+    ck_assert_int_eq(applied, 1);
+    ck_assert_str_eq(tdb_query(&T, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                                   " WHERE attrelid = 'sync.server_change_log'::regclass AND attname = 'payload'"),
+                     "json");
+    ck_assert_str_eq(tdb_query(&T, "SELECT string_agg(server_id || ' ' || coalesce(payload::text, '-'), E'\\n'"
+                                   " ORDER BY server_id) FROM sync.server_change_log"),
+                     before);
+    assert_wire("after 0005");
+    /* and uploads go on into the json column in the same form */
+    upload_applied(U, D3, batch(chg(2, "public", "notes", "UPDATE", "22222222-2222-4222-8222-222222222222", 4,
+                                    "{ \"zz\":1,\"a\" : [1.50,{\"b\":null}]}"), NULL));
+    ck_assert_str_eq(tdb_query(&T, "SELECT payload::text FROM sync.server_change_log WHERE source_id = '%s'"
+                                   " AND source_change_id = 2", D3),
+                     "{\"a\": [1.50, {\"b\": null}], \"zz\": 1}");
 }
 END_TEST
 
@@ -843,6 +888,7 @@ static Suite *rows_suite(void)
     tcase_add_test(tc, test_row_fields);
     tcase_add_test(tc, test_ts_is_utc);
     tcase_add_test(tc, test_wire_bytes);
+    tcase_add_test(tc, test_wire_bytes_across_migration_0005);
     tcase_add_test(tc, test_ts_format);
     tcase_add_test(tc, test_echo_suppression);
     tcase_add_test(tc, test_schema_filter);

@@ -1820,7 +1820,7 @@ START_TEST(test_database_error_writes_nothing)
     tdb_answer_free(a);
     /* a constraint the sync core knows nothing about: an unexpected database error */
     tdb_exec(&T, "ALTER TABLE sync.server_change_log ADD CONSTRAINT test_no_boom"
-                 " CHECK (payload IS NULL OR NOT payload ? 'boom')");
+                 " CHECK (payload IS NULL OR NOT payload::jsonb ? 'boom')");
     char *before = tdb_snapshot(&T);
     a = tdb_upload(&T, U, D, batch(upd(2, "users", PK1, 1, "{\"ok\":1}"), ins(3, "users", PK2, "{\"boom\":1}"), NULL));
     ck_assert_msg(a->outcome == SYNC_FAILED, "outcome %d, %s", (int)a->outcome, a->body ? a->body : a->err);
@@ -1840,7 +1840,7 @@ START_TEST(test_database_error_log_has_no_payload)
 {
     /* SPEC §9: logs never carry a payload, not even inside PostgreSQL's error detail */
     tdb_exec(&T, "ALTER TABLE sync.server_change_log ADD CONSTRAINT test_no_boom"
-                 " CHECK (payload IS NULL OR NOT payload ? 'boom')");
+                 " CHECK (payload IS NULL OR NOT payload::jsonb ? 'boom')");
     struct capture cap;
     capture_start(&cap);
     struct tdb_answer *a =
