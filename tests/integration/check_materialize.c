@@ -862,6 +862,7 @@ END_TEST
 START_TEST(test_set_absent_columns_untouched)
 {
     open_set_db("DEFERRABLE INITIALLY DEFERRED");
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(
         &T, U, D,
         batch(ins(1, "users", ROW_A, "{\"name\":\"a\",\"email\":\"a@x\",\"age\":30}"),
@@ -949,6 +950,7 @@ END_TEST
 static void set_delete_breaks_fk(const char *fk_timing, unsigned long fallbacks)
 {
     open_set_db(fk_timing);
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(
         &T, U, D,
         batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), ins(2, "users", ROW_B, "{\"name\":\"b\"}"),
@@ -985,6 +987,7 @@ END_TEST
 START_TEST(test_set_parent_child_same_batch)
 {
     open_set_db("DEFERRABLE INITIALLY DEFERRED");
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), NULL));
     tdb_answer_free(a);
     a = tdb_upload(&T, U, D,
@@ -1047,6 +1050,7 @@ START_TEST(test_sql_batch_function)
     snprintf(ddl, sizeof ddl, "%s", sql_ddl);
     snprintf(ddl + strlen(ddl), sizeof ddl - strlen(ddl), sql_batch_fn, "apply_notes");
     open_db(ddl, sql_regs);
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(&T, U, D,
                                          batch(ins(1, "notes", ROW_A, "{\"body\":\"a\"}"),
                                                ins(2, "notes", ROW_B, "{\"body\":\"b\"}"),
@@ -1102,6 +1106,7 @@ START_TEST(test_sql_batch_only_function)
     const struct reg regs[] = { { "business.notes", MATERIALIZER_SQL, "business.only_batch" },
                                 { NULL, MATERIALIZER_NONE, NULL } };
     open_db(ddl, regs);
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(&T, U, D,
                                          batch(ins(1, "notes", ROW_A, "{\"body\":\"a\"}"),
                                                ins(2, "notes", ROW_B, "{\"body\":\"b\",\"force_fail\":\"true\"}"),
@@ -1243,6 +1248,7 @@ START_TEST(test_plugin_batch)
         { NULL, MATERIALIZER_NONE, NULL },
     };
     open_db(plugin_ddl, regs);
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     int base = plugin_batch_count(path);
     struct tdb_answer *a = tdb_upload_ok(&T, U, D,
                                          batch(ins(1, "docs", ROW_A, "{\"title\":\"a\"}"),
