@@ -1287,6 +1287,48 @@ START_TEST(test_plugin_batch)
 }
 END_TEST
 
+/* A plugin built against the first interface version (tests/plugins/abi1_materializer.c: ABI 1,
+ * a table without apply_batch) loads and is called change by change, set-based or not. */
+START_TEST(test_plugin_abi1)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s", plugin_path());
+    char *slash = strrchr(path, '/');
+    snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "abi1_materializer.so");
+    ck_assert_msg(access(path, R_OK) == 0, "%s is missing: make tests/plugins/abi1_materializer.la", path);
+    const struct reg regs[] = {
+        { "business.docs", MATERIALIZER_PLUGIN, path },
+        { "business.users", MATERIALIZER_GENERIC, NULL },
+        { NULL, MATERIALIZER_NONE, NULL },
+    };
+    open_db(plugin_ddl, regs);
+    T.cfg.set_materialization = true;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(h != NULL, "dlopen %s: %s", path, dlerror());
+    union {
+        void *obj;
+        int (*fn)(void);
+    } sym = { .obj = dlsym(h, "abi1_materializer_calls") };
+    ck_assert(sym.obj != NULL);
+    int base = sym.fn();
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
+                                         batch(ins(1, "docs", ROW_A, "{\"title\":\"a\"}"),
+                                               ins(2, "docs", ROW_B, "{\"title\":\"b\"}"),
+                                               ins(3, "users", ROW_C, "{\"name\":\"c\"}"), NULL));
+    for (int i = 0; i < 3; i++)
+        assert_applied(a, i, i + 1, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(sym.fn() - base, 2);
+    a = tdb_upload_ok(&T, U, D, batch(del(4, "docs", ROW_A, 1), NULL));
+    assert_applied(a, 0, 4, 2);
+    tdb_answer_free(a);
+    ck_assert_int_eq(sym.fn() - base, 3);
+    ck_assert_str_eq(doc_of(ROW_A), "<none>");
+    ck_assert_str_eq(doc_of(ROW_B), "{\"title\": \"b\"}");
+    dlclose(h);
+}
+END_TEST
+
 /* ========================================================================== admin */
 
 static const char admin_ddl[] =
@@ -2020,6 +2062,7 @@ static Suite *materialize_suite(void)
     tc = tcase("plugin", TDB_OWN_DB);
     tcase_add_test(tc, test_plugin_applied_and_failing);
     tcase_add_test(tc, test_plugin_batch);
+    tcase_add_test(tc, test_plugin_abi1);
     suite_add_tcase(s, tc);
 
     tc = tcase("verify", TDB_OWN_DB);
