@@ -1726,7 +1726,10 @@ static bool materialize_all(struct batch *b, bool set, int *failed_at, char *why
             int bad = -1;
             enum mat_plan_result pr = materializer_plan_batch(m, conn, cs, k, a, &bp, &bad, why, whylen);
             if (pr != MAT_PLANNED) {
-                *failed_at = pr == MAT_UNCONVERTIBLE && bad >= 0 ? pos[bad] : -1;
+                /* a value that cannot be converted names its change; a statement that cannot be
+                 * prepared is tried again change by change, where it fails the change as before */
+                *failed_at = PQstatus(conn) != CONNECTION_OK ? -1
+                             : pr == MAT_UNCONVERTIBLE && bad >= 0 ? pos[bad] : SET_FAILED;
                 return false;
             }
             if (nsteps + bp.nstmts + 1 > cap) {

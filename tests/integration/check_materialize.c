@@ -862,6 +862,7 @@ END_TEST
 START_TEST(test_set_absent_columns_untouched)
 {
     open_set_db("DEFERRABLE INITIALLY DEFERRED");
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(
         &T, U, D,
         batch(ins(1, "users", ROW_A, "{\"name\":\"a\",\"email\":\"a@x\",\"age\":30}"),
@@ -949,6 +950,7 @@ END_TEST
 static void set_delete_breaks_fk(const char *fk_timing, unsigned long fallbacks)
 {
     open_set_db(fk_timing);
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(
         &T, U, D,
         batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), ins(2, "users", ROW_B, "{\"name\":\"b\"}"),
@@ -985,6 +987,7 @@ END_TEST
 START_TEST(test_set_parent_child_same_batch)
 {
     open_set_db("DEFERRABLE INITIALLY DEFERRED");
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", ROW_A, "{\"name\":\"a\"}"), NULL));
     tdb_answer_free(a);
     a = tdb_upload(&T, U, D,
@@ -1047,6 +1050,7 @@ START_TEST(test_sql_batch_function)
     snprintf(ddl, sizeof ddl, "%s", sql_ddl);
     snprintf(ddl + strlen(ddl), sizeof ddl - strlen(ddl), sql_batch_fn, "apply_notes");
     open_db(ddl, sql_regs);
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(&T, U, D,
                                          batch(ins(1, "notes", ROW_A, "{\"body\":\"a\"}"),
                                                ins(2, "notes", ROW_B, "{\"body\":\"b\"}"),
@@ -1102,6 +1106,7 @@ START_TEST(test_sql_batch_only_function)
     const struct reg regs[] = { { "business.notes", MATERIALIZER_SQL, "business.only_batch" },
                                 { NULL, MATERIALIZER_NONE, NULL } };
     open_db(ddl, regs);
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     struct tdb_answer *a = tdb_upload_ok(&T, U, D,
                                          batch(ins(1, "notes", ROW_A, "{\"body\":\"a\"}"),
                                                ins(2, "notes", ROW_B, "{\"body\":\"b\",\"force_fail\":\"true\"}"),
@@ -1293,6 +1298,7 @@ START_TEST(test_plugin_batch)
         { NULL, MATERIALIZER_NONE, NULL },
     };
     open_db(plugin_ddl, regs);
+    T.cfg.set_materialization = true;   /* whatever OVERSYNCD_TEST_SET_MATERIALIZATION says */
     int base = plugin_batch_count(path);
     struct tdb_answer *a = tdb_upload_ok(&T, U, D,
                                          batch(ins(1, "docs", ROW_A, "{\"title\":\"a\"}"),
@@ -1328,6 +1334,48 @@ START_TEST(test_plugin_batch)
     tdb_answer_free(a);
     ck_assert_int_eq(plugin_batch_count(path) - base, 2);
     ck_assert_int_eq(tdb_query_ll(&T, "SELECT count(*) FROM business.docs"), 0);
+}
+END_TEST
+
+/* A plugin built against the first interface version (tests/plugins/abi1_materializer.c: ABI 1,
+ * a table without apply_batch) loads and is called change by change, set-based or not. */
+START_TEST(test_plugin_abi1)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s", plugin_path());
+    char *slash = strrchr(path, '/');
+    snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "abi1_materializer.so");
+    ck_assert_msg(access(path, R_OK) == 0, "%s is missing: make tests/plugins/abi1_materializer.la", path);
+    const struct reg regs[] = {
+        { "business.docs", MATERIALIZER_PLUGIN, path },
+        { "business.users", MATERIALIZER_GENERIC, NULL },
+        { NULL, MATERIALIZER_NONE, NULL },
+    };
+    open_db(plugin_ddl, regs);
+    T.cfg.set_materialization = true;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(h != NULL, "dlopen %s: %s", path, dlerror());
+    union {
+        void *obj;
+        int (*fn)(void);
+    } sym = { .obj = dlsym(h, "abi1_materializer_calls") };
+    ck_assert(sym.obj != NULL);
+    int base = sym.fn();
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D,
+                                         batch(ins(1, "docs", ROW_A, "{\"title\":\"a\"}"),
+                                               ins(2, "docs", ROW_B, "{\"title\":\"b\"}"),
+                                               ins(3, "users", ROW_C, "{\"name\":\"c\"}"), NULL));
+    for (int i = 0; i < 3; i++)
+        assert_applied(a, i, i + 1, 1);
+    tdb_answer_free(a);
+    ck_assert_int_eq(sym.fn() - base, 2);
+    a = tdb_upload_ok(&T, U, D, batch(del(4, "docs", ROW_A, 1), NULL));
+    assert_applied(a, 0, 4, 2);
+    tdb_answer_free(a);
+    ck_assert_int_eq(sym.fn() - base, 3);
+    ck_assert_str_eq(doc_of(ROW_A), "<none>");
+    ck_assert_str_eq(doc_of(ROW_B), "{\"title\": \"b\"}");
+    dlclose(h);
 }
 END_TEST
 
@@ -2065,6 +2113,7 @@ static Suite *materialize_suite(void)
     tc = tcase("plugin", TDB_OWN_DB);
     tcase_add_test(tc, test_plugin_applied_and_failing);
     tcase_add_test(tc, test_plugin_batch);
+    tcase_add_test(tc, test_plugin_abi1);
     suite_add_tcase(s, tc);
 
     tc = tcase("verify", TDB_OWN_DB);

@@ -172,6 +172,7 @@ void tdb_open_tables(struct testdb *t, const char *const *tables)
     t->cfg.lock_timeout_ms = 5000;
     t->cfg.statement_timeout_ms = 30000;
     t->cfg.schema_version = 1;
+    /* on, as shipped; OVERSYNCD_TEST_SET_MATERIALIZATION=off runs the suites change by change */
     t->cfg.set_materialization = getenv("OVERSYNCD_TEST_SET_MATERIALIZATION") == NULL ||
                                  strcmp(getenv("OVERSYNCD_TEST_SET_MATERIALIZATION"), "off") != 0;
     fill_tables(t, tables);
