@@ -18,13 +18,15 @@ SELECT array_agg(md5('floor-explain' || g)::uuid ORDER BY g) AS fpk, array_agg(g
   FROM generate_series(1, 200) AS g \gset
 
 PREPARE seen(text, text, bigint[]) AS
-SELECT source_change_id FROM sync.server_change_log
- WHERE user_id = $1 AND source_id = $2 AND source_change_id = ANY ($3::bigint[]);
+SELECT x.scid FROM unnest($3::bigint[]) AS x(scid)
+ CROSS JOIN LATERAL (SELECT 1 FROM sync.server_change_log l WHERE l.user_id = $1 AND l.source_id = $2
+                        AND l.source_change_id = x.scid LIMIT 1) AS l;
 PREPARE versions(text, text[], text[], uuid[]) AS
 SELECT k.i, m.server_version, m.deleted
   FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i)
-  JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t
-   AND m.pk_uuid = k.p;
+ CROSS JOIN LATERAL (SELECT m.server_version, m.deleted FROM sync.sync_row_meta m
+                      WHERE m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t
+                        AND m.pk_uuid = k.p LIMIT 1) AS m;
 PREPARE highest(text) AS
 SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1;
 PREPARE write(text, text, text[], text[], text[], uuid[], bigint[], bigint[], bool[], bool[], jsonb, bool[]) AS

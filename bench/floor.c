@@ -78,13 +78,14 @@ static const char *const sql_ustate =
 /* src/sync/upload.c, upload_statements[] (as of the commit bench/run reports) */
 static const char *const sql_lock = "SELECT pg_advisory_xact_lock(1870030713, hashtext($1))";
 static const char *const sql_seen =
-    "SELECT source_change_id FROM sync.server_change_log "
-    "WHERE user_id = $1 AND source_id = $2 AND source_change_id = ANY ($3::bigint[])";
+    "SELECT x.scid FROM unnest($3::bigint[]) AS x(scid) "
+    "CROSS JOIN LATERAL (SELECT 1 FROM sync.server_change_log l WHERE l.user_id = $1 AND l.source_id = $2 "
+    "AND l.source_change_id = x.scid LIMIT 1) AS l";
 static const char *const sql_versions =
     "SELECT k.i, m.server_version, m.deleted "
     "FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
-    "JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t "
-    "AND m.pk_uuid = k.p";
+    "CROSS JOIN LATERAL (SELECT m.server_version, m.deleted FROM sync.sync_row_meta m "
+    "WHERE m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t AND m.pk_uuid = k.p LIMIT 1) AS m";
 static const char *const sql_highest =
     "SELECT coalesce(max(server_id), 0) FROM sync.server_change_log WHERE user_id = $1";
 /* sync_write_fresh: every key of an upload of new rows to an unmaterialized table is absent */

@@ -667,14 +667,22 @@ const struct db_statement upload_statements[] = {
     { "sync_user_lock",
       /* two-key form: its lock space never meets the one-key locks of other applications */
       "SELECT pg_advisory_xact_lock(1870030713, hashtext($1))" },
+    /* The two reads of every upload probe the unique index once per scid and once per key
+     * (LATERAL ... LIMIT 1 cannot be flattened into a join): whatever the statistics say, the
+     * cost follows the batch, not the rows the user or device already has. As plain joins,
+     * statistics taken while the tables were small filtered every row of the device by scid
+     * (11 ms instead of 0.5 for 200 scids against 6,250 rows), and the row versions were hash
+     * joined against all of the user's meta rows (3 ms instead of 1.3). A scid repeated in $3
+     * comes back repeated; the caller keeps a set. */
     { "sync_seen_scids",
-      "SELECT source_change_id FROM sync.server_change_log "
-      "WHERE user_id = $1 AND source_id = $2 AND source_change_id = ANY ($3::bigint[])" },
+      "SELECT x.scid FROM unnest($3::bigint[]) AS x(scid) "
+      "CROSS JOIN LATERAL (SELECT 1 FROM sync.server_change_log l WHERE l.user_id = $1 AND l.source_id = $2 "
+      "AND l.source_change_id = x.scid LIMIT 1) AS l" },
     { "sync_row_versions",
       "SELECT k.i, m.server_version, m.deleted "
       "FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
-      "JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t "
-      "AND m.pk_uuid = k.p" },
+      "CROSS JOIN LATERAL (SELECT m.server_version, m.deleted FROM sync.sync_row_meta m "
+      "WHERE m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t AND m.pk_uuid = k.p LIMIT 1) AS m" },
     { "sync_live_rows",
       "SELECT k.i FROM unnest($2::uuid[]) WITH ORDINALITY AS k(p, i) "
       "JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = $3 AND m.table_name = $4 "
