@@ -22,7 +22,10 @@
  * and COMMIT; no SET CONSTRAINTS, bench.items being unmaterialized), without HTTP and without
  * oversyncd's C code in between.
  *
- * Rows per second are printed as key=value lines. */
+ * Rows per second are printed as key=value lines, with backend_cpu_seconds: the CPU time of this
+ * program's PostgreSQL backends from their connection to the end of the last batch (utime + stime
+ * of /proc/PID/stat, read by this program on the same machine; those backends end with it, so
+ * whoever measures the machine from outside cannot see their times afterwards). */
 #define _GNU_SOURCE
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench_util.h"
 
@@ -119,7 +123,29 @@ struct th {
     double *lat;
     double t_end;
     long rows;
+    long long cpu_ticks;    /* of its backend, -1 when /proc could not tell */
 };
+
+/* utime + stime of process PID in clock ticks, or -1 */
+static long long proc_ticks(long pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')');
+    if (!p)
+        return -1;
+    /* after "pid (comm) ": state is field 3; utime and stime are fields 14 and 15 */
+    unsigned long long utime, stime;
+    if (sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &utime, &stime) != 2)
+        return -1;
+    return (long long)(utime + stime);
+}
 
 static void die(PGconn *c, const char *what, PGresult *r)
 {
@@ -153,6 +179,14 @@ static void *worker(void *arg)
     if (PQstatus(c) != CONNECTION_OK)
         die(c, "connect", NULL);
     PGresult *r;
+    long backend = -1;
+    long long ticks0 = -1;
+    r = PQexec(c, "SELECT pg_backend_pid()");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        backend = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (backend > 0)
+        ticks0 = proc_ticks(backend);
     const char *names[8] = { "log", "meta", "state", "lock", "seen", "versions", "highest", "write" };
     const char *sqls[8] = { sql_log, sql_meta, sql_state, sql_lock, sql_seen, sql_versions, sql_highest, sql_write };
     if (update_mode) {
@@ -299,6 +333,8 @@ static void *worker(void *arg)
         }
     }
     t->t_end = now_s();
+    long long ticks1 = ticks0 >= 0 ? proc_ticks(backend) : -1;
+    t->cpu_ticks = ticks1 >= 0 ? ticks1 - ticks0 : -1;
     PQfinish(c);
     free(pks.p);
     free(scids.p);
@@ -336,11 +372,14 @@ int main(int argc, char **argv)
     pthread_barrier_wait(&start);
     double t0 = now_s(), t_end = t0;
     long rows = 0;
+    long long cpu_ticks = 0;
     for (int i = 0; i < threads; i++) {
         pthread_join(t[i].tid, NULL);
         if (t[i].t_end > t_end)
             t_end = t[i].t_end;
         rows += t[i].rows;
+        if (cpu_ticks >= 0)
+            cpu_ticks = t[i].cpu_ticks >= 0 ? cpu_ticks + t[i].cpu_ticks : -1;
     }
     size_t n = (size_t)threads * (size_t)batches;
     double *all = malloc(n * sizeof *all);
@@ -352,6 +391,8 @@ int main(int argc, char **argv)
     printf("threads=%d\nbatches_per_thread=%d\nbatch_size=%d\nwarmup_batches=%d\n", threads, batches, batch_size,
            warmup);
     printf("rows=%ld\nseconds=%.3f\nrows_per_s=%.0f\n", rows, secs, (double)rows / secs);
+    if (cpu_ticks >= 0)
+        printf("backend_cpu_seconds=%.2f\n", (double)cpu_ticks / (double)sysconf(_SC_CLK_TCK));
     printf("batch_ms_p50=%.1f\nbatch_ms_p90=%.1f\nbatch_ms_p99=%.1f\nbatch_ms_max=%.1f\n",
            all[(n - 1) / 2] * 1e3, all[(size_t)(0.9 * (double)(n - 1))] * 1e3,
            all[(size_t)(0.99 * (double)(n - 1))] * 1e3, all[n - 1] * 1e3);
