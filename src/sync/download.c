@@ -67,7 +67,9 @@ bool download_params_parse(const char *after, const char *limit, const char *sch
  * has deleted false on its DELETE. Both need a DELETE of that row at or after the log row, so a
  * log row past the user's last DELETE tells it by itself: false (it is no DELETE, and nothing
  * deleted its row since). Only rows up to that DELETE look the row up in sync_row_meta; the last
- * DELETE is one read of scl_user_delete_seq_idx, in the page's snapshot.
+ * DELETE is one read of scl_user_delete_seq_idx, in the page's snapshot. This relies on a user's
+ * changes getting server_ids in the order they are written, which the upload's per-user lock
+ * (sync_user_lock) guarantees.
  *
  * The page comes in libpq's binary format: numbers, the pk and ts are formatted here (PostgreSQL
  * would format them as text only for them to be copied), and the payload is the column's own
