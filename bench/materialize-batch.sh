@@ -14,7 +14,8 @@
 # all per 1000 changes; then each mode's median. TOP_STATEMENTS=1 also lists each run's costliest
 # statements. PRELOAD=N first fills each table with N rows of nobody's (a business table that is
 # not empty: a plan that scans the table shows). Needs a configured tree (./configure) and
-# PostgreSQL 15 server binaries.
+# PostgreSQL 15 server binaries. ITEMS=1: bench/run upload-generic's table bench.items_gen instead
+# (one table, no foreign key, payloads of about 1 KB).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BATCHES=${1:-50}
@@ -52,6 +53,8 @@ psql_q() { psql -X -q -v ON_ERROR_STOP=1 -h "$T/pg" -U postgres -d postgres "$@"
 psql_q -c "CREATE EXTENSION pg_stat_statements"
 
 fresh_tables() {
+    psql_q -c "DROP SCHEMA IF EXISTS bench CASCADE" -c "CREATE SCHEMA bench" \
+        -c "CREATE TABLE bench.items_gen (id uuid PRIMARY KEY, name text, body text, n int)"
     psql_q -c "DROP SCHEMA IF EXISTS business CASCADE" -c "CREATE SCHEMA business" \
         -c "CREATE TABLE business.users (id uuid PRIMARY KEY, name text NOT NULL, email text NOT NULL,
               created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now())" \

@@ -12,7 +12,9 @@
  *   backend_cpu_ms   utime + stime of the connection's backend (/proc/PID/stat, clock ticks)
  *   stmt_ms          pg_stat_statements total_exec_time + total_plan_time of the run (reset before)
  *   client_cpu_ms    this process (parsing, classification, libpq)
- * each printed per 1000 changes, as key=value lines prefixed with TAG (default: the mode). RUN (a
+ * each printed per 1000 changes, as key=value lines prefixed with TAG (default: the mode).
+ * ITEMS=1 in the environment: the table of bench/run upload-generic instead, bench.items_gen (id,
+ * name, body, n), one table, payloads of about 1 KB. RUN (a
  * number, default 0) goes into the keys, so that runs on one database never share a row. */
 #include "db/bootstrap.h"
 #include "db/db.h"
@@ -70,8 +72,27 @@ static void uuid_of(char *out, int kind, int batch, int i)
     snprintf(out, 37, "%08x-%04x-4000-8000-%012x", (unsigned)batch, (unsigned)(run_id * 16 + kind), (unsigned)i);
 }
 
+static bool items;   /* ITEMS=1: bench.items_gen */
+
 static char *body_of(int batch, int size, bool update)
 {
+    if (items) {
+        static char filler[1001];
+        memset(filler, 'x', 1000);
+        strbuf_t sb = STRBUF_INIT;
+        sb_puts(&sb, "{\"changes\":[");
+        for (int i = 0; i < size; i++) {
+            char pk[40];
+            uuid_of(pk, 3, batch, i);
+            sb_printf(&sb, "%s{\"source_change_id\":%d,\"schema\":\"bench\",\"table\":\"items_gen\",\"op\":\"%s\","
+                           "\"pk\":\"%s\",\"server_version\":%d,\"payload\":{\"id\":\"%s\",\"name\":\"item %d%s\","
+                           "\"body\":\"%s\",\"n\":%d}}",
+                      i ? "," : "", i + 1 + (update ? size : 0), update ? "UPDATE" : "INSERT", pk, update ? 1 : 0, pk,
+                      i, update ? " (edited)" : "", filler, i);
+        }
+        sb_puts(&sb, "]}");
+        return sb.data;
+    }
     strbuf_t sb = STRBUF_INIT;
     sb_puts(&sb, "{\"changes\":[");
     int half = size / 2;
@@ -133,10 +154,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "materialize_batch: %s\n", err);
         return 1;
     }
+    items = getenv("ITEMS") && strcmp(getenv("ITEMS"), "1") == 0;
     struct table_conf tables[2] = {
         { .schema = "business", .name = "posts", .materializer = MATERIALIZER_GENERIC, .line = 1 },
         { .schema = "business", .name = "users", .materializer = MATERIALIZER_GENERIC, .line = 2 },
     };
+    if (items)
+        tables[0] = (struct table_conf){ .schema = "bench", .name = "items_gen", .materializer = MATERIALIZER_GENERIC,
+                                         .line = 1 };
     struct config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.max_upload_changes = size;
@@ -147,7 +172,7 @@ int main(int argc, char **argv)
     cfg.schema_version = 1;
     cfg.set_materialization = set;
     cfg.tables = tables;
-    cfg.n_tables = 2;
+    cfg.n_tables = items ? 1 : 2;
     if (none)
         tables[0].materializer = tables[1].materializer = MATERIALIZER_NONE;
     struct sync_schema schema;
