@@ -703,11 +703,12 @@ const struct db_statement upload_statements[] = {
     { "sync_unclaim_rows",
       "DELETE FROM sync.row_owner o USING unnest($2::text[], $3::text[], $4::uuid[]) AS k(s, t, p) "
       "WHERE o.user_id = $1 AND o.schema_name = k.s AND o.table_name = k.t AND o.pk_uuid = k.p" },
+    /* a probe per key too, as sync_row_versions */
     { "sync_row_images",
       "SELECT k.i, s.payload::text "
       "FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
-      "JOIN sync.sync_state s ON s.user_id = $1 AND s.schema_name = k.s AND s.table_name = k.t "
-      "AND s.pk_uuid = k.p" },
+      "CROSS JOIN LATERAL (SELECT s.payload FROM sync.sync_state s WHERE s.user_id = $1 AND s.schema_name = k.s "
+      "AND s.table_name = k.t AND s.pk_uuid = k.p LIMIT 1) AS s" },
     { "sync_write",
       "WITH input AS ("
       "  SELECT x.n, x.s, x.t, x.op, x.pk, x.scid, x.v, x.fin, x.del, x.mat,"
@@ -1508,6 +1509,15 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
     /* deferred constraints are the business tables' (the sidecar has none): a batch that
      * materializes nothing writes none of them */
     bool deferred = batch_materializes(b, false);
+    int nq = 0;
+    struct fk_query *fq = plan_fk_queries(b, &nq);
+    /* The session plans every statement for its values (force_custom_plan, src/db/db.c) for the
+     * materializers' and the page query's sake. A batch without materialized tables and without
+     * foreign keys runs only statements whose plan does not depend on the values (the
+     * per-key probes above, the INSERTs from arrays; sql_highest and the FK lookups are sent
+     * unnamed and planned each time anyway): for it PostgreSQL may keep a generic plan, until
+     * the transaction ends. */
+    bool generic = !deferred && nq == 0;
     char lock_timeout[32];
     snprintf(lock_timeout, sizeof lock_timeout, "%ldms", rq->cfg->lock_timeout_ms);
 
@@ -1520,6 +1530,7 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
     bool sent = pipeline_add(&p, NULL, "BEGIN", 0, NULL) &&
                 pipeline_add(&p, NULL, "SELECT set_config('lock_timeout', $1, true)", 1, v_lt) &&
                 (!deferred || pipeline_add(&p, NULL, "SET CONSTRAINTS ALL DEFERRED", 0, NULL)) &&
+                (!generic || pipeline_add(&p, NULL, "SET LOCAL plan_cache_mode = auto", 0, NULL)) &&
                 pipeline_add(&p, "sync_user_lock", NULL, 1, v_user) &&
                 pipeline_add(&p, "sync_seen_scids", NULL, 3, v_seen) &&
                 pipeline_add(&p, "sync_row_versions", NULL, 4, v_rows) &&
@@ -1534,8 +1545,6 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
         sent = pipeline_add(&p, "sync_claim_rows", NULL, 4, v_claim) &&
                pipeline_add(&p, "sync_foreign_rows", NULL, 4, v_foreign);
     }
-    int nq = 0;
-    struct fk_query *fq = plan_fk_queries(b, &nq);
     const struct sync_schema *sch = rq->schema;
     for (int i = 0; sent && i < nq; i++) {
         const struct sync_fk *fk = &sch->fks[fq[i].fk];
@@ -1555,7 +1564,7 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
         pipeline_clear(&p);
         return o;
     }
-    int r0 = deferred ? 4 : 3;
+    int r0 = 3 + deferred + generic;
     PGresult *seen = p.res[r0], *rows = p.res[r0 + 1], *hi = p.res[r0 + 2];
     b->n_db_scids = PQntuples(seen);
     b->db_scids = arena_calloc(rq->arena, (size_t)(b->n_db_scids ? b->n_db_scids : 1), sizeof *b->db_scids);

@@ -2049,6 +2049,32 @@ START_TEST(test_fresh_key_taken_meanwhile_unique_violation)
 }
 END_TEST
 
+/* A batch without materialized tables or foreign keys lets PostgreSQL keep generic plans for its
+ * statements inside its own transaction only: the session stays at force_custom_plan, and the
+ * answers are those of custom plans, past the five executions after which a generic plan may be
+ * chosen. */
+START_TEST(test_generic_plans_local_to_the_upload)
+{
+    tdb_exec(&T, "SET plan_cache_mode = force_custom_plan");   /* as db_connect_plain leaves a session */
+    for (int i = 0; i < 8; i++) {
+        const char *pk = tdb_printf(&T, "00000000-0000-4000-8000-%012d", i);
+        struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(10 * i + 1, "users", pk, "{}"),
+                                                             upd(10 * i + 2, "users", pk, 1, "{\"n\":1}"), NULL));
+        assert_applied(a, 0, 10 * i + 1, 1);
+        assert_applied(a, 1, 10 * i + 2, 2);
+        tdb_answer_free(a);
+        /* the same again: idempotent; then a stale update: a conflict with the stored row */
+        a = tdb_upload_ok(&T, U, D, batch(ins(10 * i + 1, "users", pk, "{}"), upd(10 * i + 3, "users", pk, 1, "{}"),
+                                          NULL));
+        assert_idempotent(a, 0, 10 * i + 1);
+        assert_conflict(a, 1, 10 * i + 3, NULL, NULL, NULL, 2, false, "{\"n\":1}");
+        tdb_answer_free(a);
+        ck_assert_str_eq(tdb_query(&T, "SHOW plan_cache_mode"), "force_custom_plan");
+    }
+    ck_assert_int_eq(tdb_log_count(&T, U), 16);
+}
+END_TEST
+
 /* ==================================================================== runner */
 
 static Suite *validation_suite(void)
@@ -2162,6 +2188,7 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_race_many_writers);
     tcase_add_test(tc, test_fresh_key_taken_meanwhile_times_out);
     tcase_add_test(tc, test_fresh_key_taken_meanwhile_unique_violation);
+    tcase_add_test(tc, test_generic_plans_local_to_the_upload);
     suite_add_tcase(s, tc);
     return s;
 }
