@@ -19,8 +19,9 @@
  * oversyncd-sql (a diagnostic, not a floor): the two pipelines oversyncd sends for an upload of
  * new rows, statement for statement (copied from src/sync/upload.c: BEGIN, lock_timeout, the
  * per-user advisory lock, the seen-scids, row-version and highest-id reads; then sync_write_fresh
- * and COMMIT; no SET CONSTRAINTS, bench.items being unmaterialized), without HTTP and without
- * oversyncd's C code in between.
+ * and COMMIT; no SET CONSTRAINTS but SET LOCAL plan_cache_mode = auto, bench.items being
+ * unmaterialized and without foreign keys), without HTTP and without oversyncd's C code in
+ * between. (oversyncd's sessions run with plan_cache_mode = force_custom_plan otherwise.)
  *
  * Rows per second are printed as key=value lines, with backend_cpu_seconds: the CPU time of this
  * program's PostgreSQL backends from their connection to the end of the last batch (utime + stime
@@ -278,13 +279,14 @@ static void *worker(void *arg)
             const char *v_rows[4] = { user, sa.p, ta.p, qpk.p };
             if (!PQenterPipelineMode(c) || !PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
                 !PQsendQueryParams(c, "SELECT set_config('lock_timeout', $1, true)", 1, NULL, v_lt, NULL, NULL, 0) ||
+                !PQsendQueryParams(c, "SET LOCAL plan_cache_mode = auto", 0, NULL, NULL, NULL, NULL, 0) ||
                 !PQsendQueryPrepared(c, "lock", 1, v_user, NULL, NULL, 0) ||
                 !PQsendQueryPrepared(c, "seen", 3, v_seen, NULL, NULL, 0) ||
                 !PQsendQueryPrepared(c, "versions", 4, v_rows, NULL, NULL, 0) ||
                 /* sent unnamed, as oversyncd does (src/sync/statements.c) */
                 !PQsendQueryParams(c, sql_highest, 1, NULL, v_user, NULL, NULL, 0))
                 die(c, "send 1", NULL);
-            pipeline_finish(c, 6, "round trip 1");
+            pipeline_finish(c, 7, "round trip 1");
             PQexitPipelineMode(c);
             const char *v_write[11] = { user, device, sa.p, ta.p, oa.p, qpk.p, scids.p, va.p, fa.p, da.p, pay.p };
             if (!PQenterPipelineMode(c) || !PQsendQueryPrepared(c, "write", 11, v_write, NULL, NULL, 0) ||

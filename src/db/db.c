@@ -138,8 +138,9 @@ PGconn *db_connect_plain(const struct config *cfg, char *err, size_t errlen)
     }
     /* force_custom_plan: statements are planned for their actual values. Generic plans of the
      * generic materializer's upserts were 1.7x slower, and the page query's generic plan can
-     * walk other users' rows (docs/performance.md); re-planning the upload's write statement
-     * cost nothing measurable. */
+     * walk other users' rows (docs/performance.md). An upload whose statements' plans do not
+     * depend on the values sets plan_cache_mode = auto for its own transaction (sync/upload.c,
+     * read_state). */
     char sql[320];
     /* protocol = bundle: the business rows' timestamps reach the wire as to_jsonb prints them,
      * in the session's TimeZone (SPEC-v2 §4.6, §8.10); the reference never sets it, we pin UTC */
