@@ -685,8 +685,8 @@ const struct db_statement upload_statements[] = {
       "WHERE m.user_id = $1 AND m.schema_name = k.s AND m.table_name = k.t AND m.pk_uuid = k.p LIMIT 1) AS m" },
     { "sync_live_rows",
       "SELECT k.i FROM unnest($2::uuid[]) WITH ORDINALITY AS k(p, i) "
-      "JOIN sync.sync_row_meta m ON m.user_id = $1 AND m.schema_name = $3 AND m.table_name = $4 "
-      "AND m.pk_uuid = k.p AND NOT m.deleted" },
+      "CROSS JOIN LATERAL (SELECT 1 FROM sync.sync_row_meta m WHERE m.user_id = $1 AND m.schema_name = $3 "
+      "AND m.table_name = $4 AND m.pk_uuid = k.p AND NOT m.deleted LIMIT 1) AS m" },
     /* Claims the keys ($2, $3, $4) for the user; sorted, so that two uploads racing for keys
      * wait for each other in one order and never deadlock. Returns the ordinals newly claimed. */
     { "sync_claim_rows",
@@ -698,8 +698,8 @@ const struct db_statement upload_statements[] = {
       "SELECT k.i FROM k JOIN ins ON ins.schema_name = k.s AND ins.table_name = k.t AND ins.pk_uuid = k.p" },
     { "sync_foreign_rows",
       "SELECT k.i FROM unnest($2::text[], $3::text[], $4::uuid[]) WITH ORDINALITY AS k(s, t, p, i) "
-      "JOIN sync.row_owner o ON o.schema_name = k.s AND o.table_name = k.t AND o.pk_uuid = k.p "
-      "AND o.user_id <> $1" },
+      "CROSS JOIN LATERAL (SELECT 1 FROM sync.row_owner o WHERE o.schema_name = k.s AND o.table_name = k.t "
+      "AND o.pk_uuid = k.p AND o.user_id <> $1 LIMIT 1) AS o" },
     { "sync_unclaim_rows",
       "DELETE FROM sync.row_owner o USING unnest($2::text[], $3::text[], $4::uuid[]) AS k(s, t, p) "
       "WHERE o.user_id = $1 AND o.schema_name = k.s AND o.table_name = k.t AND o.pk_uuid = k.p" },
