@@ -381,12 +381,16 @@ static bool answer_write(struct request *req, const char *data, size_t len)
 void http_respond(struct request *req, int status, const char *content_type,
                   const char *extra_headers, const char *body, size_t len)
 {
+    /* a small answer goes out in one write; a large body is not copied behind its head */
+    bool large = len > 16384;
     strbuf_t out = STRBUF_INIT;
-    sb_reserve(&out, len + 256);
+    sb_reserve(&out, (large ? 0 : len) + 256);
     if (answer_head(req, &out, status, content_type, extra_headers, len)) {
-        if (strcmp(req->method, "HEAD") != 0)
+        bool head_only = strcmp(req->method, "HEAD") == 0;
+        if (!head_only && !large)
             sb_append(&out, body, len);
-        answer_write(req, out.data, out.len);
+        if (answer_write(req, out.data, out.len) && !head_only && large)
+            answer_write(req, body, len);
     }
     sb_free(&out);
 }

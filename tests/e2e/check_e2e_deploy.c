@@ -521,6 +521,24 @@ static void smoke(struct deploy *d)
         d_body_has(d, &r, want, "upload of a 1.2 MB batch");
     }
     e2e_response_free(&r);
+    /* ... and back: a 1.2 MB answer, which oversyncd writes in records of 64 kB straight to the
+     * connection (src/http/fcgi.c), arrives whole through the web server */
+    request(d, "GET", "/sync/download?after=0&limit=1000&include_self=true", phone, NULL, false, &r);
+    d_status(d, &r, 200, "download of the 1.2 MB batch");
+    d_assert(d, r.body_len > (size_t)BIG_CHANGES * BIG_NAME_BYTES, "download of the 1.2 MB batch: %zu bytes",
+             r.body_len);
+    {
+        char *run = malloc(BIG_NAME_BYTES + 3);
+        ck_assert(run != NULL);
+        for (int i = 0; i < BIG_CHANGES; i++) {
+            run[0] = '"';
+            memset(run + 1, 'a' + i, BIG_NAME_BYTES);
+            memcpy(run + 1 + BIG_NAME_BYTES, "\"", 2);
+            d_body_has(d, &r, run, "download of the 1.2 MB batch");
+        }
+        free(run);
+    }
+    e2e_response_free(&r);
 
     /* Readiness and metrics, for the monitoring. */
     request(d, "GET", "/ready", NULL, NULL, false, &r);

@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <sys/un.h>
+#include <sys/socket.h>
 
 #include "arena.h"
 #include "http/http.h"
@@ -682,6 +686,116 @@ START_TEST(test_fcgi_param_lookup)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ FastCGI records */
+
+static void put_record(int fd, int type, const void *content, size_t len)
+{
+    unsigned char h[8] = { 1, (unsigned char)type, 0, 1, (unsigned char)(len >> 8), (unsigned char)len, 0, 0 };
+    ck_assert(write(fd, h, 8) == 8);
+    if (len)
+        ck_assert(write(fd, content, len) == (ssize_t)len);
+}
+
+static bool read_full(int fd, void *buf, size_t n)
+{
+    for (size_t got = 0; got < n;) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0)
+            return false;
+        got += (size_t)r;
+    }
+    return true;
+}
+
+/* What the application wrote through fcgi_io_init's write: small pieces through libfcgi's
+ * stream, a large one in records of its own. A web server reading the connection gets the bytes
+ * in order, in well-formed records (none over 65535 bytes, padding as declared), the end of the
+ * stream (an empty STDOUT record) and then END_REQUEST. */
+START_TEST(test_fcgi_large_write_records)
+{
+    char path[] = "/tmp/oversyncd-fcgi-test-XXXXXX";
+    int tmp = mkstemp(path);
+    ck_assert_int_ge(tmp, 0);
+    close(tmp);
+    unlink(path);
+    ck_assert_int_eq(FCGX_Init(), 0);
+    int lfd = FCGX_OpenSocket(path, 5);
+    ck_assert_int_ge(lfd, 0);
+
+    enum { BIG = 200003 };
+    static char big[BIG];
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (char)('a' + i % 26);
+    const char *head = "Status: 200 OK\r\n\r\n", *tail = "tail";
+
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        FCGX_Request fr;
+        FCGX_InitRequest(&fr, lfd, 0);
+        if (FCGX_Accept_r(&fr) < 0)
+            _exit(1);
+        struct http_io io;
+        fcgi_io_init(&io, &fr);
+        int rc = io.write(io.ud, head, strlen(head)) | io.write(io.ud, big, BIG) | io.write(io.ud, tail, 4) |
+                 io.write(io.ud, big, 20000);
+        FCGX_Finish_r(&fr);
+        _exit(rc == 0 ? 0 : 2);
+    }
+
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    ck_assert_int_eq(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+    unsigned char begin[8] = { 0, 1 /* responder */, 0, 0, 0, 0, 0, 0 };
+    put_record(c, 1 /* BEGIN_REQUEST */, begin, 8);
+    unsigned char params[] = { 14, 3, 'R', 'E', 'Q', 'U', 'E', 'S', 'T', '_', 'M', 'E', 'T', 'H', 'O', 'D', 'G', 'E', 'T' };
+    put_record(c, 4 /* PARAMS */, params, sizeof params);
+    put_record(c, 4, NULL, 0);
+    put_record(c, 5 /* STDIN */, NULL, 0);
+
+    strbuf_t out = STRBUF_INIT;
+    bool ended = false, stream_closed = false;
+    size_t largest = 0;
+    char *content = malloc(65536 + 256);
+    while (!ended) {
+        unsigned char h[8];
+        ck_assert(read_full(c, h, 8));
+        ck_assert_int_eq(h[0], 1);
+        ck_assert_int_eq((h[2] << 8) | h[3], 1);
+        size_t len = ((size_t)h[4] << 8) | h[5];
+        ck_assert(read_full(c, content, len + h[6]));
+        if (h[1] == 6) {   /* STDOUT */
+            ck_assert_msg(!stream_closed, "output after the end of the stream");
+            if (len == 0)
+                stream_closed = true;
+            sb_append(&out, content, len);
+            if (len > largest)
+                largest = len;
+        } else {
+            ck_assert_int_eq(h[1], 3);   /* END_REQUEST */
+            ended = true;
+        }
+    }
+    free(content);
+    close(c);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert(stream_closed);
+    ck_assert_uint_gt(largest, 60000);   /* the large writes went out in large records */
+    size_t hl = strlen(head);
+    ck_assert_uint_eq(out.len, hl + BIG + 4 + 20000);
+    ck_assert(memcmp(out.data, head, hl) == 0);
+    ck_assert(memcmp(out.data + hl, big, BIG) == 0);
+    ck_assert(memcmp(out.data + hl + BIG, tail, 4) == 0);
+    ck_assert(memcmp(out.data + hl + BIG + 4, big, 20000) == 0);
+    sb_free(&out);
+    close(lfd);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_init_request_ids_differ)
 {
     struct fake f;
@@ -711,6 +825,7 @@ static Suite *init_suite(void)
     tcase_add_test(tc, test_init_defaults);
     tcase_add_test(tc, test_init_request_ids_differ);
     tcase_add_test(tc, test_fcgi_param_lookup);
+    tcase_add_test(tc, test_fcgi_large_write_records);
     suite_add_tcase(s, tc);
     return s;
 }
