@@ -88,6 +88,26 @@ static bool scan_string(struct scanner *s, struct json_span *out)
     out->start = s->p;
     s->p++; /* opening quote */
     for (;;) {
+        /* the usual bytes (printable ASCII but the quote and the backslash) need no check but
+         * this one: a payload's text is mostly such runs, and is scanned again each time an
+         * iteration steps over it */
+        while (s->end - s->p >= 8) {
+            /* eight bytes at a time: any byte >= 0x80, < 0x20, '"' or '\\' stops the run */
+            uint64_t w;
+            memcpy(&w, s->p, 8);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+            if ((w & highs) | ((w - ones * 0x20) & ~w & highs) | ((q - ones) & ~q & highs) |
+                ((bs - ones) & ~bs & highs))
+                break;
+            s->p += 8;
+        }
+        while (s->p < s->end) {
+            unsigned char b = (unsigned char)*s->p;
+            if (b < 0x20 || b >= 0x80 || b == '"' || b == '\\')
+                break;
+            s->p++;
+        }
         if (s->p >= s->end)
             return fail(s, "unterminated string");
         unsigned char c = (unsigned char)*s->p;

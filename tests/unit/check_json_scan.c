@@ -418,6 +418,57 @@ END_TEST
 /* ------------------------------------------------------------------ every byte value */
 
 /* A document of one byte: only a digit is a value. */
+/* A string's plain runs are stepped over eight bytes at a time: whatever its position in the
+ * string (every offset across two words, and the string cut at every length), a control byte,
+ * a byte of UTF-8 (valid or not), a quote or a backslash is still seen and judged as before. */
+START_TEST(test_string_runs_every_offset)
+{
+    static const struct {
+        const char *ins;
+        bool ok;
+        const char *decoded;
+    } cases[] = {
+        { "\x01", false, NULL },        { "\x1f", false, NULL },    { "\x7f", true, "\x7f" },
+        { "\xc3\xa9", true, "\xc3\xa9" }, { "\xff", false, NULL },   { "\xc3", false, NULL },
+        { "\\n", true, "\n" },          { "\\\"", true, "\"" },     { "\\q", false, NULL },
+        { "\\u00e9", true, "\xc3\xa9" }, { "\xe2\x82\xac", true, "\xe2\x82\xac" },
+    };
+    char text[64], want[64], err[128];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int pre = 0; pre <= 17; pre++) {
+            for (int post = 0; post <= 9; post += 9) {
+                int n = 0, m = 0;
+                text[n++] = '"';
+                for (int i = 0; i < pre; i++)
+                    text[n++] = want[m++] = (char)('a' + i % 26);
+                size_t il = strlen(cases[c].ins);
+                memcpy(text + n, cases[c].ins, il);
+                n += (int)il;
+                if (cases[c].decoded) {
+                    memcpy(want + m, cases[c].decoded, strlen(cases[c].decoded));
+                    m += (int)strlen(cases[c].decoded);
+                }
+                for (int i = 0; i < post; i++)
+                    text[n++] = want[m++] = 'z';
+                text[n++] = '"';
+                want[m] = '\0';
+                struct json_span root;
+                bool ok = json_validate(text, (size_t)n, &root, err, sizeof err);
+                ck_assert_msg(ok == cases[c].ok, "case %zu, %d plain bytes before: %s", c, pre, ok ? "accepted" : err);
+                if (ok) {
+                    arena_t *a = arena_new(0);
+                    ck_assert_str_eq(json_string_dup(a, &root), want);
+                    arena_free(a);
+                }
+                /* and cut short anywhere: never accepted */
+                for (int cut = 1; cut < n; cut++)
+                    ck_assert_msg(!json_validate(text, (size_t)cut, &root, err, sizeof err), "case %zu cut at %d", c, cut);
+            }
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_every_single_byte)
 {
     for (int c = 0; c < 256; c++) {
@@ -1003,6 +1054,7 @@ static Suite *json_scan_suite(void)
     tcase_add_loop_test(tc, test_refused, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
     tcase_add_test(tc, test_error_text_bounded);
     tcase_add_test(tc, test_every_single_byte);
+    tcase_add_test(tc, test_string_runs_every_offset);
     tcase_add_test(tc, test_every_byte_in_string);
     tcase_add_test(tc, test_every_escape_byte);
     tcase_add_test(tc, test_every_hex_digit_byte);
