@@ -1,6 +1,7 @@
 /* GET /sync/download (SPEC §5): one indexed range scan on (user_id, server_id) per page. */
 #include "internal.h"
 #include "../log.h"
+#include "../uuid.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -121,42 +122,17 @@ static int64_t get_i64(const char *v)
     return (int64_t)x;
 }
 
-/* Decimal text of v into buf (at least 21 bytes); its length. */
-static size_t fmt_i64(char *buf, int64_t v)
-{
-    char tmp[20];
-    size_t n = 0, len = 0;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        buf[len++] = '-';
-    while (n)
-        buf[len++] = tmp[--n];
-    return len;
-}
-
 static void put_i64(strbuf_t *out, const char *v)
 {
-    char buf[24];
-    sb_append(out, buf, fmt_i64(buf, get_i64(v)));
+    sb_put_i64(out, get_i64(v));
 }
 
-/* The canonical text of a binary uuid: 8-4-4-4-12 lower-case hex digits. */
+/* The canonical text of a binary uuid. */
 static void put_uuid(strbuf_t *out, const char *v)
 {
-    static const char hex[] = "0123456789abcdef";
-    char buf[36];
-    size_t n = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            buf[n++] = '-';
-        buf[n++] = hex[(unsigned char)v[i] >> 4];
-        buf[n++] = hex[(unsigned char)v[i] & 15];
-    }
-    sb_append(out, buf, n);
+    char buf[UUID_STR_LEN + 1];
+    uuid_format((const uint8_t *)v, buf);
+    sb_append(out, buf, UUID_STR_LEN);
 }
 
 static void put_digits(char **p, long long v, int width)
@@ -194,7 +170,7 @@ void sync_format_ts(strbuf_t *out, int64_t us)
         y = 1 - y;   /* 1 BC is year 0 */
     char buf[40], *q = buf;
     char yb[24];
-    size_t yl = fmt_i64(yb, y);
+    size_t yl = put_u64(yb, (unsigned long long)y);
     for (size_t i = yl; i < 4; i++)
         *q++ = '0';
     memcpy(q, yb, yl);
