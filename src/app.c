@@ -41,17 +41,11 @@ static void handle_metrics(struct app *app, struct request *req)
 
 static void handle_schema_version(struct app *app, struct request *req)
 {
-    char body[64] = "{\"schema_version\":";
-    size_t n = strlen(body);
-    long v = app->cfg->schema_version;
-    if (v < 0) {
-        body[n++] = '-';
-        n += put_u64(body + n, 0ull - (unsigned long long)v);
-    } else {
-        n += put_u64(body + n, (unsigned long long)v);
-    }
-    body[n++] = '}';
-    http_respond(req, 200, "application/json", NULL, body, n);
+    strbuf_t body = STRBUF_ARENA(req->arena);
+    sb_puts(&body, "{\"schema_version\":");
+    sb_put_i64(&body, app->cfg->schema_version);
+    sb_putc(&body, '}');
+    http_json(req, 200, &body);
 }
 
 static void sync_request_init(struct sync_request *rq, struct app *app, struct request *req)

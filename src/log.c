@@ -46,13 +46,10 @@ static int64_t pending_since;      /* CLOCK_MONOTONIC of the oldest buffered lin
 
 static strbuf_t line = STRBUF_INIT;   /* reused for every line */
 
-static void byte_class_init(void);
-
 void log_setup(enum log_level level, enum log_format fmt)
 {
     min_level = level;
     format = fmt;
-    byte_class_init();
     if (!atfork_registered) {
         pthread_atfork(NULL, NULL, forget_pid);
         atfork_registered = true;
@@ -289,60 +286,50 @@ void log_msg(enum log_level level, const char *fmt, ...)
 /* What a byte asks of a value: ESC_ALWAYS escaped (control bytes, DEL), ESC_QUOTED escaped
  * between quotes (" and \), QUOTE_TEXT makes a text value quoted (space, " and =). */
 enum { ESC_ALWAYS = 1, ESC_QUOTED = 2, QUOTE_TEXT = 4 };
-static unsigned char byte_class[256];
 
-static void byte_class_init(void)
+static unsigned byte_class(unsigned char c)
 {
-    for (int c = 0; c < 0x20; c++)
-        byte_class[c] = ESC_ALWAYS;
-    byte_class[0x7f] = ESC_ALWAYS;
-    byte_class['"'] = ESC_QUOTED | QUOTE_TEXT;
-    byte_class['\\'] = ESC_QUOTED;
-    byte_class[' '] = QUOTE_TEXT;
-    byte_class['='] = QUOTE_TEXT;
+    if (c < 0x20 || c == 0x7f)
+        return ESC_ALWAYS;
+    if (c == '"')
+        return ESC_QUOTED | QUOTE_TEXT;
+    if (c == '\\')
+        return ESC_QUOTED;
+    return c == ' ' || c == '=' ? QUOTE_TEXT : 0;
 }
 
+/* key and value: one pass over the value says whether it is quoted (a JSON string always; a
+ * text value when empty or holding a space, '"', '=' or a control byte) and whether anything in
+ * it is escaped; the usual value (an id, a path) is copied as it is. */
 static void field_str(strbuf_t *sb, const char *key, const char *val)
 {
     if (!val)
         return;
-    /* the usual value (an id, a path) has nothing to escape or quote: one pass, one copy */
-    if (!byte_class[0])
-        byte_class_init();
+    const bool json = format == LOG_FORMAT_JSON;
     unsigned acc = 0;
     const unsigned char *e = (const unsigned char *)val;
     while (*e)
-        acc |= byte_class[*e++];
+        acc |= byte_class(*e++);
     size_t len = (size_t)(e - (const unsigned char *)val);
-    if (len && !(acc & (ESC_ALWAYS | ESC_QUOTED | QUOTE_TEXT))) {
-        if (format == LOG_FORMAT_JSON) {
-            sb_puts(sb, ",\"");
-            sb_puts(sb, key);
-            sb_puts(sb, "\":\"");
-            sb_append(sb, val, len);
-            sb_putc(sb, '"');
-        } else {
-            sb_putc(sb, ' ');
-            sb_puts(sb, key);
-            sb_putc(sb, '=');
-            sb_append(sb, val, len);
-        }
-        return;
-    }
-    if (format == LOG_FORMAT_JSON) {
+    bool quote = json || len == 0 || (acc & (ESC_ALWAYS | QUOTE_TEXT));
+    if (json) {
         sb_puts(sb, ",\"");
         sb_puts(sb, key);
         sb_puts(sb, "\":");
-        put_escaped(sb, val, true);
+    } else {
+        sb_putc(sb, ' ');
+        sb_puts(sb, key);
+        sb_putc(sb, '=');
+    }
+    if (acc & (ESC_ALWAYS | (quote ? ESC_QUOTED : 0))) {
+        put_escaped(sb, val, quote);
         return;
     }
-    bool quote = val[0] == '\0' || strpbrk(val, " \"=") != NULL;
-    for (const unsigned char *p = (const unsigned char *)val; *p && !quote; p++)
-        quote = *p < 0x20 || *p == 0x7f;
-    sb_putc(sb, ' ');
-    sb_puts(sb, key);
-    sb_putc(sb, '=');
-    put_escaped(sb, val, quote);
+    if (quote)
+        sb_putc(sb, '"');
+    sb_append(sb, val, len);
+    if (quote)
+        sb_putc(sb, '"');
 }
 
 void log_request(const struct log_request *r)
