@@ -1699,6 +1699,18 @@ static int set_end(const struct batch *b, const bool *todo, int oi)
     return end;
 }
 
+/* steps with room for more after its first n (the arena keeps the outgrown array). */
+static struct mat_step *steps_reserve(arena_t *a, struct mat_step *steps, int n, int *cap, int more)
+{
+    if (n + more <= *cap)
+        return steps;
+    int grown = *cap * 2 + more;
+    struct mat_step *bigger = arena_calloc(a, (size_t)grown, sizeof *bigger);
+    memcpy(bigger, steps, (size_t)n * sizeof *steps);
+    *cap = grown;
+    return bigger;
+}
+
 #define SET_FAILED (-3)              /* materialize_all: a set statement or batch call failed */
 
 /* One optimistic pass: every applied change of a materialized table, in apply order, pipelined
@@ -1749,13 +1761,7 @@ static bool materialize_all(struct batch *b, bool set, int *failed_at, char *why
                              : pr == MAT_UNCONVERTIBLE && bad >= 0 ? pos[bad] : SET_FAILED;
                 return false;
             }
-            if (nsteps + bp.nstmts + 1 > cap) {
-                int more = cap * 2 + bp.nstmts + 1;
-                struct mat_step *bigger = arena_calloc(a, (size_t)more, sizeof *bigger);
-                memcpy(bigger, steps, (size_t)nsteps * sizeof *steps);
-                steps = bigger;
-                cap = more;
-            }
+            steps = steps_reserve(a, steps, nsteps, &cap, bp.nstmts + 1);
             if (bp.synchronous) {
                 steps[nsteps++] = (struct mat_step){ .oi = oi, .n = k, .set = true, .synchronous = true, .cs = cs };
             } else {
@@ -1772,12 +1778,7 @@ static bool materialize_all(struct batch *b, bool set, int *failed_at, char *why
             *failed_at = oi;
             return false;
         }
-        if (nsteps + 1 > cap) {
-            struct mat_step *bigger = arena_calloc(a, (size_t)cap * 2, sizeof *bigger);
-            memcpy(bigger, steps, (size_t)nsteps * sizeof *steps);
-            steps = bigger;
-            cap *= 2;
-        }
+        steps = steps_reserve(a, steps, nsteps, &cap, 1);
         steps[nsteps++] = (struct mat_step){ .oi = oi, .n = 1, .synchronous = plan->synchronous,
                                              .stmt = plan->stmt, .sql = plan->sql, .nparams = plan->nparams,
                                              .values = plan->values };
