@@ -15,7 +15,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # ------------------------------------------------------------------ the scripts parse
 for f in "$root"/bench/run "$root"/bench/compare "$root"/bench/compare-bundle "$root"/bench/watch-run \
-    "$root"/bench/finalize-bundle "$root"/bench/lib.sh "$root"/bench/compare-lib.sh; do
+    "$root"/bench/finalize-bundle "$root"/bench/lib.sh "$root"/bench/compare-lib.sh "$root"/bench/request-cost; do
     [ -f "$f" ] || continue
     check "bash -n bench/$(basename "$f")" bash -n "$f"
 done
@@ -26,6 +26,18 @@ out=$("$root/bench/compare" --scenarios "upload-new upload-fast" 2>&1)
 check "bench/compare refuses an unknown scenario" test "$out" = "bench/compare: unknown scenario: upload-fast (see bench/compare --help)"
 out=$("$root/bench/compare" --rounds x 2>&1)
 check "bench/compare refuses a round count that is not a number" test "$out" = 'bench/compare: not a number: "x"'
+
+if [ -f "$root/bench/request-cost" ]; then
+    # refused before anything is built or started (exit 2, one line saying why)
+    out=$("$root/bench/request-cost" --requests x 2>&1)
+    check "bench/request-cost refuses a request count that is not a number" test "$?" = 2 -a "$out" = "bench/request-cost: --requests needs a number"
+    out=$("$root/bench/request-cost" --requests 99 2>&1)
+    check "bench/request-cost refuses fewer than 100 requests" test "$?" = 2 -a "$out" = "bench/request-cost: --requests must be at least 100"
+    out=$("$root/bench/request-cost" --binary 2>&1)
+    check "bench/request-cost refuses an option without its value" test "$?" = 2 -a "$out" = "bench/request-cost: --binary needs a value"
+    out=$("$root/bench/request-cost" --bogus 2>&1)
+    check "bench/request-cost refuses an unknown option" test "$?" = 2 -a "$out" = "bench/request-cost: unknown option --bogus"
+fi
 
 # ------------------------------------------------------------ the evaluation, canned
 . "$root/bench/compare-lib.sh"
