@@ -120,6 +120,7 @@ static void handle_upload(struct app *app, struct request *req)
             http_json(req, 200, &out);
         metrics_upload(since(&t0), counts.applied, counts.conflicts, counts.materialize_errors, counts.invalid);
         metrics_materialize_fallbacks(counts.materialize_fallbacks);
+        metrics_upload_trips(counts.one_trip, counts.rewrites);
         if (counts.applied)
             app_watch_upload_committed(app, &req->identity);
     } else {

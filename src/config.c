@@ -295,6 +295,17 @@ const struct config_key config_keys[] = {
                      "the upload's materialization is redone change by change, so that only the "
                      "failing changes are answered materialize_error (counted by "
                      "oversyncd_sync_materialize_fallbacks_total). Off: always change by change." },
+    { .section = "sync", .name = "optimistic_upload", .type = CONFIG_BOOL,
+      .store = CONFIG_STORE_BOOL, .offset = AT(optimistic_upload),
+      .default_value = "true", .reloadable = true,
+      .description = "Write an upload whose changes only create or update rows of tables that are "
+                     "not materialized, without foreign-key references, each row and source change "
+                     "id once, in one round trip without reading the rows first. When a row is not "
+                     "at the version its change expects or a change was uploaded before (a retry), "
+                     "the write fails as a whole, is rolled back and the upload is written the "
+                     "careful way (read, classify, write), which gives the same answer (counted by "
+                     "oversyncd_sync_upload_rewrites_total; each leaves an error line in "
+                     "PostgreSQL's log). Off: always the careful way." },
     { .section = "sync", .name = "protocol", .type = CONFIG_ENUM,
       .store = CONFIG_STORE_ENUM, .offset = AT(protocol), .choices = protocol_choices,
       .default_value = "upload", .reloadable = false,

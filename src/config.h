@@ -76,6 +76,7 @@ struct config {
     long max_body_bytes;
     bool auto_migrate_fks;
     bool set_materialization;        /* materializers write each table once per batch */
+    bool optimistic_upload;          /* plain uploads written in one round trip, redone on a miss */
     long download_max_wait_ms;       /* 0 = no long-poll downloads */
     enum sync_protocol protocol;
 

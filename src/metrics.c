@@ -33,6 +33,8 @@ struct shared {
     _Atomic uint64_t conflicts;
     _Atomic uint64_t materialize_errors;
     _Atomic uint64_t materialize_fallbacks;
+    _Atomic uint64_t upload_one_trip;
+    _Atomic uint64_t upload_rewrites;
     _Atomic uint64_t invalid[INVALID__COUNT];
     struct hist upload_duration;
     struct hist download_duration;
@@ -116,6 +118,14 @@ void metrics_materialize_fallbacks(unsigned long n)
 {
     if (shm && n)
         add(&shm->materialize_fallbacks, n);
+}
+
+void metrics_upload_trips(unsigned long one_trip, unsigned long rewrites)
+{
+    if (shm && one_trip)
+        add(&shm->upload_one_trip, one_trip);
+    if (shm && rewrites)
+        add(&shm->upload_rewrites, rewrites);
 }
 
 void metrics_download(double seconds, unsigned long rows)
@@ -214,6 +224,13 @@ void metrics_render(strbuf_t *out, const char *(*route_label)(int route_slot))
     counter(out, "oversyncd_sync_materialize_fallbacks_total",
             "Set-based materializations that failed and were redone change by change.",
             get(&shm->materialize_fallbacks));
+    counter(out, "oversyncd_sync_upload_one_trip_total",
+            "Uploads written in one round trip without reading the rows first ([sync] optimistic_upload).",
+            get(&shm->upload_one_trip));
+    counter(out, "oversyncd_sync_upload_rewrites_total",
+            "Optimistic upload writes that found a row moved or a change uploaded before, were rolled "
+            "back and written the careful way.",
+            get(&shm->upload_rewrites));
     sb_puts(out, "# HELP oversyncd_sync_invalid_total Uploaded changes answered invalid, by reason.\n"
                  "# TYPE oversyncd_sync_invalid_total counter\n");
     for (int i = 0; i < INVALID__COUNT; i++)

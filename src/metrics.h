@@ -22,6 +22,8 @@ void metrics_upload(double seconds, unsigned long applied, unsigned long conflic
                     unsigned long materialize_errors, const unsigned long invalid[INVALID__COUNT]);
 /* Uploads whose set-based materialization failed and was redone change by change. */
 void metrics_materialize_fallbacks(unsigned long n);
+/* an upload written in one round trip; one whose optimistic write missed and was rewritten */
+void metrics_upload_trips(unsigned long one_trip, unsigned long rewrites);
 void metrics_download(double seconds, unsigned long rows);
 /* The watch process (src/watch.c): its events, and how many streams and long-polls it holds now. */
 enum metrics_watch_event {

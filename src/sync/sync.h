@@ -126,6 +126,8 @@ struct upload_counts {
     unsigned long conflicts;
     unsigned long materialize_errors;
     unsigned long materialize_fallbacks;   /* set-based materializations redone change by change */
+    unsigned long one_trip;                /* 1 when written in one round trip ([sync] optimistic_upload) */
+    unsigned long rewrites;                /* 1 when that write missed and was redone the careful way */
     unsigned long invalid[INVALID__COUNT];
 };
 

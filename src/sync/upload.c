@@ -106,6 +106,7 @@ struct batch {
     int n_db_scids;
     long long retry_id;             /* > 0: an admin retry of this materialize_failures row */
     int mat_fallbacks;              /* set-based materializations redone change by change */
+    int one_trip;                   /* 1: written in one round trip; -1: tried, missed, rewritten */
 };
 
 /* ------------------------------------------------------------------------------ parsing */
@@ -771,6 +772,39 @@ const struct db_statement upload_statements[] = {
       "  INSERT INTO sync.sync_state (user_id, schema_name, table_name, pk_uuid, payload)"
       "  SELECT $1, s, t, pk, payload FROM input WHERE fin AND NOT del)"
       "SELECT coalesce(max(server_id), 0) FROM log" },
+    /* The optimistic write of a batch that only creates or updates rows (one_trip): every change
+     * expects its row at version v - 1 (v = 1: absent), nothing read first. The change log's
+     * unique (user, device, scid) fails a change uploaded before (a retry) with unique_violation;
+     * a row not at the expected version is either left alone by the guarded DO UPDATE (no row
+     * returned) or, absent when expected, inserted marked deleted (never committed): both make the
+     * count short, and sync.upload_expectation_failed (migration 0006) fails the transaction with
+     * OV001. Either way the caller rolls back and writes the batch the careful way. */
+    { "sync_write_expected",
+      "WITH input AS ("
+      "  SELECT x.n, x.s, x.t, x.op, x.pk, x.scid, x.v, $9::jsonb -> (x.n::int - 1) AS payload"
+      "  FROM unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[])"
+      "       WITH ORDINALITY AS x(s, t, op, pk, scid, v, n)),"
+      " log AS ("
+      "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
+      "                                      source_id, source_change_id, server_version)"
+      "  SELECT $1, s, t, op, pk, to_json(payload), $2, scid, v FROM input ORDER BY n"
+      "  RETURNING server_id),"
+      " meta AS ("
+      "  INSERT INTO sync.sync_row_meta AS m (user_id, schema_name, table_name, pk_uuid, server_version,"
+      "                                       deleted, updated_at)"
+      "  SELECT $1, s, t, pk, v, v > 1, now() FROM input"
+      "  ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE"
+      "  SET server_version = EXCLUDED.server_version, deleted = false, updated_at = EXCLUDED.updated_at"
+      "  WHERE m.server_version = EXCLUDED.server_version - 1"
+      "  RETURNING m.deleted),"
+      " state AS ("
+      "  INSERT INTO sync.sync_state (user_id, schema_name, table_name, pk_uuid, payload)"
+      "  SELECT $1, s, t, pk, payload FROM input"
+      "  ON CONFLICT (user_id, schema_name, table_name, pk_uuid) DO UPDATE SET payload = EXCLUDED.payload)"
+      "SELECT CASE WHEN w.ok = cardinality($6::uuid[]) THEN l.top"
+      "            ELSE sync.upload_expectation_failed(w.ok, cardinality($6::uuid[])) END"
+      "  FROM (SELECT coalesce(max(server_id), 0) AS top FROM log) l,"
+      "       (SELECT count(*) FILTER (WHERE NOT deleted) AS ok FROM meta) w" },
     { "sync_record_failures",
       "INSERT INTO sync.materialize_failures (user_id, schema_name, table_name, pk_uuid, attempted_version,"
       "                                      op, payload, error)"
@@ -1336,6 +1370,8 @@ static void write_answer(struct batch *b, strbuf_t *out, long long highest, stru
     bool accepted = true;
     memset(counts, 0, sizeof *counts);
     counts->materialize_fallbacks = (unsigned long)b->mat_fallbacks;
+    counts->one_trip = b->one_trip > 0;
+    counts->rewrites = b->one_trip < 0;
     for (int i = 0; i < b->n; i++) {
         const struct change *c = &b->changes[i];
         if (c->status == ST_INVALID && c->reason == INVALID_UNREGISTERED_TABLE)
@@ -2071,6 +2107,138 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     return SYNC_OK;
 }
 
+/* ------------------------------------------------------------------- one round trip */
+
+static int cmp_ll(const void *x, const void *y)
+{
+    long long a = *(const long long *)x, b = *(const long long *)y;
+    return (a > b) - (a < b);
+}
+
+/* Whether the batch may be written in one round trip (write_one_trip): it only creates or updates
+ * rows, each key and each scid once, of tables that are not materialized (no ownership, no
+ * business rows, no deferred constraints), without foreign-key references to check; and it is
+ * not an admin retry. Then, unless a row moved or a change was uploaded before, every change is
+ * applied at the version after the one it names, which is what the careful path would answer. */
+static bool one_trip_fits(const struct batch *b)
+{
+    if (!b->rq->cfg->optimistic_upload || b->retry_id || b->norder == 0 || b->nkeys != b->norder)
+        return false;
+    long long *scids = arena_alloc(b->rq->arena, (size_t)b->norder * sizeof *scids);
+    for (int oi = 0; oi < b->norder; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        if (c->op == OP_DELETE || c->nrefs || c->tbl->mat || c->tbl->conf->materializer != MATERIALIZER_NONE ||
+            c->at_current_version || c->sv < 0 || c->sv == LLONG_MAX)
+            return false;
+        scids[oi] = c->scid;
+    }
+    qsort(scids, (size_t)b->norder, sizeof *scids, cmp_ll);
+    for (int i = 1; i < b->norder; i++)
+        if (scids[i] == scids[i - 1])
+            return false;
+    return true;
+}
+
+/* The optimistic write: BEGIN, the user's lock and the whole batch (sync_write_fresh when every
+ * change creates its row, else sync_write_expected) and COMMIT in one round trip, nothing read
+ * first. *missed when a change was uploaded before (unique_violation on the change log's scids)
+ * or a row was not at the version its change names (OV001, or unique_violation of a row expected
+ * absent): everything is rolled back and the caller writes the batch the careful way. */
+static enum sync_outcome write_one_trip(struct batch *b, long long *highest, bool *missed, char *err,
+                                        size_t errlen)
+{
+    const struct sync_request *rq = b->rq;
+    arena_t *a = rq->arena;
+    strbuf_t s = STRBUF_ARENA(a), t = STRBUF_ARENA(a), o = STRBUF_ARENA(a), pk = STRBUF_ARENA(a),
+             scid = STRBUF_ARENA(a), v = STRBUF_ARENA(a), fin = STRBUF_ARENA(a), del = STRBUF_ARENA(a),
+             payloads = STRBUF_ARENA(a);
+    array_begin(&s);
+    array_begin(&t);
+    array_begin(&o);
+    array_begin(&pk);
+    array_begin(&scid);
+    array_begin(&v);
+    array_begin(&fin);
+    array_begin(&del);
+    size_t need = 2;
+    bool fresh = true;
+    for (int oi = 0; oi < b->norder; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        need += c->payload.len + 1;
+        fresh = fresh && c->sv == 0;
+    }
+    sb_reserve(&payloads, need);
+    sb_putc(&payloads, '[');
+    for (int oi = 0; oi < b->norder; oi++) {
+        const struct change *c = &b->changes[b->order[oi]];
+        sb_pg_array_str(&s, c->schema);
+        sb_pg_array_str(&t, c->table);
+        sb_pg_array_str(&o, c->op_text);
+        sb_pg_array_str(&pk, c->pk);
+        array_ll(&scid, c->scid);
+        array_ll(&v, c->sv + 1);
+        if (fresh) {
+            array_bool(&fin, true);
+            array_bool(&del, false);
+        }
+        if (oi)
+            sb_putc(&payloads, ',');
+        sb_append(&payloads, c->payload.start, c->payload.len);
+    }
+    sb_putc(&payloads, ']');
+    const char *vals_fresh[11] = {
+        rq->who->user, rq->who->device, array_end(&s), array_end(&t), array_end(&o), array_end(&pk),
+        array_end(&scid), array_end(&v), fresh ? array_end(&fin) : NULL, fresh ? array_end(&del) : NULL,
+        payloads.data,
+    };
+    const char *vals_expected[9] = {
+        vals_fresh[0], vals_fresh[1], vals_fresh[2], vals_fresh[3], vals_fresh[4],
+        vals_fresh[5], vals_fresh[6], vals_fresh[7], payloads.data,
+    };
+    char lock_timeout[32];
+    snprintf(lock_timeout, sizeof lock_timeout, "%ldms", rq->cfg->lock_timeout_ms);
+    const char *v_lt[1] = { lock_timeout };
+    const char *v_user[1] = { rq->who->user };
+
+    struct pipeline p;
+    pipeline_begin(&p, rq->conn);
+    bool sent = pipeline_add(&p, NULL, "BEGIN", 0, NULL) &&
+                pipeline_add(&p, NULL, "SELECT set_config('lock_timeout', $1, true)", 1, v_lt) &&
+                /* the plans of this transaction do not depend on the values (see read_state) */
+                pipeline_add(&p, NULL, "SET LOCAL plan_cache_mode = auto", 0, NULL) &&
+                pipeline_add(&p, "sync_user_lock", NULL, 1, v_user) &&
+                (fresh ? pipeline_add(&p, "sync_write_fresh", NULL, 11, vals_fresh)
+                       : pipeline_add(&p, "sync_write_expected", NULL, 9, vals_expected)) &&
+                pipeline_add(&p, NULL, "COMMIT", 0, NULL);
+    bool ok = pipeline_run(&p) && sent;   /* run whatever was sent: that leaves pipeline mode */
+    if (!ok) {
+        const PGresult *fail = pipeline_error(&p);
+        const char *state = fail ? PQresultErrorField(fail, PG_DIAG_SQLSTATE) : NULL;
+        if (sent && fail && p.failed == 4 && state && (strcmp(state, "23505") == 0 || strcmp(state, "OV001") == 0) &&
+            PQstatus(rq->conn) == CONNECTION_OK) {
+            pipeline_clear(&p);
+            PGresult *r = db_result_in(a, PQexec(rq->conn, "ROLLBACK"));
+            if (PQresultStatus(r) != PGRES_COMMAND_OK)
+                return db_failure(b, r, "rolling back an optimistic write", err, errlen);
+            *missed = true;
+            return SYNC_OK;
+        }
+        enum sync_outcome out = db_failure(b, fail, "writing the batch", err, errlen);
+        pipeline_clear(&p);
+        return out;
+    }
+    *highest = atoll(PQgetvalue(p.res[4], 0, 0));
+    pipeline_clear(&p);
+    for (int oi = 0; oi < b->norder; oi++) {
+        struct change *c = &b->changes[b->order[oi]];
+        c->status = ST_APPLIED;
+        c->new_version = c->sv + 1;
+        c->logged = c->final = true;
+        b->keys[c->key].written = true;
+    }
+    return SYNC_OK;
+}
+
 /* Everything after parsing and validation: keys, apply order, the two round trips (plus
  * materialization), classification. */
 static enum sync_outcome run_batch(struct batch *b, long long *highest, char *err, size_t errlen)
@@ -2104,6 +2272,15 @@ static enum sync_outcome run_batch(struct batch *b, long long *highest, char *er
         sort_batch = b;
         qsort(b->order, (size_t)b->norder, sizeof *b->order, apply_cmp);
         sort_batch = NULL;
+        bool missed = false;
+        if (one_trip_fits(b)) {
+            o = write_one_trip(b, highest, &missed, err, errlen);
+            if (o != SYNC_OK || !missed) {
+                b->one_trip = o == SYNC_OK;
+                return o;
+            }
+            b->one_trip = -1;
+        }
         o = read_state(b, highest, err, errlen);
         if (o == SYNC_OK) {
             classify(b);

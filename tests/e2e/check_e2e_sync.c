@@ -1091,6 +1091,12 @@ static void run_parallel_writes(bool contenders_and_metrics)
         ck_assert_msg(t.ncontended > 0, "the contenders never got a change applied");
         /* The counters add up with what the clients saw, and only ever grew. */
         assert_metrics(s, applied, conflicts);
+        /* the writers' batches of new rows went in one round trip; a contender's update that
+         * conflicted missed its optimistic write and was written again the careful way */
+        ck_assert_msg(e2e_fetch_metric(s, "oversyncd_sync_upload_one_trip_total") >= 1,
+                      "no upload was written in one round trip");
+        ck_assert_msg(conflicts == 0 || e2e_fetch_metric(s, "oversyncd_sync_upload_rewrites_total") >= 1,
+                      "%ld conflicts, yet no optimistic write was rewritten", conflicts);
         for (int i = 0; i < nsamples; i++) {
             ck_assert_msg(samples[0][i] >= 0 && samples[1][i] >= 0, "sample %d: /metrics lacks a counter", i);
             ck_assert_msg(samples[0][i] <= (double)applied && samples[1][i] <= (double)conflicts,

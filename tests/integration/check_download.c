@@ -380,7 +380,8 @@ END_TEST
 START_TEST(test_wire_bytes_across_migration_0005)
 {
     tdb_exec(&T, "ALTER TABLE sync.server_change_log ALTER COLUMN payload TYPE jsonb USING payload::jsonb");
-    tdb_exec(&T, "DELETE FROM sync.schema_migrations WHERE version = 5");
+    /* bootstrap runs the migrations above the highest recorded one: 0005 and those after it */
+    tdb_exec(&T, "DELETE FROM sync.schema_migrations WHERE version >= 5");
     wire_rows();
     ck_assert_str_eq(tdb_query(&T, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
                                    " WHERE attrelid = 'sync.server_change_log'::regclass AND attname = 'payload'"),
@@ -391,7 +392,7 @@ START_TEST(test_wire_bytes_across_migration_0005)
     char err[1024] = "";
     int applied = -1;
     ck_assert_msg(bootstrap_sidecar(T.conn, &applied, err, sizeof err), "bootstrap: %s", err);
-    ck_assert_int_eq(applied, 1);
+    ck_assert_int_eq(applied, n_sidecar_migrations - 4);
     ck_assert_str_eq(tdb_query(&T, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
                                    " WHERE attrelid = 'sync.server_change_log'::regclass AND attname = 'payload'"),
                      "json");

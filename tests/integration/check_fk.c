@@ -320,6 +320,8 @@ START_TEST(test_missing_parent)
     ck_assert_int_eq(tdb_log_count(&T, U), 3);
     ck_assert_str_eq(log_tables(U, 0), "users,posts,comments");
     ck_assert_int_eq(a->counts.invalid[INVALID_FK_MISSING], 2);
+    /* foreign-key values to check: written the careful way, never optimistically */
+    ck_assert(a->counts.one_trip == 0 && a->counts.rewrites == 0);
     tdb_answer_free(a);
 
     /* several missing parents of one change are all listed */
@@ -339,6 +341,8 @@ START_TEST(test_absent_or_null_fk_not_checked)
                                                post_ins(2, POST2, "null"), NULL));
     assert_applied(a, 0, 1, 1);
     assert_applied(a, 1, 2, 1);
+    /* nothing to check: one round trip (unless OVERSYNCD_TEST_OPTIMISTIC_UPLOAD=off) */
+    ck_assert(a->counts.one_trip == T.cfg.optimistic_upload && a->counts.rewrites == 0);
     tdb_answer_free(a);
 }
 END_TEST

@@ -2017,13 +2017,19 @@ static int fresh_racer(int i)
                                                 ins(2, "users", PK2, "{}"), NULL)));
 }
 
-START_TEST(test_fresh_key_taken_meanwhile_unique_violation)
+/* A writer outside oversyncd (no user lock) inserts PK1's meta row and commits while the upload
+ * waits for it on the unique index. The careful path (optimistic_upload off) read PK1 as absent:
+ * its plain INSERT fails, and the upload is answered 503 with nothing written. The optimistic
+ * write fails the same way, but is then written the careful way, which reads the outside row:
+ * PK1 is a conflict and PK2 applies, in the same request. */
+static void fresh_key_taken_meanwhile(bool optimistic)
 {
+    T.cfg.optimistic_upload = optimistic;
     PGconn *other = outside_writer_inserts_meta(PK1, 7);
     T.cfg.lock_timeout_ms = 20000;
     pid_t pid;
     race_start(1, fresh_racer, &pid);
-    /* the upload read PK1 as absent and now waits for the outside writer's insert of it */
+    /* the upload waits for the outside writer's insert of PK1 */
     int waited = 0;
     while (tdb_query_ll(&T, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                             " AND wait_event_type = 'Lock' AND query LIKE '%%sync.sync_row_meta%%'") == 0) {
@@ -2033,18 +2039,242 @@ START_TEST(test_fresh_key_taken_meanwhile_unique_violation)
     outside_writer_ends(other, "COMMIT");
     int st = 0;
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 10 + SYNC_UNAVAILABLE, "the racer got code %d",
-                  WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st));
-    /* nothing of the batch was written; the outside row stands */
-    ck_assert_int_eq(tdb_log_count(&T, U), 0);
-    ck_assert_int_eq(tdb_state_count(&T, U), 0);
+    int want = optimistic ? 2 : 10 + SYNC_UNAVAILABLE;
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == want, "the racer got code %d, expected %d",
+                  WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st), want);
+    /* the outside row stands; the careful path wrote nothing, the rewritten one PK2 */
+    ck_assert_int_eq(tdb_log_count(&T, U), optimistic ? 1 : 0);
+    ck_assert_int_eq(tdb_state_count(&T, U), optimistic ? 1 : 0);
     ck_assert_int_eq(meta_version(U, "business", "users", PK1), 7);
-    ck_assert_int_eq(tdb_meta_count(&T, U), 1);
-    /* the client's retry finds the row: a conflict, and the other change applies */
+    ck_assert_int_eq(tdb_meta_count(&T, U), optimistic ? 2 : 1);
+    /* the client's retry finds the row: a conflict, and the other change applies (or had) */
     struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"who\":\"racer\"}"),
                                                          ins(2, "users", PK2, "{}"), NULL));
     assert_conflict(a, 0, 1, NULL, NULL, NULL, 7, false, NULL);
+    if (optimistic)
+        assert_idempotent(a, 1, 2);
+    else
+        assert_applied(a, 1, 2, 1);
+    tdb_answer_free(a);
+}
+
+START_TEST(test_fresh_key_taken_meanwhile_unique_violation)
+{
+    fresh_key_taken_meanwhile(false);
+}
+END_TEST
+
+START_TEST(test_optimistic_key_taken_meanwhile)
+{
+    fresh_key_taken_meanwhile(true);
+}
+END_TEST
+
+/* ============================================================ one round trip (optimistic) */
+
+static void assert_trips(const struct tdb_answer *a, unsigned long one_trip, unsigned long rewrites)
+{
+    ck_assert_msg(a->counts.one_trip == one_trip && a->counts.rewrites == rewrites,
+                  "one_trip %lu rewrites %lu, expected %lu and %lu: %s", a->counts.one_trip, a->counts.rewrites,
+                  one_trip, rewrites, a->body ? a->body : a->err);
+}
+
+/* New rows, then updates of them at their versions: each batch in one round trip, with the
+ * answers, log, meta, after-images and highest_server_seq of the careful path. */
+START_TEST(test_one_trip_new_and_updated_rows)
+{
+    T.cfg.optimistic_upload = true;   /* whatever OVERSYNCD_TEST_OPTIMISTIC_UPLOAD says */
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"n\":1}"),
+                                                         chg(2, "public", "notes", "INSERT", PK2, 0, "{\"t\":\"x\"}"),
+                                                         NULL));
+    assert_trips(a, 1, 0);
+    assert_applied(a, 0, 1, 1);
     assert_applied(a, 1, 2, 1);
+    assert_highest(a, U);
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U, D2, batch(upd(1, "users", PK1, 1, "{\"n\":2}"),
+                                       chg(2, "public", "notes", "UPDATE", PK2, 1, "{\"t\":\"y\"}"),
+                                       ins(3, "users", PK3, "{\"n\":3}"), NULL));
+    assert_trips(a, 1, 0);
+    assert_applied(a, 0, 1, 2);
+    assert_applied(a, 1, 2, 2);
+    assert_applied(a, 2, 3, 1);
+    assert_highest(a, U);
+    tdb_answer_free(a);
+    ck_assert_str_eq(log_of(U, PK1), "INSERT:1,UPDATE:2");
+    ck_assert_str_eq(log_of(U, PK2), "INSERT:1,UPDATE:2");
+    ck_assert_str_eq(log_of(U, PK3), "INSERT:1");
+    ck_assert_int_eq(meta_version(U, "business", "users", PK1), 2);
+    ck_assert_int_eq(meta_version(U, "public", "notes", PK2), 2);
+    ck_assert_str_eq(meta_deleted(U, "business", "users", PK1), "f");
+    ck_assert(jsonb_eq(state_payload(U, "business", "users", PK1), "{\"n\":2}"));
+    ck_assert(jsonb_eq(state_payload(U, "public", "notes", PK2), "{\"t\":\"y\"}"));
+    ck_assert(jsonb_eq(state_payload(U, "business", "users", PK3), "{\"n\":3}"));
+    ck_assert_int_eq(tdb_meta_count(&T, U), 3);
+    ck_assert_int_eq(tdb_state_count(&T, U), 3);
+    /* the change log holds the text jsonb prints, as the careful path writes it */
+    ck_assert_str_eq(tdb_query(&T, "SELECT payload::text FROM sync.server_change_log WHERE user_id = '%s'"
+                                   " AND pk_uuid = '%s' AND server_version = 2", U, PK2),
+                     "{\"t\": \"y\"}");
+}
+END_TEST
+
+/* A retried batch (its scids in the log) fails the optimistic write on the change log's unique
+ * scids: rolled back, written the careful way, answered applied without a version, and nothing
+ * written twice; so for a retry of updates, and for a retry mixed with a new change. */
+START_TEST(test_one_trip_retry_rewritten)
+{
+    T.cfg.optimistic_upload = true;   /* whatever OVERSYNCD_TEST_OPTIMISTIC_UPLOAD says */
+    const char *first = batch(ins(1, "users", PK1, "{}"), ins(2, "users", PK2, "{}"), NULL);
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, first);
+    assert_trips(a, 1, 0);
+    tdb_answer_free(a);
+    char *before = tdb_snapshot(&T);
+    a = tdb_upload_ok(&T, U, D, first);
+    assert_trips(a, 0, 1);
+    assert_idempotent(a, 0, 1);
+    assert_idempotent(a, 1, 2);
+    assert_highest(a, U);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_snapshot(&T), before);
+
+    const char *updates = batch(upd(3, "users", PK1, 1, "{\"n\":1}"), upd(4, "users", PK2, 1, "{\"n\":1}"), NULL);
+    a = tdb_upload_ok(&T, U, D, updates);
+    assert_trips(a, 1, 0);
+    tdb_answer_free(a);
+    before = tdb_snapshot(&T);
+    a = tdb_upload_ok(&T, U, D, updates);
+    assert_trips(a, 0, 1);
+    assert_idempotent(a, 0, 3);
+    assert_idempotent(a, 1, 4);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_snapshot(&T), before);
+
+    a = tdb_upload_ok(&T, U, D, batch(upd(3, "users", PK1, 1, "{\"n\":1}"), ins(5, "users", PK3, "{}"), NULL));
+    assert_trips(a, 0, 1);
+    assert_idempotent(a, 0, 3);
+    assert_applied(a, 1, 5, 1);
+    assert_highest(a, U);
+    tdb_answer_free(a);
+    ck_assert_int_eq(tdb_log_count(&T, U), 5);
+    ck_assert_str_eq(log_scids(U), "1,2,3,4,5");
+}
+END_TEST
+
+/* Rows not where a change expects them: a stale update, an update of a row never seen (which the
+ * optimistic write inserts marked deleted before it fails), an insert of a row another device
+ * created, all in one batch with a change that applies. The rewrite answers each as the careful
+ * path does, and nothing of the failed attempt is left. */
+START_TEST(test_one_trip_expectation_missed)
+{
+    T.cfg.optimistic_upload = true;   /* whatever OVERSYNCD_TEST_OPTIMISTIC_UPLOAD says */
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"n\":1}"), NULL));
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U, D, batch(upd(2, "users", PK1, 1, "{\"n\":2}"), NULL));
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U, D2, batch(ins(1, "users", PK2, "{\"d2\":true}"), NULL));
+    tdb_answer_free(a);
+    long long highest = tdb_highest(&T, U);
+
+    a = tdb_upload_ok(&T, U, D, batch(upd(3, "users", PK1, 1, "{\"stale\":true}"),
+                                      upd(4, "users", PK3, 4, "{\"never\":true}"),
+                                      ins(5, "users", PK2, "{\"mine\":true}"),
+                                      ins(6, "users", PK4, "{\"new\":true}"), NULL));
+    assert_trips(a, 0, 1);
+    assert_conflict(a, 0, 3, "business", "users", PK1, 2, false, "{\"n\":2}");
+    assert_conflict(a, 1, 4, "business", "users", PK3, 0, false, NULL);
+    assert_conflict(a, 2, 5, "business", "users", PK2, 1, false, "{\"d2\":true}");
+    assert_applied(a, 3, 6, 1);
+    assert_highest(a, U);
+    tdb_answer_free(a);
+    ck_assert(tdb_highest(&T, U) > highest);   /* ids the rolled-back attempt drew are skipped */
+    ck_assert_str_eq(log_of(U, PK1), "INSERT:1,UPDATE:2");
+    ck_assert_str_eq(log_of(U, PK2), "INSERT:1");
+    ck_assert_str_eq(log_of(U, PK3), "");
+    ck_assert_str_eq(meta_deleted(U, "business", "users", PK3), "<null>");
+    ck_assert_str_eq(state_payload(U, "business", "users", PK3), "<null>");
+    ck_assert(jsonb_eq(state_payload(U, "business", "users", PK1), "{\"n\":2}"));
+    ck_assert(jsonb_eq(state_payload(U, "business", "users", PK2), "{\"d2\":true}"));
+    ck_assert_int_eq(meta_version(U, "business", "users", PK4), 1);
+    ck_assert_int_eq(tdb_log_count(&T, U), 4);
+}
+END_TEST
+
+/* A deleted row written again at its version (an update or insert naming the delete's version)
+ * comes back in one round trip, as the careful path brings it back. */
+START_TEST(test_one_trip_row_back_from_delete)
+{
+    T.cfg.optimistic_upload = true;   /* whatever OVERSYNCD_TEST_OPTIMISTIC_UPLOAD says */
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"n\":1}"), NULL));
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U, D, batch(del(2, "users", PK1, 1), NULL));
+    assert_trips(a, 0, 0);   /* a delete is written the careful way */
+    assert_applied(a, 0, 2, 2);
+    tdb_answer_free(a);
+    ck_assert_str_eq(meta_deleted(U, "business", "users", PK1), "t");
+    a = tdb_upload_ok(&T, U, D, batch(upd(3, "users", PK1, 2, "{\"n\":3}"), NULL));
+    assert_trips(a, 1, 0);
+    assert_applied(a, 0, 3, 3);
+    tdb_answer_free(a);
+    ck_assert_str_eq(meta_deleted(U, "business", "users", PK1), "f");
+    ck_assert_int_eq(meta_version(U, "business", "users", PK1), 3);
+    ck_assert(jsonb_eq(state_payload(U, "business", "users", PK1), "{\"n\":3}"));
+    ck_assert_str_eq(log_of(U, PK1), "INSERT:1,DELETE:2,UPDATE:3");
+}
+END_TEST
+
+/* Batches the optimistic write does not try: a delete, a key twice, a scid twice, and any batch
+ * with [sync] optimistic_upload off; their answers are the careful path's. */
+START_TEST(test_one_trip_not_tried)
+{
+    T.cfg.optimistic_upload = true;   /* whatever OVERSYNCD_TEST_OPTIMISTIC_UPLOAD says */
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), upd(2, "users", PK1, 1, "{}"),
+                                                         NULL));
+    assert_trips(a, 0, 0);
+    assert_applied(a, 0, 1, 1);
+    assert_applied(a, 1, 2, 2);
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U, D, batch(ins(3, "users", PK2, "{}"), ins(3, "users", PK3, "{}"), NULL));
+    assert_trips(a, 0, 0);
+    assert_applied(a, 0, 3, 1);
+    assert_idempotent(a, 1, 3);
+    tdb_answer_free(a);
+    a = tdb_upload_ok(&T, U, D, batch(ins(4, "users", PK4, "{}"), del(5, "users", PK1, 2), NULL));
+    assert_trips(a, 0, 0);
+    assert_applied(a, 0, 4, 1);
+    assert_applied(a, 1, 5, 3);
+    tdb_answer_free(a);
+    T.cfg.optimistic_upload = false;
+    a = tdb_upload_ok(&T, U, D, batch(ins(6, "users", PK5, "{}"), NULL));
+    assert_trips(a, 0, 0);
+    assert_applied(a, 0, 6, 1);
+    assert_highest(a, U);
+    tdb_answer_free(a);
+    ck_assert_str_eq(log_scids(U), "1,2,3,4,5,6");
+}
+END_TEST
+
+/* The user's lock is held by another upload of the user: the optimistic write waits for it and
+ * gives up after lock_timeout like the careful path, 503 with nothing written. */
+START_TEST(test_one_trip_lock_timeout)
+{
+    T.cfg.optimistic_upload = true;   /* whatever OVERSYNCD_TEST_OPTIMISTIC_UPLOAD says */
+    char *before = tdb_snapshot(&T);
+    PGconn *other = PQconnectdb(tdb_printf(&T, "%s dbname=%s", getenv("DATABASE_URL") ? getenv("DATABASE_URL") : "",
+                                           T.dbname));
+    ck_assert_msg(PQstatus(other) == CONNECTION_OK, "%s", PQerrorMessage(other));
+    PGresult *r = PQexec(other, "BEGIN; SELECT pg_advisory_xact_lock(1870030713, hashtext('" U "'))");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    T.cfg.lock_timeout_ms = 200;
+    struct tdb_answer *a = tdb_upload(&T, U, D, batch(ins(1, "users", PK1, "{}"), NULL));
+    ck_assert_msg(a->outcome == SYNC_UNAVAILABLE, "outcome %d: %s", (int)a->outcome, a->body ? a->body : a->err);
+    tdb_answer_free(a);
+    ck_assert_str_eq(tdb_snapshot(&T), before);
+    outside_writer_ends(other, "ROLLBACK");
+    a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{}"), NULL));
+    assert_trips(a, 1, 0);
+    assert_applied(a, 0, 1, 1);
     tdb_answer_free(a);
 }
 END_TEST
@@ -2188,7 +2418,17 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_race_many_writers);
     tcase_add_test(tc, test_fresh_key_taken_meanwhile_times_out);
     tcase_add_test(tc, test_fresh_key_taken_meanwhile_unique_violation);
+    tcase_add_test(tc, test_optimistic_key_taken_meanwhile);
     tcase_add_test(tc, test_generic_plans_local_to_the_upload);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("one round trip", TDB_DEFAULT_DB);
+    tcase_add_test(tc, test_one_trip_new_and_updated_rows);
+    tcase_add_test(tc, test_one_trip_retry_rewritten);
+    tcase_add_test(tc, test_one_trip_expectation_missed);
+    tcase_add_test(tc, test_one_trip_row_back_from_delete);
+    tcase_add_test(tc, test_one_trip_not_tried);
+    tcase_add_test(tc, test_one_trip_lock_timeout);
     suite_add_tcase(s, tc);
     return s;
 }

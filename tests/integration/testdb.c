@@ -175,6 +175,9 @@ void tdb_open_tables(struct testdb *t, const char *const *tables)
     /* on, as shipped; OVERSYNCD_TEST_SET_MATERIALIZATION=off runs the suites change by change */
     t->cfg.set_materialization = getenv("OVERSYNCD_TEST_SET_MATERIALIZATION") == NULL ||
                                  strcmp(getenv("OVERSYNCD_TEST_SET_MATERIALIZATION"), "off") != 0;
+    /* on, as shipped; OVERSYNCD_TEST_OPTIMISTIC_UPLOAD=off runs the suites the careful way only */
+    t->cfg.optimistic_upload = getenv("OVERSYNCD_TEST_OPTIMISTIC_UPLOAD") == NULL ||
+                               strcmp(getenv("OVERSYNCD_TEST_OPTIMISTIC_UPLOAD"), "off") != 0;
     fill_tables(t, tables);
     init_schema(t);
 }
