@@ -1956,7 +1956,10 @@ static enum sync_outcome read_conflict_images(struct batch *b, char *err, size_t
     return SYNC_OK;
 }
 
-static enum sync_outcome write_and_commit(struct batch *b, long long *highest, char *err, size_t errlen)
+/* The parameters of sync_write (all 12) and sync_write_fresh (the first 11) for the logged
+ * changes in apply order; marks their keys written. Returns how many changes are logged;
+ * *absent: every logged key was absent in round trip 1 and no logged table is materialized. */
+static int write_params(struct batch *b, const char *vals[12], bool *absent)
 {
     const struct sync_request *rq = b->rq;
     arena_t *a = rq->arena;
@@ -1983,12 +1986,12 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     sb_reserve(&payloads, need);
     sb_putc(&payloads, '[');
     int nlog = 0;
-    bool fresh = true;   /* sync_write_fresh will do */
+    *absent = true;
     for (int oi = 0; oi < b->norder; oi++) {
         const struct change *c = &b->changes[b->order[oi]];
         if (!c->logged)
             continue;
-        fresh = fresh && !b->keys[c->key].db_exists && !c->tbl->mat;
+        *absent = *absent && !b->keys[c->key].db_exists && !c->tbl->mat;
         b->keys[c->key].written = true;
         sb_pg_array_str(&s, c->schema);
         sb_pg_array_str(&t, c->table);
@@ -2007,11 +2010,28 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
             sb_append(&payloads, c->payload.start, c->payload.len);
     }
     sb_putc(&payloads, ']');
-    const char *vals[12] = {
-        rq->who->user,       rq->who->device,    array_end(&s),  array_end(&t),
-        array_end(&o),    array_end(&pk),  array_end(&scid), array_end(&v),
-        array_end(&fin),  array_end(&del), payloads.data,     array_end(&mat),
-    };
+    vals[0] = rq->who->user;
+    vals[1] = rq->who->device;
+    vals[2] = array_end(&s);
+    vals[3] = array_end(&t);
+    vals[4] = array_end(&o);
+    vals[5] = array_end(&pk);
+    vals[6] = array_end(&scid);
+    vals[7] = array_end(&v);
+    vals[8] = array_end(&fin);
+    vals[9] = array_end(&del);
+    vals[10] = payloads.data;
+    vals[11] = array_end(&mat);
+    return nlog;
+}
+
+static enum sync_outcome write_and_commit(struct batch *b, long long *highest, char *err, size_t errlen)
+{
+    const struct sync_request *rq = b->rq;
+    arena_t *a = rq->arena;
+    const char *vals[12];
+    bool fresh;   /* sync_write_fresh will do */
+    int nlog = write_params(b, vals, &fresh);
 
     /* materializer failures: one row per (row, attempted version); a repeat bumps retry_count */
     strbuf_t fs = STRBUF_ARENA(a), ft = STRBUF_ARENA(a), fpk = STRBUF_ARENA(a), fv = STRBUF_ARENA(a),
@@ -2022,7 +2042,7 @@ static enum sync_outcome write_and_commit(struct batch *b, long long *highest, c
     array_begin(&fv);
     array_begin(&fop);
     array_begin(&fe);
-    need = 2;
+    size_t need = 2;
     for (int oi = 0; oi < b->norder; oi++) {
         const struct change *c = &b->changes[b->order[oi]];
         if (c->status == ST_MATERIALIZE_ERROR)
@@ -2148,53 +2168,20 @@ static enum sync_outcome write_one_trip(struct batch *b, long long *highest, boo
                                         size_t errlen)
 {
     const struct sync_request *rq = b->rq;
-    arena_t *a = rq->arena;
-    strbuf_t s = STRBUF_ARENA(a), t = STRBUF_ARENA(a), o = STRBUF_ARENA(a), pk = STRBUF_ARENA(a),
-             scid = STRBUF_ARENA(a), v = STRBUF_ARENA(a), fin = STRBUF_ARENA(a), del = STRBUF_ARENA(a),
-             payloads = STRBUF_ARENA(a);
-    array_begin(&s);
-    array_begin(&t);
-    array_begin(&o);
-    array_begin(&pk);
-    array_begin(&scid);
-    array_begin(&v);
-    array_begin(&fin);
-    array_begin(&del);
-    size_t need = 2;
+    /* what the careful path would answer: every change applied at the version after the one
+     * it names (classify sets all of this again after a miss) */
     bool fresh = true;
     for (int oi = 0; oi < b->norder; oi++) {
-        const struct change *c = &b->changes[b->order[oi]];
-        need += c->payload.len + 1;
+        struct change *c = &b->changes[b->order[oi]];
+        c->status = ST_APPLIED;
+        c->new_version = c->sv + 1;
+        c->logged = c->final = true;
         fresh = fresh && c->sv == 0;
     }
-    sb_reserve(&payloads, need);
-    sb_putc(&payloads, '[');
-    for (int oi = 0; oi < b->norder; oi++) {
-        const struct change *c = &b->changes[b->order[oi]];
-        sb_pg_array_str(&s, c->schema);
-        sb_pg_array_str(&t, c->table);
-        sb_pg_array_str(&o, c->op_text);
-        sb_pg_array_str(&pk, c->pk);
-        array_ll(&scid, c->scid);
-        array_ll(&v, c->sv + 1);
-        if (fresh) {
-            array_bool(&fin, true);
-            array_bool(&del, false);
-        }
-        if (oi)
-            sb_putc(&payloads, ',');
-        sb_append(&payloads, c->payload.start, c->payload.len);
-    }
-    sb_putc(&payloads, ']');
-    const char *vals_fresh[11] = {
-        rq->who->user, rq->who->device, array_end(&s), array_end(&t), array_end(&o), array_end(&pk),
-        array_end(&scid), array_end(&v), fresh ? array_end(&fin) : NULL, fresh ? array_end(&del) : NULL,
-        payloads.data,
-    };
-    const char *vals_expected[9] = {
-        vals_fresh[0], vals_fresh[1], vals_fresh[2], vals_fresh[3], vals_fresh[4],
-        vals_fresh[5], vals_fresh[6], vals_fresh[7], payloads.data,
-    };
+    const char *vals[12];
+    bool unused;
+    write_params(b, vals, &unused);
+    const char *vals_expected[9] = { vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], vals[7], vals[10] };
     char lock_timeout[32];
     snprintf(lock_timeout, sizeof lock_timeout, "%ldms", rq->cfg->lock_timeout_ms);
     const char *v_lt[1] = { lock_timeout };
@@ -2207,7 +2194,7 @@ static enum sync_outcome write_one_trip(struct batch *b, long long *highest, boo
                 /* the plans of this transaction do not depend on the values (see read_state) */
                 pipeline_add(&p, NULL, "SET LOCAL plan_cache_mode = auto", 0, NULL) &&
                 pipeline_add(&p, "sync_user_lock", NULL, 1, v_user) &&
-                (fresh ? pipeline_add(&p, "sync_write_fresh", NULL, 11, vals_fresh)
+                (fresh ? pipeline_add(&p, "sync_write_fresh", NULL, 11, vals)
                        : pipeline_add(&p, "sync_write_expected", NULL, 9, vals_expected)) &&
                 pipeline_add(&p, NULL, "COMMIT", 0, NULL);
     bool ok = pipeline_run(&p) && sent;   /* run whatever was sent: that leaves pipeline mode */
@@ -2217,9 +2204,11 @@ static enum sync_outcome write_one_trip(struct batch *b, long long *highest, boo
         if (sent && fail && p.failed == 4 && state && (strcmp(state, "23505") == 0 || strcmp(state, "OV001") == 0) &&
             PQstatus(rq->conn) == CONNECTION_OK) {
             pipeline_clear(&p);
-            PGresult *r = db_result_in(a, PQexec(rq->conn, "ROLLBACK"));
+            PGresult *r = db_result_in(rq->arena, PQexec(rq->conn, "ROLLBACK"));
             if (PQresultStatus(r) != PGRES_COMMAND_OK)
                 return db_failure(b, r, "rolling back an optimistic write", err, errlen);
+            for (int k = 0; k < b->nkeys; k++)
+                b->keys[k].written = false;
             *missed = true;
             return SYNC_OK;
         }
@@ -2229,13 +2218,6 @@ static enum sync_outcome write_one_trip(struct batch *b, long long *highest, boo
     }
     *highest = atoll(PQgetvalue(p.res[4], 0, 0));
     pipeline_clear(&p);
-    for (int oi = 0; oi < b->norder; oi++) {
-        struct change *c = &b->changes[b->order[oi]];
-        c->status = ST_APPLIED;
-        c->new_version = c->sv + 1;
-        c->logged = c->final = true;
-        b->keys[c->key].written = true;
-    }
     return SYNC_OK;
 }
 
