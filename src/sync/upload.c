@@ -15,6 +15,7 @@
 #include "../log.h"
 #include "../materialize/materialize.h"
 #include "../uuid.h"
+#include "../xalloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -226,22 +227,32 @@ static bool parse_body(struct batch *b, const char *body, size_t len, struct jso
         snprintf(err, errlen, "changes must be an array");
         return false;
     }
-    long n = 0;
-    struct change scratch;
+    /* one pass: the first max_upload_changes elements are read, any after them only checked */
+    long n = 0, cap = 0, keep_max = b->rq->cfg->max_upload_changes < INT_MAX ? b->rq->cfg->max_upload_changes : INT_MAX;
+    struct change scratch, *kept = NULL;
     json_iter_init(&it, &changes);
     while (json_iter_element(&it, &v)) {
-        if (!parse_change(b, &v, n, &scratch, false, err, errlen))
+        bool keep = n < keep_max;
+        if (keep && n == cap) {
+            cap = cap ? (cap * 2 < keep_max ? cap * 2 : keep_max) : (keep_max < 64 ? keep_max : 64);
+            kept = xrealloc(kept, (size_t)cap * sizeof *kept);
+        }
+        if (!parse_change(b, &v, n, keep ? &kept[n] : &scratch, keep, err, errlen)) {
+            free(kept);
             return false;
+        }
         n++;
     }
     *count = n;
-    if (n > b->rq->cfg->max_upload_changes || n > INT_MAX)
+    if (n > keep_max) {
+        free(kept);
         return true;
+    }
     b->changes = arena_calloc(b->rq->arena, (size_t)(n ? n : 1), sizeof *b->changes);
+    if (n)
+        memcpy(b->changes, kept, (size_t)n * sizeof *b->changes);
+    free(kept);
     b->n = (int)n;
-    json_iter_init(&it, &changes);
-    for (int i = 0; i < b->n && json_iter_element(&it, &v); i++)
-        parse_change(b, &v, i, &b->changes[i], true, err, errlen);   /* checked above */
     return true;
 }
 
@@ -299,15 +310,17 @@ static void bad_payload(struct batch *b, struct change *c, const char *fmt, ...)
     invalid_error(b, c, INVALID_BAD_PAYLOAD, msg);
 }
 
-static bool top_level_key(const struct json_span *obj, const char *name)
+/* Which of the two keys a payload must not have are among its top-level keys (one pass). */
+static void reserved_keys(const struct json_span *obj, bool *server_version, bool *deleted)
 {
     struct json_iter it;
     struct json_span k, v;
+    *server_version = *deleted = false;
     json_iter_init(&it, obj);
-    while (json_iter_member(&it, &k, &v))
-        if (json_string_eq(&k, name))
-            return true;
-    return false;
+    while (json_iter_member(&it, &k, &v)) {
+        *server_version = *server_version || json_string_eq(&k, "server_version");
+        *deleted = *deleted || json_string_eq(&k, "deleted");
+    }
 }
 
 /* SPEC §4.1: normalise, then the nine rules in order; the first failure wins. */
@@ -359,9 +372,11 @@ static void validate(struct batch *b, struct change *c)
         if ((long)c->payload.len > b->rq->cfg->max_payload_bytes)
             return bad_payload(b, c, "payload is %zu bytes; the limit is %ld bytes", c->payload.len,
                                b->rq->cfg->max_payload_bytes);
-        if (top_level_key(&c->payload, "server_version"))
+        bool has_sv, has_deleted;
+        reserved_keys(&c->payload, &has_sv, &has_deleted);
+        if (has_sv)
             return bad_payload(b, c, "payload must not contain the key \"server_version\"");
-        if (top_level_key(&c->payload, "deleted"))
+        if (has_deleted)
             return bad_payload(b, c, "payload must not contain the key \"deleted\"");
     } else if (c->has_payload && c->payload.type != JSON_NULL) {
         return bad_payload(b, c, "payload must be absent or null for DELETE");
@@ -645,7 +660,7 @@ static void array_ll(strbuf_t *sb, long long v)
 {
     if (sb->len > 1)
         sb_putc(sb, ',');
-    sb_printf(sb, "%lld", v);
+    sb_put_i64(sb, v);
 }
 
 static void array_bool(strbuf_t *sb, bool v)
@@ -1314,10 +1329,14 @@ static void classify(struct batch *b)
 
 static void write_status(struct batch *b, strbuf_t *out, const struct change *c)
 {
-    sb_printf(out, "{\"source_change_id\":%lld,\"status\":", c->scid);
+    sb_puts(out, "{\"source_change_id\":");
+    sb_put_i64(out, c->scid);
+    sb_puts(out, ",\"status\":");
     switch (c->status) {
     case ST_APPLIED:
-        sb_printf(out, "\"applied\",\"new_server_version\":%lld}", c->new_version);
+        sb_puts(out, "\"applied\",\"new_server_version\":");
+        sb_put_i64(out, c->new_version);
+        sb_putc(out, '}');
         return;
     case ST_IDEMPOTENT:
         sb_puts(out, "\"applied\"}");
@@ -1329,8 +1348,9 @@ static void write_status(struct batch *b, strbuf_t *out, const struct change *c)
         sb_json_str(out, c->table);
         sb_puts(out, ",\"id\":");
         sb_json_str(out, c->pk);
-        sb_printf(out, ",\"server_version\":%lld,\"deleted\":%s,\"payload\":", c->row_version,
-                  c->row_deleted ? "true" : "false");
+        sb_puts(out, ",\"server_version\":");
+        sb_put_i64(out, c->row_version);
+        sb_puts(out, c->row_deleted ? ",\"deleted\":true,\"payload\":" : ",\"deleted\":false,\"payload\":");
         if (c->row_image >= 0) {
             const struct json_span *p = &b->changes[c->row_image].payload;
             sb_append(out, p->start, p->len);
@@ -1343,7 +1363,9 @@ static void write_status(struct batch *b, strbuf_t *out, const struct change *c)
         return;
     }
     case ST_MATERIALIZE_ERROR:
-        sb_printf(out, "\"materialize_error\",\"new_server_version\":%lld,\"message\":", c->new_version);
+        sb_puts(out, "\"materialize_error\",\"new_server_version\":");
+        sb_put_i64(out, c->new_version);
+        sb_puts(out, ",\"message\":");
         sb_json_str(out, c->message);
         sb_putc(out, '}');
         return;
@@ -1384,8 +1406,9 @@ static void write_answer(struct batch *b, strbuf_t *out, long long highest, stru
         default: break;
         }
     }
-    sb_printf(out, "{\"accepted\":%s,\"highest_server_seq\":%lld,\"statuses\":[", accepted ? "true" : "false",
-              highest);
+    sb_puts(out, accepted ? "{\"accepted\":true,\"highest_server_seq\":" : "{\"accepted\":false,\"highest_server_seq\":");
+    sb_put_i64(out, highest);
+    sb_puts(out, ",\"statuses\":[");
     for (int i = 0; i < b->n; i++) {
         if (i)
             sb_putc(out, ',');
