@@ -17,7 +17,48 @@ struct scanner {
     char *err;
     size_t errlen;
     bool failed;
+    struct json_skips *record;          /* json_validate_skips: note the larger values' ends */
+    const struct json_skips *lookup;    /* an iteration: step over the values noted */
 };
+
+static size_t skip_slot(const struct json_skips *k, uint32_t off)
+{
+    return (size_t)((off * 0x9E3779B1u) >> 7) & k->mask;
+}
+
+/* Records where the value at start (out) ends, when it is large and the table has room. */
+static void skip_note(struct scanner *s, const struct json_span *out)
+{
+    struct json_skips *k = s->record;
+    if (!k || out->len < JSON_SKIP_MIN || k->n >= k->max)
+        return;
+    uint32_t off = (uint32_t)(out->start - k->base);
+    size_t i = skip_slot(k, off);
+    while (k->slots[2 * i])
+        i = (i + 1) & k->mask;
+    k->slots[2 * i] = off + 1;
+    k->slots[2 * i + 1] = (uint32_t)(off + out->len) | (out->pg_unsafe ? 0x80000000u : 0);
+    k->n++;
+}
+
+/* The recorded value starting at p, into out; false when it is not recorded. */
+static bool skip_find(const struct json_skips *k, const char *p, struct json_span *out)
+{
+    if (!k || !k->n || p < k->base || p >= k->base + k->len)
+        return false;
+    uint32_t off = (uint32_t)(p - k->base);
+    for (size_t i = skip_slot(k, off); k->slots[2 * i]; i = (i + 1) & k->mask) {
+        if (k->slots[2 * i] != off + 1)
+            continue;
+        uint32_t e = k->slots[2 * i + 1];
+        out->type = *p == '{' ? JSON_OBJECT : *p == '[' ? JSON_ARRAY : JSON_STRING;
+        out->start = p;
+        out->len = (e & 0x7fffffffu) - off;
+        out->pg_unsafe = (e & 0x80000000u) != 0;
+        return true;
+    }
+    return false;
+}
 
 static bool fail(struct scanner *s, const char *what)
 {
@@ -152,6 +193,7 @@ static bool scan_string(struct scanner *s, struct json_span *out)
         s->p += n;
     }
     out->len = (size_t)(s->p - out->start);
+    skip_note(s, out);
     return true;
 }
 
@@ -272,6 +314,7 @@ static bool scan_container(struct scanner *s, struct json_span *out, int depth)
         return fail(s, object ? "expected ',' or '}'" : "expected ',' or ']'");
     }
     out->len = (size_t)(s->p - out->start);
+    skip_note(s, out);
     return true;
 }
 
@@ -283,8 +326,18 @@ static bool scan_value(struct scanner *s, struct json_span *out, int depth)
         return fail(s, "unexpected end of input");
     switch (*s->p) {
     case '{':
-    case '[': return scan_container(s, out, depth);
-    case '"': return scan_string(s, out);
+    case '[':
+        if (s->lookup && skip_find(s->lookup, s->p, out)) {
+            s->p += out->len;
+            return true;
+        }
+        return scan_container(s, out, depth);
+    case '"':
+        if (s->lookup && skip_find(s->lookup, s->p, out)) {
+            s->p += out->len;
+            return true;
+        }
+        return scan_string(s, out);
     case 't': return scan_literal(s, "true", JSON_TRUE, out);
     case 'f': return scan_literal(s, "false", JSON_FALSE, out);
     case 'n': return scan_literal(s, "null", JSON_NULL, out);
@@ -292,28 +345,59 @@ static bool scan_value(struct scanner *s, struct json_span *out, int depth)
     }
 }
 
+static bool validate(struct scanner *s, struct json_span *root)
+{
+    memset(root, 0, sizeof *root);
+    if (!scan_value(s, root, 0))
+        return false;
+    skip_ws(s);
+    if (s->p != s->end)
+        return fail(s, "unexpected data after the JSON value");
+    return true;
+}
+
 bool json_validate(const char *text, size_t len, struct json_span *root, char *err, size_t errlen)
 {
-    struct scanner s = { text, text + len, text, err, errlen, false };
-    memset(root, 0, sizeof *root);
-    if (!scan_value(&s, root, 0))
-        return false;
-    skip_ws(&s);
-    if (s.p != s.end)
-        return fail(&s, "unexpected data after the JSON value");
-    return true;
+    struct scanner s = { text, text + len, text, err, errlen, false, NULL, NULL };
+    return validate(&s, root);
+}
+
+bool json_validate_skips(const char *text, size_t len, struct json_span *root, struct json_skips *skips,
+                         arena_t *arena, size_t max_entries, char *err, size_t errlen)
+{
+    memset(skips, 0, sizeof *skips);
+    skips->base = text;
+    skips->len = len;
+    /* offsets and the unsafe bit share 32 bits */
+    if (len < 0x7fffffffu && max_entries > 0 && max_entries < ((size_t)1 << 26)) {
+        size_t pairs = 16;
+        while (pairs < 2 * max_entries)
+            pairs *= 2;
+        skips->slots = arena_calloc(arena, pairs * 2, sizeof *skips->slots);
+        skips->mask = pairs - 1;
+        skips->max = max_entries;
+    }
+    struct scanner s = { text, text + len, text, err, errlen, false, skips->max ? skips : NULL, NULL };
+    return validate(&s, root);
 }
 
 void json_iter_init(struct json_iter *it, const struct json_span *c)
 {
     it->p = c->start + 1;
     it->end = c->start + c->len - 1;
+    it->skips = NULL;
+}
+
+void json_iter_init_skips(struct json_iter *it, const struct json_span *c, const struct json_skips *skips)
+{
+    json_iter_init(it, c);
+    it->skips = skips;
 }
 
 static bool iter_next(struct json_iter *it, struct json_span *key, struct json_span *value)
 {
     char scratch[8];
-    struct scanner s = { it->p, it->end, it->p, scratch, sizeof scratch, false };
+    struct scanner s = { it->p, it->end, it->p, scratch, sizeof scratch, false, NULL, it->skips };
     skip_ws(&s);
     if (s.p < s.end && *s.p == ',')
         s.p++;

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "arena.h"
 
@@ -27,12 +28,32 @@ struct json_span {
  * a message with the byte offset into err and returns false. */
 bool json_validate(const char *text, size_t len, struct json_span *root, char *err, size_t errlen);
 
+/* Where the larger values (JSON_SKIP_MIN bytes or more: objects, arrays, strings) of a validated
+ * text end, recorded by json_validate_skips, so that an iteration steps over such a value at once
+ * instead of scanning it again: a request body is walked at several depths (the changes, each
+ * change's members, each payload's members), and each walk otherwise scans every value it steps
+ * over. At most max_entries values are recorded (the first to end; those after are scanned); the
+ * table comes from the arena. */
+#define JSON_SKIP_MIN 64
+struct json_skips {
+    const char *base;
+    size_t len;
+    uint32_t *slots;       /* pairs: start offset + 1 (0: empty), end offset | unsafe << 31 */
+    size_t mask;           /* mask + 1 pairs */
+    size_t n, max;
+};
+bool json_validate_skips(const char *text, size_t len, struct json_span *root, struct json_skips *skips,
+                         arena_t *arena, size_t max_entries, char *err, size_t errlen);
+
 /* Iteration over an already validated object or array span. */
 struct json_iter {
     const char *p;
     const char *end;
+    const struct json_skips *skips;   /* NULL: every value is scanned */
 };
 void json_iter_init(struct json_iter *it, const struct json_span *container);
+/* The same, stepping over the values skips has recorded (of the text it was made from). */
+void json_iter_init_skips(struct json_iter *it, const struct json_span *container, const struct json_skips *skips);
 /* Next member of an object: key (a STRING span) and value. false at the end. */
 bool json_iter_member(struct json_iter *it, struct json_span *key, struct json_span *value);
 /* Next element of an array. false at the end. */

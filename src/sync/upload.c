@@ -108,6 +108,7 @@ struct batch {
     long long retry_id;             /* > 0: an admin retry of this materialize_failures row */
     int mat_fallbacks;              /* set-based materializations redone change by change */
     int one_trip;                   /* 1: written in one round trip; -1: tried, missed, rewritten */
+    struct json_skips skips;        /* where the body's larger values end (parse_body) */
 };
 
 /* ------------------------------------------------------------------------------ parsing */
@@ -147,7 +148,7 @@ static bool parse_change(struct batch *b, const struct json_span *obj, long i, s
     bool have_scid = false;
     struct json_iter it;
     struct json_span k, v;
-    json_iter_init(&it, obj);
+    json_iter_init_skips(&it, obj, &b->skips);
     while (json_iter_member(&it, &k, &v)) {
         if (json_string_eq(&k, "source_change_id")) {
             if (v.type == JSON_NULL) {
@@ -197,7 +198,10 @@ static bool parse_body(struct batch *b, const char *body, size_t len, struct jso
 {
     struct json_span root;
     *count = 0;
-    if (!json_validate(body, len, &root, err, errlen))
+    /* room for the ends of the root, the changes, and a change's object, payload and two large
+     * values for every change that can be kept */
+    size_t max_skips = (size_t)(b->rq->cfg->max_upload_changes > 0 ? b->rq->cfg->max_upload_changes : 0) * 4 + 64;
+    if (!json_validate_skips(body, len, &root, &b->skips, b->rq->arena, max_skips, err, errlen))
         return false;
     if (root.type != JSON_OBJECT) {
         snprintf(err, errlen, "the request body must be a JSON object");
@@ -206,7 +210,7 @@ static bool parse_body(struct batch *b, const char *body, size_t len, struct jso
     struct json_span changes = { .type = JSON_NULL };
     struct json_iter it;
     struct json_span k, v;
-    json_iter_init(&it, &root);
+    json_iter_init_skips(&it, &root, &b->skips);
     while (json_iter_member(&it, &k, &v)) {
         if (json_string_eq(&k, "last_server_seq_seen")) {
             long long ignored;
@@ -230,7 +234,7 @@ static bool parse_body(struct batch *b, const char *body, size_t len, struct jso
     /* one pass: the first max_upload_changes elements are read, any after them only checked */
     long n = 0, cap = 0, keep_max = b->rq->cfg->max_upload_changes < INT_MAX ? b->rq->cfg->max_upload_changes : INT_MAX;
     struct change scratch, *kept = NULL;
-    json_iter_init(&it, &changes);
+    json_iter_init_skips(&it, &changes, &b->skips);
     while (json_iter_element(&it, &v)) {
         bool keep = n < keep_max;
         if (keep && n == cap) {
@@ -311,12 +315,12 @@ static void bad_payload(struct batch *b, struct change *c, const char *fmt, ...)
 }
 
 /* Which of the two keys a payload must not have are among its top-level keys (one pass). */
-static void reserved_keys(const struct json_span *obj, bool *server_version, bool *deleted)
+static void reserved_keys(const struct batch *b, const struct json_span *obj, bool *server_version, bool *deleted)
 {
     struct json_iter it;
     struct json_span k, v;
     *server_version = *deleted = false;
-    json_iter_init(&it, obj);
+    json_iter_init_skips(&it, obj, &b->skips);
     while (json_iter_member(&it, &k, &v)) {
         *server_version = *server_version || json_string_eq(&k, "server_version");
         *deleted = *deleted || json_string_eq(&k, "deleted");
@@ -373,7 +377,7 @@ static void validate(struct batch *b, struct change *c)
             return bad_payload(b, c, "payload is %zu bytes; the limit is %ld bytes", c->payload.len,
                                b->rq->cfg->max_payload_bytes);
         bool has_sv, has_deleted;
-        reserved_keys(&c->payload, &has_sv, &has_deleted);
+        reserved_keys(b, &c->payload, &has_sv, &has_deleted);
         if (has_sv)
             return bad_payload(b, c, "payload must not contain the key \"server_version\"");
         if (has_deleted)
@@ -435,12 +439,12 @@ static const char *fk_value(arena_t *a, const struct json_span *v, enum fk_value
     }
 }
 
-static const struct json_span *payload_member(const struct json_span *payload, const char *name,
-                                              struct json_span *buf)
+static const struct json_span *payload_member(const struct batch *b, const struct json_span *payload,
+                                              const char *name, struct json_span *buf)
 {
     struct json_iter it;
     struct json_span k;
-    json_iter_init(&it, payload);
+    json_iter_init_skips(&it, payload, &b->skips);
     while (json_iter_member(&it, &k, buf))
         if (json_string_eq(&k, name))
             return buf;
@@ -458,7 +462,7 @@ static void collect_refs(struct batch *b, struct change *c)
     for (int i = 0; i < c->tbl->n_fks; i++) {
         const struct sync_fk *fk = &sch->fks[c->tbl->fks[i]];
         struct json_span buf;
-        const struct json_span *v = payload_member(&c->payload, fk->child_col, &buf);
+        const struct json_span *v = payload_member(b, &c->payload, fk->child_col, &buf);
         if (!v || v->type == JSON_NULL)
             continue;
         const char *value = NULL;
@@ -497,7 +501,7 @@ static const char *parent_value(const struct batch *b, const struct sync_fk *fk,
     if (fk->parent_is_pk)
         return p->pk;
     struct json_span buf;
-    const struct json_span *v = payload_member(&p->payload, fk->parent_col, &buf);
+    const struct json_span *v = payload_member(b, &p->payload, fk->parent_col, &buf);
     return v ? fk_value(b->rq->arena, v, fk->kind) : NULL;
 }
 
@@ -2329,7 +2333,7 @@ static enum sync_outcome answer_too_large(struct batch *b, const struct json_spa
         struct json_iter it;
         struct json_span v;
         struct change c;
-        json_iter_init(&it, array);
+        json_iter_init_skips(&it, array, &b->skips);
         for (long i = 0; json_iter_element(&it, &v); i++) {
             parse_change(b, &v, i, &c, false, err, errlen);   /* checked by parse_body */
             status.scid = c.scid;

@@ -1044,6 +1044,115 @@ END_TEST
 
 /* ------------------------------------------------------------------ runner */
 
+/* ------------------------------------------------------------------ skips */
+
+/* Walks v with and without skips at every depth: every member and element has the same key,
+ * type, start, length and pg_unsafe both ways. Returns how many values it compared. */
+static int walk_both(const struct json_span *v, const struct json_skips *sk)
+{
+    if (v->type != JSON_OBJECT && v->type != JSON_ARRAY)
+        return 0;
+    bool object = v->type == JSON_OBJECT;
+    struct json_iter a, b;
+    json_iter_init(&a, v);
+    json_iter_init_skips(&b, v, sk);
+    int n = 0;
+    for (;;) {
+        struct json_span ka = { 0 }, kb = { 0 }, va = { 0 }, vb = { 0 };
+        bool more_a = object ? json_iter_member(&a, &ka, &va) : json_iter_element(&a, &va);
+        bool more_b = object ? json_iter_member(&b, &kb, &vb) : json_iter_element(&b, &vb);
+        ck_assert_int_eq(more_a, more_b);
+        if (!more_a)
+            break;
+        if (object)
+            ck_assert(ka.start == kb.start && ka.len == kb.len);
+        ck_assert_msg(va.type == vb.type && va.start == vb.start && va.len == vb.len && va.pg_unsafe == vb.pg_unsafe,
+                      "value %d at %.30s: type %d/%d len %zu/%zu unsafe %d/%d", n, va.start, va.type, vb.type, va.len,
+                      vb.len, va.pg_unsafe, vb.pg_unsafe);
+        n += 1 + walk_both(&va, sk);
+    }
+    return n;
+}
+
+/* A document with values of every kind and size around JSON_SKIP_MIN: strings plain, escaped and
+ * unsafe, objects and arrays small and large, nested; seed varies the sizes. */
+static char *skips_doc(unsigned seed)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *d = xmalloc(cap);
+#define PUT(...) (len += (size_t)snprintf(d + len, cap - len, __VA_ARGS__))
+    PUT("{\"changes\":[");
+    for (int i = 0; i < 12; i++) {
+        int w = (int)((seed * 7 + (unsigned)i * 13) % 90) + 20;   /* 20 .. 109 */
+        PUT("%s{\"id\":%d,\"s\":\"", i ? "," : "", i);
+        for (int j = 0; j < w; j++)
+            PUT("%c", 'a' + (j + i) % 26);
+        PUT("\",\"e\":\"%s", i % 3 == 0 ? "\\u0000" : i % 3 == 1 ? "\\ud800" : "\\n\\\"");
+        for (int j = 0; j < w; j++)
+            PUT("x");
+        PUT("\",\"o\":{\"k\":[");
+        for (int j = 0; j < w / 10; j++)
+            PUT("%s{\"n\":%d,\"t\":\"%.*s\"}", j ? "," : "", j, j % 40, "0123456789012345678901234567890123456789");
+        PUT("],\"u\":\"\\u00e9%.*s\"},\"empty\":{},\"z\":[[],[[\"%.*s\"]]]}", w / 2 * 2, "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé",
+            w, "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy");
+    }
+    PUT("],\"last\":null}");
+#undef PUT
+    ck_assert(len < cap - 1);
+    return d;
+}
+
+/* Iterating with skips gives every span exactly as scanning does, with any room for entries
+ * (none, a few, all), and the values it stepped over were recorded ones. */
+START_TEST(test_skips_same_walk)
+{
+    for (unsigned seed = 0; seed < 20; seed++) {
+        char *doc = skips_doc(seed);
+        size_t len = strlen(doc);
+        size_t rooms[] = { 0, 1, 2, 5, 17, 1000 };
+        for (size_t r = 0; r < sizeof rooms / sizeof rooms[0]; r++) {
+            arena_t *a = arena_new(4096);
+            struct json_span root, plain;
+            struct json_skips sk;
+            char err[128] = "";
+            ck_assert_msg(json_validate_skips(doc, len, &root, &sk, a, rooms[r], err, sizeof err), "%s", err);
+            ck_assert(json_validate(doc, len, &plain, err, sizeof err));
+            ck_assert(root.type == plain.type && root.start == plain.start && root.len == plain.len &&
+                      root.pg_unsafe == plain.pg_unsafe);
+            ck_assert_uint_le(sk.n, rooms[r]);
+            if (rooms[r] >= 5)
+                ck_assert_uint_ge(sk.n, 5);
+            ck_assert_int_gt(walk_both(&root, &sk), 100);
+            arena_free(a);
+        }
+        free(doc);
+    }
+}
+END_TEST
+
+/* Skips apply to the text they were made from only: iterating another text (which has large
+ * values at the same offsets, of other lengths) with them scans it. A failed validation says
+ * what json_validate says. */
+START_TEST(test_skips_other_text)
+{
+    char *a_text = skips_doc(1), *b_text = skips_doc(2);
+    arena_t *a = arena_new(4096);
+    struct json_span ra, rb;
+    struct json_skips sk;
+    char err[128] = "", err2[128] = "";
+    ck_assert(json_validate_skips(a_text, strlen(a_text), &ra, &sk, a, 1000, err, sizeof err));
+    ck_assert(json_validate(b_text, strlen(b_text), &rb, err, sizeof err));
+    ck_assert_int_gt(walk_both(&rb, &sk), 100);
+    const char bad[] = "{\"a\":\"0123456789012345678901234567890123456789012345678901234567890123456789\",}";
+    ck_assert(!json_validate_skips(bad, LEN(bad), &ra, &sk, a, 1000, err, sizeof err));
+    ck_assert(!json_validate(bad, LEN(bad), &rb, err2, sizeof err2));
+    ck_assert_str_eq(err, err2);
+    arena_free(a);
+    free(a_text);
+    free(b_text);
+}
+END_TEST
+
 static Suite *json_scan_suite(void)
 {
     Suite *s = suite_create("json_scan");
@@ -1077,6 +1186,8 @@ static Suite *json_scan_suite(void)
     tcase_add_test(tc, test_string_eq);
     tcase_add_test(tc, test_string_eq_long);
     tcase_add_test(tc, test_int64);
+    tcase_add_test(tc, test_skips_same_walk);
+    tcase_add_test(tc, test_skips_other_text);
     suite_add_tcase(s, tc);
     return s;
 }
