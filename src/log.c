@@ -307,10 +307,20 @@ static void field_str(strbuf_t *sb, const char *key, const char *val)
         return;
     const bool json = format == LOG_FORMAT_JSON;
     unsigned acc = 0;
-    const unsigned char *e = (const unsigned char *)val;
-    while (*e)
-        acc |= byte_class(*e++);
-    size_t len = (size_t)(e - (const unsigned char *)val);
+    size_t len = strlen(val), i = 0;
+    /* eight bytes at a time while none is a control byte, a space, '"', '\\', '=' or DEL (the
+     * usual id or path); the bytes from the first such word on one by one */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, val + i, 8);
+        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\'), eq = w ^ (ones * '='), del = w ^ (ones * 0x7f);
+        if (((w - ones * 0x21) & ~w & highs) | ((q - ones) & ~q & highs) | ((bs - ones) & ~bs & highs) |
+            ((eq - ones) & ~eq & highs) | ((del - ones) & ~del & highs))
+            break;
+    }
+    for (; i < len; i++)
+        acc |= byte_class((unsigned char)val[i]);
     bool quote = json || len == 0 || (acc & (ESC_ALWAYS | QUOTE_TEXT));
     if (json) {
         sb_puts(sb, ",\"");

@@ -808,6 +808,27 @@ START_TEST(test_log_text_escapes_values)
     line = request_line(LOG_FORMAT_TEXT, "a \"b\" \\c", "x=y");
     assert_has(line, " user=\"a \\\"b\\\" \\\\c\" device=\"x=y\" ");
     free(line);
+
+    /* each byte that matters at every offset of a value longer than two eight-byte words (the
+     * scan looks at eight bytes at a time): quoted and escaped as when it is alone */
+    static const struct { char byte; const char *as; bool quoted; } specials[] = {
+        { ' ', " ", true }, { '"', "\\\"", true }, { '\\', "\\", false }, { '=', "=", true },
+        { '\x01', "\\x01", true }, { '\x7f', "\\x7f", true }, { '~', "~", false }, { '!', "!", false },
+    };
+    for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++)
+        for (int at = 0; at < 24; at++) {
+            char user[25], want[64];
+            memset(user, 'a', 24);
+            user[24] = '\0';
+            user[at] = specials[k].byte;
+            snprintf(want, sizeof want, " user=%s%.*s%s%.*s%s device=", specials[k].quoted ? "\"" : "", at,
+                     "aaaaaaaaaaaaaaaaaaaaaaaa", specials[k].as, 23 - at, "aaaaaaaaaaaaaaaaaaaaaaaa",
+                     specials[k].quoted ? "\"" : "");
+            line = request_line(LOG_FORMAT_TEXT, user, "d");
+            assert_one_clean_line(line);
+            assert_has(line, want);
+            free(line);
+        }
 }
 END_TEST
 
@@ -1015,6 +1036,19 @@ START_TEST(test_ct_equal)
     b[63] = 0x00;
     a[63] = 0x80;
     ck_assert(!ct_equal(a, b, sizeof a));
+    /* every length around the eight-byte steps, a difference at every offset, at any alignment */
+    unsigned char c[80], d[80];
+    for (size_t i = 0; i < sizeof c; i++)
+        c[i] = d[i] = (unsigned char)(i * 37 + 11);
+    for (size_t off = 0; off < 3; off++)
+        for (size_t n = 0; n + off <= 72; n++) {
+            ck_assert(ct_equal(c + off, d + off, n));
+            for (size_t i = 0; i < n; i++) {
+                d[off + i] ^= 0x80;
+                ck_assert_msg(!ct_equal(c + off, d + off, n), "length %zu, offset %zu: byte %zu differs", n, off, i);
+                d[off + i] ^= 0x80;
+            }
+        }
     /* embedded NUL bytes are compared, not treated as terminators */
     ck_assert(!ct_equal("a\0b", "a\0c", 3));
     ck_assert(ct_equal("a\0b", "a\0b", 3));
