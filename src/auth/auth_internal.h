@@ -56,6 +56,9 @@ struct auth_ctx {
     bool alg_allowed[JWT_N_ALGS];
     unsigned char *secret;
     size_t secret_len;
+    /* per allowed HS* algorithm: an HMAC context holding the secret, made once (fetching the
+     * implementation costs far more than a signature) and started again for each token */
+    struct evp_mac_ctx_st *hmac[JWT_N_ALGS];
     struct jwt_pubkey *keys;
     int n_keys;
     char *issuer;

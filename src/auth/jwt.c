@@ -212,6 +212,30 @@ static bool load_public_key(const struct jwt_key_file *f, struct jwt_pubkey *k, 
     return true;
 }
 
+/* The HMAC contexts of the allowed HS* algorithms, keyed with the secret; an algorithm whose
+ * context cannot be made is verified with one-shot HMAC() instead. */
+static void hmac_contexts(struct auth_ctx *ctx)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    for (int i = 0; mac && i < JWT_N_ALGS; i++) {
+        if (!ctx->alg_allowed[i] || !alg_is_hmac((enum jwt_alg)i))
+            continue;
+        EVP_MAC_CTX *h = EVP_MAC_CTX_new(mac);
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                             (char *)EVP_MD_get0_name(hmac_md((enum jwt_alg)i)), 0),
+            OSSL_PARAM_construct_end(),
+        };
+        if (h && EVP_MAC_init(h, ctx->secret, ctx->secret_len, params)) {
+            ctx->hmac[i] = h;
+        } else {
+            EVP_MAC_CTX_free(h);
+            ERR_clear_error();
+        }
+    }
+    EVP_MAC_free(mac);
+}
+
 bool auth_jwt_setup(struct auth_ctx *ctx, const struct config *cfg, char *err, size_t errlen)
 {
     if (!cfg->jwt_algorithms || cfg->n_jwt_algorithms <= 0) {
@@ -240,6 +264,7 @@ bool auth_jwt_setup(struct auth_ctx *ctx, const struct config *cfg, char *err, s
         }
         ctx->secret_len = strlen(cfg->jwt_secret);
         ctx->secret = (unsigned char *)xstrndup(cfg->jwt_secret, ctx->secret_len);
+        hmac_contexts(ctx);
         /* A warning, not an error: a deployment that works today keeps working. */
         for (int i = 0; i < JWT_N_ALGS; i++)
             if (ctx->alg_allowed[i] && ctx->secret_len < min_secret_bytes[i])
@@ -315,6 +340,10 @@ void auth_jwt_cleanup(struct auth_ctx *ctx)
         OPENSSL_cleanse(ctx->secret, ctx->secret_len);
         free(ctx->secret);
     }
+    for (int i = 0; i < JWT_N_ALGS; i++) {
+        EVP_MAC_CTX_free(ctx->hmac[i]);
+        ctx->hmac[i] = NULL;
+    }
     for (int i = 0; i < ctx->n_keys; i++) {
         EVP_PKEY_free(ctx->keys[i].pkey);
         free(ctx->keys[i].kid);
@@ -337,6 +366,19 @@ static bool verify_hmac(const struct auth_ctx *ctx, enum jwt_alg alg, const char
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
+    EVP_MAC_CTX *h = alg_is_hmac(alg) ? ctx->hmac[alg] : NULL;
+    if (h) {
+        /* started again with the key it holds */
+        size_t outl = 0;
+        if (!EVP_MAC_init(h, NULL, 0, NULL) || !EVP_MAC_update(h, (const unsigned char *)input, inlen) ||
+            !EVP_MAC_final(h, mac, &outl, sizeof mac)) {
+            ERR_clear_error();
+            return false;
+        }
+        bool ok = siglen == outl && ct_equal(mac, sig, outl);
+        OPENSSL_cleanse(mac, sizeof mac);
+        return ok;
+    }
     if (!ctx->secret || ctx->secret_len > INT_MAX ||
         !HMAC(hmac_md(alg), ctx->secret, (int)ctx->secret_len, (const unsigned char *)input,
               inlen, mac, &maclen)) {
@@ -678,7 +720,7 @@ static bool cache_lookup(const struct auth_ctx *ctx, const char *token, size_t l
     if (!ctx->cache || len > JWT_CACHE_TOKEN_MAX || now <= 0)
         return false;
     const struct jwt_cache_slot *s = cache_slot(ctx->cache, token, len);
-    if (s->second != now || s->len != len || CRYPTO_memcmp(s->token, token, len) != 0)
+    if (s->second != now || s->len != len || !ct_equal(s->token, token, len))
         return false;
     *out = s->id;
     return true;

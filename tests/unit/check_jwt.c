@@ -1390,11 +1390,26 @@ START_TEST(test_verified_token_cache)
     ck_assert_str_eq(id.device, "tablet");
 
     /* The second answer came from the cache: with the key changed under it, the same bytes in the
-     * same second still pass, and in the next second they are checked against the new key. */
+     * same second still pass, and in the next second they are checked against the new key (the
+     * secret itself: the HMAC contexts, which hold their own copy of it, are set aside meanwhile). */
+    ck_assert_ptr_nonnull(ctx->hmac[JWT_HS256]);
+    struct evp_mac_ctx_st *kept[JWT_N_ALGS];
+    memcpy(kept, ctx->hmac, sizeof kept);
+    memset(ctx->hmac, 0, sizeof ctx->hmac);
     ctx->secret[0] ^= 1;
     ck_assert(auth_jwt_verify(ctx, tok, now, &id, msg, sizeof msg));
     ck_assert(!auth_jwt_verify(ctx, tok, now + 1, &id, msg, sizeof msg));
     ctx->secret[0] ^= 1;
+    ck_assert(auth_jwt_verify(ctx, tok, now + 2, &id, msg, sizeof msg));
+    memcpy(ctx->hmac, kept, sizeof kept);
+    /* and with the contexts, token after token, one of them forged: each judged on its own */
+    char *bad = strdup(tok);
+    bad[strlen(bad) - 20] = bad[strlen(bad) - 20] == 'A' ? 'B' : 'A';
+    for (int i = 0; i < 6; i++) {
+        ck_assert(auth_jwt_verify(ctx, tok, now + 10 + i, &id, msg, sizeof msg));
+        ck_assert(!auth_jwt_verify(ctx, bad, now + 10 + i, &id, msg, sizeof msg));
+    }
+    free(bad);
 
     /* One signature byte changed, the token's last bytes (its cache slot) kept: verified, refused. */
     char *forged = strdup(tok);
@@ -1417,9 +1432,11 @@ START_TEST(test_verified_token_cache)
     ck_assert_uint_gt(strlen(large), JWT_CACHE_TOKEN_MAX);
     ck_assert_msg(auth_jwt_verify(ctx, large, now, &id, msg, sizeof msg), "%s", msg);
     ck_assert_str_eq(id.user, "erin");
+    memset(ctx->hmac, 0, sizeof ctx->hmac);   /* the secret itself, as above */
     ctx->secret[0] ^= 1;
     ck_assert(!auth_jwt_verify(ctx, large, now, &id, msg, sizeof msg));
     ctx->secret[0] ^= 1;
+    memcpy(ctx->hmac, kept, sizeof kept);
     free(large);
 
     auth_free(ctx);
