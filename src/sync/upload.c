@@ -682,6 +682,16 @@ static const char *array_end(strbuf_t *sb)
 
 /* ------------------------------------------------------------------------- statements */
 
+/* The log rows of the three writes, in apply order (n), from their CTE input (user $1, device
+ * $2). The change log's payload is json (migration 0005): the text jsonb prints, which the
+ * download passes through; to_json prints it without the cast's second parse. */
+#define SQL_LOG_CTE                                                                                   \
+    " log AS ("                                                                                       \
+    "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"  \
+    "                                      source_id, source_change_id, server_version)"             \
+    "  SELECT $1, s, t, op, pk, to_json(payload), $2, scid, v FROM input ORDER BY n"                \
+    "  RETURNING server_id),"
+
 /* Prepared on every connection (sync_register_statements). */
 const struct db_statement upload_statements[] = {
     { "sync_user_lock",
@@ -736,13 +746,7 @@ const struct db_statement upload_statements[] = {
       "  FROM unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[],"
       "              $9::bool[], $10::bool[], $12::bool[])"
       "       WITH ORDINALITY AS x(s, t, op, pk, scid, v, fin, del, mat, n)),"
-      " log AS ("
-      "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
-      "                                      source_id, source_change_id, server_version)"
-      /* the change log's payload is json (migration 0005): the text jsonb prints, which the
-       * download passes through; to_json prints it without the cast's second parse */
-      "  SELECT $1, s, t, op, pk, to_json(payload), $2, scid, v FROM input ORDER BY n"
-      "  RETURNING server_id),"
+      SQL_LOG_CTE
       " meta AS ("
       "  INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version,"
       "                                  deleted, updated_at)"
@@ -778,11 +782,7 @@ const struct db_statement upload_statements[] = {
       "  FROM unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[],"
       "              $9::bool[], $10::bool[])"
       "       WITH ORDINALITY AS x(s, t, op, pk, scid, v, fin, del, n)),"
-      " log AS ("
-      "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
-      "                                      source_id, source_change_id, server_version)"
-      "  SELECT $1, s, t, op, pk, payload, $2, scid, v FROM input ORDER BY n"
-      "  RETURNING server_id),"
+      SQL_LOG_CTE
       " meta AS ("
       "  INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version,"
       "                                  deleted, updated_at)"
@@ -803,11 +803,7 @@ const struct db_statement upload_statements[] = {
       "  SELECT x.n, x.s, x.t, x.op, x.pk, x.scid, x.v, $9::jsonb -> (x.n::int - 1) AS payload"
       "  FROM unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::bigint[], $8::bigint[])"
       "       WITH ORDINALITY AS x(s, t, op, pk, scid, v, n)),"
-      " log AS ("
-      "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
-      "                                      source_id, source_change_id, server_version)"
-      "  SELECT $1, s, t, op, pk, to_json(payload), $2, scid, v FROM input ORDER BY n"
-      "  RETURNING server_id),"
+      SQL_LOG_CTE
       " meta AS ("
       "  INSERT INTO sync.sync_row_meta AS m (user_id, schema_name, table_name, pk_uuid, server_version,"
       "                                       deleted, updated_at)"
