@@ -199,8 +199,13 @@ static bool parse_body(struct batch *b, const char *body, size_t len, struct jso
     struct json_span root;
     *count = 0;
     /* room for the ends of the root, the changes, and a change's object, payload and two large
-     * values for every change that can be kept */
-    size_t max_skips = (size_t)(b->rq->cfg->max_upload_changes > 0 ? b->rq->cfg->max_upload_changes : 0) * 4 + 64;
+     * values for every change that can be kept; never more than the body can hold (values of 64
+     * bytes or more, about two levels of them), so a small body gets a small table whatever
+     * max_upload_changes says */
+    size_t max_skips = len / 32 + 16;
+    long keepable = b->rq->cfg->max_upload_changes;
+    if (keepable >= 0 && (unsigned long)keepable <= max_skips / 4 && (size_t)keepable * 4 + 64 < max_skips)
+        max_skips = (size_t)keepable * 4 + 64;
     if (!json_validate_skips(body, len, &root, &b->skips, b->rq->arena, max_skips, err, errlen))
         return false;
     if (root.type != JSON_OBJECT) {

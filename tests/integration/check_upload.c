@@ -2223,6 +2223,19 @@ START_TEST(test_one_trip_row_back_from_delete)
 }
 END_TEST
 
+/* The table of where the body's larger values end is sized by the body, not only by
+ * max_upload_changes: a small upload with max_upload_changes at a million takes a small arena
+ * (with room for a million changes' entries it would take 64 MB). */
+START_TEST(test_skip_table_follows_the_body)
+{
+    T.cfg.max_upload_changes = 1000000;
+    struct tdb_answer *a = tdb_upload_ok(&T, U, D, batch(ins(1, "users", PK1, "{\"n\":1}"), NULL));
+    assert_applied(a, 0, 1, 1);
+    ck_assert_msg(a->arena_bytes < 64 * 1024, "a one-change upload used %zu bytes of arena", a->arena_bytes);
+    tdb_answer_free(a);
+}
+END_TEST
+
 /* Batches the optimistic write does not try: a delete, a key twice, a scid twice, and any batch
  * with [sync] optimistic_upload off; their answers are the careful path's. */
 START_TEST(test_one_trip_not_tried)
@@ -2429,6 +2442,7 @@ static Suite *semantics_suite(void)
     tcase_add_test(tc, test_one_trip_row_back_from_delete);
     tcase_add_test(tc, test_one_trip_not_tried);
     tcase_add_test(tc, test_one_trip_lock_timeout);
+    tcase_add_test(tc, test_skip_table_follows_the_body);
     suite_add_tcase(s, tc);
     return s;
 }
