@@ -1555,6 +1555,24 @@ static bool batch_materializes(const struct batch *b, bool applied_only)
     return false;
 }
 
+/* Queues the opening of every upload transaction: BEGIN, the lock timeout, SET CONSTRAINTS ALL
+ * DEFERRED when the batch writes business tables (deferred), generic plans when its statements'
+ * plans do not depend on the values (generic), and the user's lock, which every writer of a
+ * user's rows holds before it reads or writes them. The statements queued after it start at
+ * p->n. */
+static bool begin_user_transaction(struct pipeline *p, const struct sync_request *rq, bool deferred, bool generic)
+{
+    char lock_timeout[32];
+    snprintf(lock_timeout, sizeof lock_timeout, "%ldms", rq->cfg->lock_timeout_ms);
+    const char *v_lt[1] = { lock_timeout };   /* pipeline_add sends at once: the values are copied */
+    const char *v_user[1] = { rq->who->user };
+    return pipeline_add(p, NULL, "BEGIN", 0, NULL) &&
+           pipeline_add(p, NULL, "SELECT set_config('lock_timeout', $1, true)", 1, v_lt) &&
+           (!deferred || pipeline_add(p, NULL, "SET CONSTRAINTS ALL DEFERRED", 0, NULL)) &&
+           (!generic || pipeline_add(p, NULL, "SET LOCAL plan_cache_mode = auto", 0, NULL)) &&
+           pipeline_add(p, "sync_user_lock", NULL, 1, v_user);
+}
+
 static enum sync_outcome read_state(struct batch *b, long long *prev_highest, char *err, size_t errlen)
 {
     const struct sync_request *rq = b->rq;
@@ -1582,23 +1600,16 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
      * unnamed and planned each time anyway): for it PostgreSQL may keep a generic plan, until
      * the transaction ends. */
     bool generic = !deferred && nq == 0;
-    char lock_timeout[32];
-    snprintf(lock_timeout, sizeof lock_timeout, "%ldms", rq->cfg->lock_timeout_ms);
 
     struct pipeline p;
     pipeline_begin(&p, rq->conn);
-    const char *v_lt[1] = { lock_timeout };
     const char *v_user[1] = { rq->who->user };
     const char *v_seen[3] = { rq->who->user, rq->who->device, scid_arr };
     const char *v_rows[4] = { rq->who->user, ks, kt, kp };
-    bool sent = pipeline_add(&p, NULL, "BEGIN", 0, NULL) &&
-                pipeline_add(&p, NULL, "SELECT set_config('lock_timeout', $1, true)", 1, v_lt) &&
-                (!deferred || pipeline_add(&p, NULL, "SET CONSTRAINTS ALL DEFERRED", 0, NULL)) &&
-                (!generic || pipeline_add(&p, NULL, "SET LOCAL plan_cache_mode = auto", 0, NULL)) &&
-                pipeline_add(&p, "sync_user_lock", NULL, 1, v_user) &&
-                pipeline_add(&p, "sync_seen_scids", NULL, 3, v_seen) &&
-                pipeline_add(&p, "sync_row_versions", NULL, 4, v_rows) &&
-                pipeline_add(&p, NULL, sql_highest, 1, v_user);
+    bool sent = begin_user_transaction(&p, rq, deferred, generic);
+    int r0 = p.n;   /* the reads' results */
+    sent = sent && pipeline_add(&p, "sync_seen_scids", NULL, 3, v_seen) &&
+           pipeline_add(&p, "sync_row_versions", NULL, 4, v_rows) && pipeline_add(&p, NULL, sql_highest, 1, v_user);
     /* row ownership: claim what the batch may create, then see which keys are another user's */
     int slot_claim = -1, slot_foreign = -1;
     if (sent && guarded) {
@@ -1628,7 +1639,6 @@ static enum sync_outcome read_state(struct batch *b, long long *prev_highest, ch
         pipeline_clear(&p);
         return o;
     }
-    int r0 = 3 + deferred + generic;
     PGresult *seen = p.res[r0], *rows = p.res[r0 + 1], *hi = p.res[r0 + 2];
     b->n_db_scids = PQntuples(seen);
     b->db_scids = arena_calloc(rq->arena, (size_t)(b->n_db_scids ? b->n_db_scids : 1), sizeof *b->db_scids);
@@ -2210,26 +2220,21 @@ static enum sync_outcome write_one_trip(struct batch *b, long long *highest, boo
     bool unused;
     write_params(b, vals, &unused);
     const char *vals_expected[9] = { vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], vals[7], vals[10] };
-    char lock_timeout[32];
-    snprintf(lock_timeout, sizeof lock_timeout, "%ldms", rq->cfg->lock_timeout_ms);
-    const char *v_lt[1] = { lock_timeout };
-    const char *v_user[1] = { rq->who->user };
 
     struct pipeline p;
     pipeline_begin(&p, rq->conn);
-    bool sent = pipeline_add(&p, NULL, "BEGIN", 0, NULL) &&
-                pipeline_add(&p, NULL, "SELECT set_config('lock_timeout', $1, true)", 1, v_lt) &&
-                /* the plans of this transaction do not depend on the values (see read_state) */
-                pipeline_add(&p, NULL, "SET LOCAL plan_cache_mode = auto", 0, NULL) &&
-                pipeline_add(&p, "sync_user_lock", NULL, 1, v_user) &&
-                (fresh ? pipeline_add(&p, "sync_write_fresh", NULL, 11, vals)
-                       : pipeline_add(&p, "sync_write_expected", NULL, 9, vals_expected)) &&
-                pipeline_add(&p, NULL, "COMMIT", 0, NULL);
+    /* nothing of a business table, and plans that do not depend on the values (see read_state) */
+    bool sent = begin_user_transaction(&p, rq, false, true);
+    int w = p.n;   /* the write's result */
+    sent = sent &&
+           (fresh ? pipeline_add(&p, "sync_write_fresh", NULL, 11, vals)
+                  : pipeline_add(&p, "sync_write_expected", NULL, 9, vals_expected)) &&
+           pipeline_add(&p, NULL, "COMMIT", 0, NULL);
     bool ok = pipeline_run(&p) && sent;   /* run whatever was sent: that leaves pipeline mode */
     if (!ok) {
         const PGresult *fail = pipeline_error(&p);
         const char *state = fail ? PQresultErrorField(fail, PG_DIAG_SQLSTATE) : NULL;
-        if (sent && fail && p.failed == 4 && state && (strcmp(state, "23505") == 0 || strcmp(state, "OV001") == 0) &&
+        if (sent && fail && p.failed == w && state && (strcmp(state, "23505") == 0 || strcmp(state, "OV001") == 0) &&
             PQstatus(rq->conn) == CONNECTION_OK) {
             pipeline_clear(&p);
             PGresult *r = db_result_in(rq->arena, PQexec(rq->conn, "ROLLBACK"));
@@ -2244,7 +2249,7 @@ static enum sync_outcome write_one_trip(struct batch *b, long long *highest, boo
         pipeline_clear(&p);
         return out;
     }
-    *highest = atoll(PQgetvalue(p.res[4], 0, 0));
+    *highest = atoll(PQgetvalue(p.res[w], 0, 0));
     pipeline_clear(&p);
     return SYNC_OK;
 }
