@@ -1,4 +1,5 @@
 #include "json_scan.h"
+#include "swar.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -134,12 +135,8 @@ static bool scan_string(struct scanner *s, struct json_span *out)
          * iteration steps over it */
         while (s->end - s->p >= 8) {
             /* eight bytes at a time: any byte >= 0x80, < 0x20, '"' or '\\' stops the run */
-            uint64_t w;
-            memcpy(&w, s->p, 8);
-            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-            uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-            if ((w & highs) | ((w - ones * 0x20) & ~w & highs) | ((q - ones) & ~q & highs) |
-                ((bs - ones) & ~bs & highs))
+            uint64_t w = swar_load(s->p);
+            if ((w & SWAR_HIGHS) | swar_below(w, 0x20) | swar_eq(w, '"') | swar_eq(w, '\\'))
                 break;
             s->p += 8;
         }

@@ -1,5 +1,6 @@
 #include "log.h"
 #include "strbuf.h"
+#include "swar.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -310,13 +311,9 @@ static void field_str(strbuf_t *sb, const char *key, const char *val)
     size_t len = strlen(val), i = 0;
     /* eight bytes at a time while none is a control byte, a space, '"', '\\', '=' or DEL (the
      * usual id or path); the bytes from the first such word on one by one */
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, val + i, 8);
-        uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\'), eq = w ^ (ones * '='), del = w ^ (ones * 0x7f);
-        if (((w - ones * 0x21) & ~w & highs) | ((q - ones) & ~q & highs) | ((bs - ones) & ~bs & highs) |
-            ((eq - ones) & ~eq & highs) | ((del - ones) & ~del & highs))
+        uint64_t w = swar_load(val + i);
+        if (swar_below(w, 0x21) | swar_eq(w, '"') | swar_eq(w, '\\') | swar_eq(w, '=') | swar_eq(w, 0x7f))
             break;
     }
     for (; i < len; i++)

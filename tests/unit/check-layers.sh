@@ -2,7 +2,7 @@
 # The include graph of src/ against the layers of docs/architecture.md: a file includes only
 # files of its own module or of a lower layer, and the modules form no circle.
 #
-#   layer 0  leaves: xalloc arena strbuf log uuid base64 identity json_scan canonical_json
+#   layer 0  leaves: xalloc arena strbuf log uuid base64 identity swar json_scan canonical_json
 #            bundle_hash config (config.c, config_doc.c)
 #   layer 1  db/
 #   layer 2  materialize/
@@ -42,7 +42,7 @@ layer_of() {
     sync | auth | http | bundle) echo 3 ;;
     metrics) echo 4 ;;
     app | app_bundle | app_test | app_watch | watch | watch_client | worker | listener | master | main) echo 5 ;;
-    xalloc | arena | strbuf | log | uuid | base64 | identity | json_scan | canonical_json | bundle_hash | config)
+    xalloc | arena | strbuf | log | uuid | base64 | identity | swar | json_scan | canonical_json | bundle_hash | config)
         echo 0 ;;
     *) echo unknown ;;
     esac
