@@ -28,12 +28,12 @@ void sb_puts(strbuf_t *sb, const char *s);
 void sb_putc(strbuf_t *sb, char c);
 void sb_printf(strbuf_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_vprintf(strbuf_t *sb, const char *fmt, va_list ap);
-/* Append s as a JSON string literal, quotes included. */
 /* Decimal of v, as printf's %llu / %lld would write it (without printf's cost). */
 void sb_put_u64(strbuf_t *sb, unsigned long long v);
 void sb_put_i64(strbuf_t *sb, long long v);
 /* Decimal of v into buf (at least 20 bytes; no terminator); returns its length. */
 size_t put_u64(char *buf, unsigned long long v);
+/* Append s as a JSON string literal, quotes included. */
 void sb_json_str(strbuf_t *sb, const char *s);
 void sb_json_strn(strbuf_t *sb, const char *s, size_t n);
 const char *sb_cstr(strbuf_t *sb);           /* "" when empty */

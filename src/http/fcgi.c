@@ -69,7 +69,6 @@ static bool writev_all(int fd, struct iovec *iov, int cnt)
  * (a 1 MB download page was 128 writes, and as many reads for the web server). What the stream
  * holds is flushed first, so the records stay in order; FCGX_Finish_r ends the stream as usual. */
 #define RECORD_MAX 65528   /* a multiple of 8: no padding */
-#define DIRECT_MIN 16384
 
 static int write_records(FCGX_Request *req, const char *buf, size_t n)
 {
@@ -97,7 +96,7 @@ static int write_records(FCGX_Request *req, const char *buf, size_t n)
 static int fcgi_write(void *ud, const char *buf, size_t n)
 {
     FCGX_Request *req = ud;
-    if (n >= DIRECT_MIN && req->ipcFd >= 0)
+    if (n >= HTTP_LARGE_BODY && req->ipcFd >= 0)
         return write_records(req, buf, n);
     while (n > 0) {
         int chunk = n > (size_t)1 << 30 ? 1 << 30 : (int)n;

@@ -382,7 +382,7 @@ void http_respond(struct request *req, int status, const char *content_type,
                   const char *extra_headers, const char *body, size_t len)
 {
     /* a small answer goes out in one write; a large body is not copied behind its head */
-    bool large = len > 16384;
+    bool large = len >= HTTP_LARGE_BODY;
     strbuf_t out = STRBUF_INIT;
     sb_reserve(&out, (large ? 0 : len) + 256);
     if (answer_head(req, &out, status, content_type, extra_headers, len)) {

@@ -97,6 +97,11 @@ bool http_read_body(struct request *req, long max_bytes, bool *too_large);
  * naming the parameter, and false returned. */
 bool http_query_params(struct request *req, size_t n, const char *const names[], const char *values[]);
 
+/* A body of at least this many bytes is large: http_respond writes it on its own instead of
+ * copying it behind the head, and the FastCGI writer sends such a write as large records of its
+ * own (src/http/fcgi.c). */
+#define HTTP_LARGE_BODY 16384
+
 /* Answers. extra_headers: zero or more complete "Name: value\r\n" lines, or NULL; content_type
  * NULL sends none (204). */
 void http_respond(struct request *req, int status, const char *content_type,

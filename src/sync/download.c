@@ -280,7 +280,9 @@ enum sync_outcome sync_download(const struct sync_request *rq, const struct down
         put_i64(out, PQgetvalue(r, n - 1, 0));
     else
         sb_puts(out, after);
-    sb_printf(out, ",\"window_until\":%lld}", window);
+    sb_puts(out, ",\"window_until\":");
+    sb_put_i64(out, window);
+    sb_putc(out, '}');
     *nrows = (unsigned long)n;
     return SYNC_OK;
 }
