@@ -71,6 +71,27 @@ static inline double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* utime + stime of process PID in clock ticks (sysconf(_SC_CLK_TCK) per second), or -1 */
+static inline long long proc_ticks(long pid)
+{
+    char path[64], line[2048];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')');
+    if (!p)
+        return -1;
+    /* after "pid (comm) ": state is field 3; utime and stime are fields 14 and 15 */
+    unsigned long long utime, stime;
+    if (sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &utime, &stime) != 2)
+        return -1;
+    return (long long)(utime + stime);
+}
+
 /* Occurrences of needle in hay. */
 static inline size_t count_of(const char *hay, const char *needle)
 {

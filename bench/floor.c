@@ -127,27 +127,6 @@ struct th {
     long long cpu_ticks;    /* of its backend, -1 when /proc could not tell */
 };
 
-/* utime + stime of process PID in clock ticks, or -1 */
-static long long proc_ticks(long pid)
-{
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(line, 1, sizeof line - 1, f);
-    fclose(f);
-    line[n] = '\0';
-    const char *p = strrchr(line, ')');
-    if (!p)
-        return -1;
-    /* after "pid (comm) ": state is field 3; utime and stime are fields 14 and 15 */
-    unsigned long long utime, stime;
-    if (sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &utime, &stime) != 2)
-        return -1;
-    return (long long)(utime + stime);
-}
-
 static void die(PGconn *c, const char *what, PGresult *r)
 {
     fprintf(stderr, "floor: FAILED: %s: %s", what, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
