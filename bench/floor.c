@@ -104,7 +104,7 @@ static const char *const sql_write =
     " log AS ("
     "  INSERT INTO sync.server_change_log (user_id, schema_name, table_name, op, pk_uuid, payload,"
     "                                      source_id, source_change_id, server_version)"
-    "  SELECT $1, s, t, op, pk, payload, $2, scid, v FROM input ORDER BY n"
+    "  SELECT $1, s, t, op, pk, to_json(payload), $2, scid, v FROM input ORDER BY n"
     "  RETURNING server_id),"
     " meta AS ("
     "  INSERT INTO sync.sync_row_meta (user_id, schema_name, table_name, pk_uuid, server_version,"
