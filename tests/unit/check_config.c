@@ -120,6 +120,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg.max_payload_bytes, 1024 * 1024);
     ck_assert_int_eq(cfg.max_body_bytes, 16 * 1024 * 1024);
     ck_assert(cfg.auto_migrate_fks);
+    ck_assert(cfg.optimistic_upload);
     ck_assert_int_eq(cfg.n_tables, 0);
     ck_assert_ptr_null(cfg.tables);
     config_free(&cfg);
@@ -169,7 +170,7 @@ START_TEST(test_full_file)
         "max_payload_bytes = 64kB\n"
         "max_body_bytes = 2MB\n"
         "auto_migrate_fks = no\n"
-        "\n"
+        "optimistic_upload = off\n"   /* in place of a blank line: the table lines stay where they were */
         "[table Business.Users]\n"
         "materializer = generic\n"
         "[table business.orders]\n"
@@ -227,6 +228,7 @@ START_TEST(test_full_file)
     ck_assert_int_eq(cfg.max_payload_bytes, 65536);
     ck_assert_int_eq(cfg.max_body_bytes, 2 * 1024 * 1024);
     ck_assert(!cfg.auto_migrate_fks);
+    ck_assert(!cfg.optimistic_upload);
 
     ck_assert_int_eq(cfg.n_tables, 5);
     ck_assert_str_eq(cfg.tables[0].schema, "business");
@@ -332,6 +334,9 @@ static const struct error_case error_cases[] = {
     /* booleans */
     { "[sync]\nauto_migrate_fks = maybe\n",
       "2: [sync] auto_migrate_fks: \"maybe\" is not a boolean (true/false, on/off, yes/no or "
+      "1/0)" },
+    { "[sync]\noptimistic_upload = sometimes\n",
+      "2: [sync] optimistic_upload: \"sometimes\" is not a boolean (true/false, on/off, yes/no or "
       "1/0)" },
     /* durations */
     { "[database]\nstatement_timeout = 10 parsecs\n",
